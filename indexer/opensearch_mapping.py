@@ -1,0 +1,125 @@
+"""The OpenSearch index body: analysis chain, strict mapping, k-NN vector field and manifest.
+
+The analyzers mirror :mod:`indexer.analysis` (standard tokenizer → lowercase → asciifolding →
+possessive_english → minimal_english → [search side: synonym_graph]), so BM25 behaves the same on
+both backends. The synonym rules are parsed through the chain before them, so they are stemmed too
+("laptops" matches the rule "laptop, notebook").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from indexer.analysis import Synonyms
+from indexer.errors import BadInputError
+from indexer.manifest import Manifest
+from indexer.schema import TEXT_FIELDS, VECTOR_FIELD
+
+INDEX_ANALYZER = "shoprank_text"
+SEARCH_ANALYZER = "shoprank_search"
+LOWERCASE_NORMALIZER = "shoprank_lowercase"
+# Brand filtering is case-insensitive (Filters.accepts compares ``.lower()``): a lowercase-only
+# keyword subfield, no ASCII folding, so "Citroën" and "Citroen" stay different as in the reference.
+BRAND_FILTER_FIELD = "brand.filter"
+KEYWORD_SUBFIELDS = ("title", "brand", "name", "category")
+META_KEY = "shoprank"
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 128
+MAX_DIMENSION = 16000  # the k-NN plugin's limit for the lucene engine
+
+
+def analysis_settings(synonym_rules: list[str]) -> dict[str, Any]:
+    base = ["lowercase", "asciifolding", "shoprank_possessive"]
+    stemmed = [*base, "shoprank_minimal_english"]
+    search = [*stemmed, "shoprank_synonyms"] if synonym_rules else stemmed
+    filters: dict[str, Any] = {
+        "shoprank_possessive": {"type": "stemmer", "language": "possessive_english"},
+        "shoprank_minimal_english": {"type": "stemmer", "language": "minimal_english"},
+    }
+    if synonym_rules:
+        filters["shoprank_synonyms"] = {"type": "synonym_graph", "synonyms": list(synonym_rules)}
+    return {
+        "filter": filters,
+        "analyzer": {
+            INDEX_ANALYZER: {
+                "type": "custom",
+                "tokenizer": "standard",
+                "filter": stemmed,
+            },
+            SEARCH_ANALYZER: {
+                "type": "custom",
+                "tokenizer": "standard",
+                "filter": search,
+            },
+        },
+        "normalizer": {
+            LOWERCASE_NORMALIZER: {"type": "custom", "char_filter": [], "filter": ["lowercase"]},
+        },
+    }
+
+
+def _text_field(name: str) -> dict[str, Any]:
+    field: dict[str, Any] = {"type": "text", "analyzer": INDEX_ANALYZER, "search_analyzer": SEARCH_ANALYZER}
+    if name in KEYWORD_SUBFIELDS:
+        field["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
+        if name == "brand":
+            field["fields"]["filter"] = {"type": "keyword", "normalizer": LOWERCASE_NORMALIZER}
+    return field
+
+
+def vector_field(dimension: int) -> dict[str, Any]:
+    return {
+        "type": "knn_vector",
+        "dimension": dimension,
+        "method": {
+            "name": "hnsw",
+            "engine": "lucene",
+            "space_type": "cosinesimil",
+            "parameters": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
+        },
+    }
+
+
+def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
+    props: dict[str, Any] = {"id": {"type": "keyword"}}
+    props.update({name: _text_field(name) for name in TEXT_FIELDS})
+    props.update(
+        {
+            "ean": {"type": "keyword"},
+            "price": {"type": "double"},
+            "in_stock": {"type": "boolean"},
+            "image_url": {"type": "keyword", "index": False, "doc_values": False},
+            "date_released": {
+                "type": "date",
+                "format": "strict_date_optional_time||yyyy-MM-dd||yyyy-MM||yyyy||epoch_millis",
+                "ignore_malformed": True,
+            },
+            "attributes": {"type": "object", "enabled": False},
+            VECTOR_FIELD: vector_field(dimension),
+        }
+    )
+    return {"dynamic": "strict", "_meta": {META_KEY: manifest.to_dict()}, "properties": props}
+
+
+def index_body(
+    dimension: int,
+    manifest: Manifest,
+    shards: int = 1,
+    replicas: int = 0,
+    synonym_rules: list[str] | None = None,
+) -> dict[str, Any]:
+    """Settings and mappings for one versioned product index (``PUT /<index>`` body)."""
+    if not 1 <= dimension <= MAX_DIMENSION:
+        raise BadInputError(f"vector dimension must be between 1 and {MAX_DIMENSION}, got {dimension}")
+    if dimension != manifest.dimension:
+        raise BadInputError(f"vector dimension {dimension} differs from the manifest's {manifest.dimension}")
+    if shards < 1 or replicas < 0:
+        raise BadInputError(f"need shards >= 1 and replicas >= 0, got {shards} and {replicas}")
+    rules = Synonyms.default().rules() if synonym_rules is None else list(synonym_rules)
+    return {
+        "settings": {
+            "index": {"number_of_shards": shards, "number_of_replicas": replicas, "knn": True},
+            "analysis": analysis_settings(rules),
+        },
+        "mappings": mappings(dimension, manifest),
+    }

@@ -1,0 +1,73 @@
+"""The searchable document shape shared by both backends: field names, default boosts, doc body."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from indexer.product import Product
+
+VECTOR_FIELD = "embedding"
+
+# Full-text fields and the default BM25 boosts (field weight in the summed, "most_fields" score).
+# Chosen by a small grid on the Chorus dev judgments (bench/README.md has the figures).
+DEFAULT_FIELD_BOOSTS = MappingProxyType(
+    {
+        "title": 3.0,
+        "name": 1.0,
+        "brand": 1.0,
+        "category": 1.0,
+        "description": 0.5,
+        "attributes_text": 0.2,
+    }
+)
+# Lexical score = BM25(query as typed) + DEFAULT_SYNONYM_WEIGHT × BM25(synonym-expanded query):
+# synonyms add recall without letting a generic expansion term outrank exact matches.
+DEFAULT_SYNONYM_WEIGHT = 0.3
+TEXT_FIELDS = tuple(DEFAULT_FIELD_BOOSTS)
+
+
+def text_fields(p: Product) -> dict[str, str]:
+    """The full-text view of a product, one string per field in :data:`TEXT_FIELDS`."""
+    return {
+        "title": p.title,
+        "name": p.name,
+        "brand": p.brand,
+        "category": p.category,
+        "description": p.description,
+        "attributes_text": p.attribute_text(),
+    }
+
+
+def document(p: Product, vector: Any | None = None) -> dict[str, Any]:
+    """The stored document: text fields, filterable keywords, the product itself and the vector."""
+    doc: dict[str, Any] = {
+        "id": p.id,
+        **text_fields(p),
+        "ean": list(p.ean),
+        "price": p.price,
+        "in_stock": p.in_stock,
+        "image_url": p.image_url,
+        "date_released": p.date_released,
+        "attributes": {k: v for k, v in p.attributes.items()},
+    }
+    if vector is not None:
+        doc[VECTOR_FIELD] = [float(x) for x in vector]
+    return doc
+
+
+def product_from_document(doc: dict[str, Any]) -> Product:
+    return Product(
+        id=str(doc["id"]),
+        title=doc["title"],
+        description=doc.get("description") or "",
+        brand=doc.get("brand") or "",
+        category=doc.get("category") or "",
+        price=doc.get("price"),
+        attributes=dict(doc.get("attributes") or {}),
+        ean=tuple(doc.get("ean") or ()),
+        name=doc.get("name") or "",
+        image_url=doc.get("image_url") or "",
+        in_stock=doc.get("in_stock"),
+        date_released=doc.get("date_released"),
+    )

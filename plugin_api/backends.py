@@ -1,0 +1,101 @@
+"""Build stores, search backends and retrievers from settings: the backend registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from indexer.base import IndexStore
+from indexer.embedding import Embedder, EmbeddingCache, make_embedder
+from indexer.errors import BadInputError
+from indexer.pipeline import check_compatible
+from plugin_api.settings import Settings
+from ranker.base import SearchBackend
+from ranker.retrieval import RetrievalConfig, Retriever
+
+
+def _embedded_store(s: Settings) -> IndexStore:
+    from indexer.embedded_store import EmbeddedStore
+
+    return EmbeddedStore(s.embedded_dir)
+
+
+def _embedded_backend(s: Settings) -> SearchBackend:
+    from indexer.embedded_store import EmbeddedStore
+    from ranker.embedded_backend import EmbeddedBackend
+
+    return EmbeddedBackend(EmbeddedStore(s.embedded_dir))
+
+
+def _client(s: Settings) -> Any:
+    from indexer.opensearch_client import make_client
+
+    return make_client(s.opensearch_url, timeout=s.opensearch_timeout_s)
+
+
+def _opensearch_store(s: Settings) -> IndexStore:
+    from indexer.opensearch_store import OpenSearchStore
+
+    return OpenSearchStore(_client(s), alias=s.index_alias)
+
+
+def _opensearch_backend(s: Settings) -> SearchBackend:
+    from ranker.opensearch_backend import OpenSearchBackend
+
+    return OpenSearchBackend(_client(s), alias=s.index_alias)
+
+
+@dataclass(frozen=True)
+class BackendFactory:
+    store: Callable[[Settings], IndexStore]
+    search: Callable[[Settings], SearchBackend]
+    where: Callable[[Settings], str]
+
+
+BACKENDS = MappingProxyType(
+    {
+        "embedded": BackendFactory(
+            _embedded_store, _embedded_backend, lambda s: f"the embedded index in {s.embedded_dir}"
+        ),
+        "opensearch": BackendFactory(
+            _opensearch_store,
+            _opensearch_backend,
+            lambda s: f"OpenSearch index {s.index_alias!r} at {s.opensearch_url}",
+        ),
+    }
+)
+
+
+def factory(name: str) -> BackendFactory:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise BadInputError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}") from None
+
+
+def embedder_from(s: Settings) -> Embedder:
+    return make_embedder(s.embedder, device=s.device, model_path=s.model_path)
+
+
+def embedding_cache(s: Settings, embedder: Embedder) -> EmbeddingCache:
+    return EmbeddingCache(s.embedding_cache_dir, embedder.model_id, embedder.dimension)
+
+
+def retrieval_config(s: Settings) -> RetrievalConfig:
+    return RetrievalConfig(
+        candidates=s.candidates,
+        fusion=s.fusion,  # type: ignore[arg-type]
+        rrf_k=s.rrf_k,
+        weights=MappingProxyType({"bm25": s.weight_bm25, "vector": s.weight_vector}),
+    )
+
+
+def open_retriever(s: Settings, embedder: Embedder | None = None) -> Retriever:
+    """A retriever over the configured backend, after checking the index manifest fits the model."""
+    f = factory(s.backend)
+    emb = embedder or embedder_from(s)
+    backend = f.search(s)
+    check_compatible(backend.manifest(), emb, f.where(s))
+    return Retriever(backend, emb, retrieval_config(s))

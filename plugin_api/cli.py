@@ -1,0 +1,253 @@
+"""The ``shoprank`` command line: index, search, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import ShoprankError
+from plugin_api.settings import Settings
+
+log = logging.getLogger("shoprank")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for key in ("backend", "opensearch_url", "data_dir", "embedder", "device", "index_alias", "fusion"):
+        v = getattr(args, key, None)
+        if v is not None:
+            overrides[key] = v
+    return Settings(**overrides)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend", choices=["embedded", "opensearch"], help="where the index lives (default: embedded)"
+    )
+    p.add_argument("--opensearch-url", help="OpenSearch URL (default http://127.0.0.1:9200)")
+    p.add_argument("--index-alias", help="OpenSearch alias (default shoprank-products)")
+    p.add_argument(
+        "--data-dir", type=Path, help="embedded index folder parent (default ~/.local/share/shoprank)"
+    )
+    p.add_argument("--embedder", help="embedding model: minilm (default) or hashing (tests only)")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.catalog import read_catalog
+    from indexer.pipeline import build_index
+    from plugin_api.backends import embedder_from, embedding_cache, factory
+
+    s = _settings(args)
+    read = read_catalog(args.catalog, limit=args.limit)
+    for err in read.errors[:20]:
+        print(f"skipped {err}", file=sys.stderr)
+    if len(read.errors) > 20:
+        print(f"... and {len(read.errors) - 20} more bad rows", file=sys.stderr)
+    f = factory(s.backend)
+    store = f.store(s)
+    embedder = embedder_from(s)
+    cache = embedding_cache(s, embedder)
+    print(
+        f"indexing {len(read.products)} products into {f.where(s)} with {embedder.model_id}", file=sys.stderr
+    )
+    rep = build_index(
+        read.products,
+        store,
+        embedder,
+        cache=cache,
+        batch_size=s.batch_size,
+        progress=not args.quiet,
+        extra={"catalog": str(args.catalog)},
+    )
+    for failure in rep.write.errors[:20]:
+        print(f"failed {failure}", file=sys.stderr)
+    out = {
+        "backend": s.backend,
+        "target": rep.write.target,
+        "documents": rep.documents,
+        "bad_rows": len(read.errors),
+        "failed": len(rep.write.errors),
+        "embedded": rep.embedded,
+        "cached_embeddings": rep.cached,
+        "embed_seconds": round(rep.embed_seconds, 2),
+        "write_seconds": round(rep.write_seconds, 2),
+    }
+    print(json.dumps(out))
+    return 0 if rep.write.ok else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from plugin_api.backends import open_retriever
+    from ranker.base import Filters
+    from ranker.retrieval import SearchRequest
+
+    s = _settings(args)
+    retriever = open_retriever(s)
+    filters = Filters(
+        brands=tuple(args.brand or ()),
+        price_min=args.price_min,
+        price_max=args.price_max,
+        in_stock=args.in_stock,
+    )
+    res = retriever.search(SearchRequest(args.query, k=args.k, mode=args.mode, filters=filters))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": args.query,
+                    "mode": res.mode.value,
+                    "timings_ms": dict(res.timings_ms),
+                    "hits": [
+                        {
+                            "id": h.id,
+                            "rank": h.rank,
+                            "score": h.score,
+                            "sources": {k: {"score": v.score, "rank": v.rank} for k, v in h.sources.items()},
+                            "title": h.product.title if h.product else None,
+                            "brand": h.product.brand if h.product else None,
+                            "price": h.product.price if h.product else None,
+                        }
+                        for h in res.hits
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    if not res.hits:
+        print("no results")
+    for h in res.hits:
+        p = h.product
+        src = "  ".join(
+            f"{k}={v.score:.3f}" + (f"#{v.rank}" if v.rank else "")
+            for k, v in h.sources.items()
+            if v.score is not None
+        )
+        price = f"{p.price:.2f}" if p and p.price is not None else "-"
+        print(
+            f"{h.rank:>3}. [{h.id}] {p.title if p else '?'}  ({p.brand if p else ''}, {price})  score={h.score:.4f}  {src}"
+        )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from plugin_api.backends import open_retriever
+    from ranker.base import Mode
+    from ranker.evaluation import (
+        RUN_DEPTH,
+        evaluate_pipelines,
+        load_judgments,
+        machine_description,
+        write_outputs,
+    )
+    from ranker.retrieval import SearchRequest
+
+    s = _settings(args)
+    qrels = load_judgments(args.judgments)
+    if args.catalog and not args.no_index:
+        rc = cmd_index(args)
+        if rc:
+            return rc
+    retriever = open_retriever(s)
+    names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
+    pipelines = {}
+    for name in names:
+        mode = Mode.parse(name)
+
+        def run(q: str, mode: Mode = mode) -> list[tuple[str, float]]:
+            res = retriever.search(SearchRequest(q, k=RUN_DEPTH, mode=mode, with_products=False))
+            return [(h.id, h.score) for h in res.hits]
+
+        pipelines[name] = run
+    # One warm-up query so model loading does not count as query latency.
+    retriever.search(SearchRequest("warm up", k=1, mode=Mode.HYBRID, with_products=False))
+    results = evaluate_pipelines(qrels, pipelines, progress=not args.quiet)
+    manifest = retriever.backend.manifest()
+    mpath, rpath = write_outputs(
+        args.out,
+        results,
+        qrels,
+        {
+            "judgments": str(args.judgments),
+            "catalog": str(args.catalog),
+            "backend": s.backend,
+            "model_id": manifest.model_id if manifest else None,
+            "documents": retriever.backend.count(),
+            "fusion": s.fusion,
+            "machine": machine_description(),
+        },
+    )
+    print(rpath.read_text())
+    print(f"wrote {mpath} and {rpath}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="shoprank", description="Neural product search: index, search, evaluate."
+    )
+    ap.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "index", help="read a catalog, embed it, and build an index (full rebuild, atomic switch)"
+    )
+    p.add_argument(
+        "--catalog", required=True, type=Path, help="catalog file or folder (Icecat .json.zip, JSONL, CSV)"
+    )
+    p.add_argument("--limit", type=int, help="index only the first N products")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(p)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search the index")
+    p.add_argument("query")
+    p.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
+    p.add_argument("-k", type=int, default=10, help="results to return (1-1000)")
+    p.add_argument("--brand", action="append", help="only this brand (repeatable)")
+    p.add_argument("--price-min", type=float)
+    p.add_argument("--price-max", type=float)
+    p.add_argument("--in-stock", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--fusion", choices=["rrf", "minmax"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("eval", help="evaluate pipelines on a query,docid,rating judgments CSV")
+    p.add_argument(
+        "--catalog", type=Path, help="catalog to (re)index first; omit to evaluate the existing index"
+    )
+    p.add_argument("--no-index", action="store_true", help="do not re-index even when --catalog is given")
+    p.add_argument("--limit", type=int, help="index only the first N products")
+    p.add_argument("--judgments", required=True, type=Path)
+    p.add_argument("--pipelines", default="bm25,vector,hybrid", help="comma-separated: bm25,vector,hybrid")
+    p.add_argument("--out", required=True, type=Path, help="folder for metrics.json and report.md")
+    p.add_argument("--fusion", choices=["rrf", "minmax"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except ShoprankError as exc:
+        print(f"shoprank: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Settings, read only here at the edge (environment ``SHOPRANK_*`` and CLI flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "shoprank"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "shoprank"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPRANK_", frozen=True, extra="ignore")
+
+    backend: Literal["embedded", "opensearch"] = "embedded"
+    opensearch_url: str = "http://127.0.0.1:9200"
+    opensearch_timeout_s: float = Field(10.0, gt=0, le=300)
+    index_alias: str = Field("shoprank-products", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    embedder: str = "minilm"
+    model_path: Path | None = None
+    device: str = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    candidates: int = Field(100, ge=1, le=1000)
+    fusion: Literal["rrf", "minmax"] = "rrf"
+    rrf_k: float = Field(60.0, gt=0)
+    weight_bm25: float = Field(1.0, ge=0)
+    weight_vector: float = Field(1.0, ge=0)
+
+    @property
+    def embedded_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def embedding_cache_dir(self) -> Path:
+        return self.cache_dir / "embeddings"

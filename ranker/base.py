@@ -1,0 +1,120 @@
+"""The retrieval role: request/response types and the protocol each search backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from indexer.errors import BadInputError
+from indexer.manifest import Manifest
+from indexer.product import Product
+
+
+class Mode(StrEnum):
+    BM25 = "bm25"
+    VECTOR = "vector"
+    HYBRID = "hybrid"
+
+    @classmethod
+    def parse(cls, value: str | Mode) -> Mode:
+        try:
+            return cls(value)
+        except ValueError:
+            raise BadInputError(
+                f"unknown mode {value!r}; choose from {', '.join(m.value for m in cls)}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Filters applied inside the engine (before top-N), never after."""
+
+    brands: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    in_stock: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("price_min", "price_max"):
+            v = getattr(self, name)
+            if v is not None and (v != v or v < 0):
+                raise BadInputError(f"{name} must be a number >= 0, got {v!r}")
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise BadInputError(f"price_min ({self.price_min}) is greater than price_max ({self.price_max})")
+
+    @property
+    def empty(self) -> bool:
+        return not self.brands and self.price_min is None and self.price_max is None and self.in_stock is None
+
+    def accepts(self, p: Product) -> bool:
+        """Reference semantics (used by the embedded backend; OpenSearch must agree)."""
+        if self.brands and p.brand.lower() not in {b.lower() for b in self.brands}:
+            return False
+        if self.price_min is not None and (p.price is None or p.price < self.price_min):
+            return False
+        if self.price_max is not None and (p.price is None or p.price > self.price_max):
+            return False
+        return not (self.in_stock is not None and p.in_stock is not None and p.in_stock != self.in_stock)
+
+
+@dataclass(frozen=True)
+class Scored:
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SourceScore:
+    """One retrieval source's view of a hit: its raw score and 1-based rank (None: not retrieved)."""
+
+    score: float | None
+    rank: int | None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    rank: int
+    sources: Mapping[str, SourceScore]
+    product: Product | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    mode: Mode
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    """What retrieval needs from a store. Scores: BM25 raw scores; cosine similarity for vectors."""
+
+    name: str
+
+    def lexical(self, query: str, n: int, filters: Filters) -> list[Scored]: ...
+
+    def knn(self, vector: np.ndarray, n: int, filters: Filters) -> list[Scored]: ...
+
+    def hybrid(
+        self, query: str, vector: np.ndarray, n: int, filters: Filters
+    ) -> tuple[list[Scored], list[Scored]]:
+        """Both candidate lists (one round trip where the engine allows)."""
+        ...
+
+    def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of given products for a query (ids that do not match are absent)."""
+        ...
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, Product]: ...
+
+    def count(self) -> int: ...
+
+    def manifest(self) -> Manifest | None: ...

@@ -1,0 +1,153 @@
+"""Retrieval over any :class:`~ranker.base.SearchBackend`: BM25, vector and hybrid with fusion."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from indexer.embedding import Embedder
+from indexer.errors import BadInputError
+from ranker.base import Filters, Hit, Mode, Scored, SearchBackend, SearchResult, SourceScore
+from ranker.fusion import Fusion, minmax, rrf
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 1000
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    candidates: int = 100
+    fusion: Fusion = Fusion.RRF
+    rrf_k: float = 60.0
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"bm25": 1.0, "vector": 1.0})
+    )
+    fill_missing_scores: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.candidates <= MAX_K:
+            raise BadInputError(f"candidates must be between 1 and {MAX_K}")
+        object.__setattr__(self, "fusion", Fusion.parse(self.fusion))
+        unknown = set(self.weights) - {"bm25", "vector"}
+        if unknown:
+            raise BadInputError(f"unknown fusion weight {sorted(unknown)}; choose from bm25, vector")
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    k: int = 10
+    mode: Mode = Mode.HYBRID
+    filters: Filters = field(default_factory=Filters)
+    with_products: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise BadInputError("query is empty; type some words to search for")
+        if len(self.query) > MAX_QUERY_CHARS:
+            raise BadInputError(f"query is {len(self.query)} characters; the limit is {MAX_QUERY_CHARS}")
+        if not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise BadInputError(f"k must be an integer between 1 and {MAX_K}, got {self.k!r}")
+        object.__setattr__(self, "mode", Mode.parse(self.mode))
+
+
+class Retriever:
+    """Turns a :class:`SearchRequest` into ranked hits with per-source scores."""
+
+    def __init__(self, backend: SearchBackend, embedder: Embedder, config: RetrievalConfig | None = None):
+        self.backend = backend
+        self.embedder = embedder
+        self.config = config or RetrievalConfig()
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embedder.encode([query])[0]
+
+    def search(self, req: SearchRequest) -> SearchResult:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        n = max(req.k, self.config.candidates) if req.mode is Mode.HYBRID else req.k
+        lists: dict[str, list[Scored]] = {}
+        vec = None
+        if req.mode in (Mode.VECTOR, Mode.HYBRID):
+            t = time.perf_counter()
+            vec = self.embed_query(req.query)
+            timings["embed"] = _ms(t)
+        t = time.perf_counter()
+        if req.mode is Mode.BM25:
+            lists["bm25"] = self.backend.lexical(req.query, n, req.filters)
+        elif req.mode is Mode.VECTOR:
+            assert vec is not None
+            lists["vector"] = self.backend.knn(vec, n, req.filters)
+        else:
+            assert vec is not None
+            lists["bm25"], lists["vector"] = self.backend.hybrid(req.query, vec, n, req.filters)
+        timings["retrieve"] = _ms(t)
+
+        if req.mode is Mode.HYBRID:
+            if self.config.fusion is Fusion.RRF:
+                fused = rrf(lists, k=self.config.rrf_k, weights=self.config.weights)
+            else:
+                fused = minmax(lists, weights=self.config.weights)
+        else:
+            fused = next(iter(lists.values()))
+        top = fused[: req.k]
+
+        sources = {
+            name: {s.id: (s.score, r) for r, s in enumerate(items, start=1)} for name, items in lists.items()
+        }
+        if self.config.fill_missing_scores and top:
+            t = time.perf_counter()
+            self._fill_missing(req.query, vec, top, sources)
+            timings["fill"] = _ms(t)
+        products = {}
+        if req.with_products and top:
+            t = time.perf_counter()
+            products = self.backend.fetch([s.id for s in top])
+            timings["fetch"] = _ms(t)
+        hits = [
+            Hit(
+                id=s.id,
+                score=s.score,
+                rank=r,
+                sources={
+                    name: SourceScore(*(by_id.get(s.id, (None, None)))) for name, by_id in sources.items()
+                },
+                product=products.get(s.id),
+            )
+            for r, s in enumerate(top, start=1)
+        ]
+        timings["total"] = _ms(t0)
+        return SearchResult(hits=hits, mode=req.mode, timings_ms=timings)
+
+    def _fill_missing(
+        self, query: str, vec: np.ndarray | None, top: list[Scored], sources: dict[str, dict[str, tuple]]
+    ) -> None:
+        """Give every returned hit a score from every source, even where it was not retrieved by it.
+
+        The rank stays None for a source that did not retrieve the hit.
+        """
+        ids = [s.id for s in top]
+        if "bm25" in sources:
+            missing = [i for i in ids if i not in sources["bm25"]]
+            if missing:
+                scores = self.backend.lexical_scores(query, missing)
+                for i in missing:
+                    sources["bm25"][i] = (scores.get(i, 0.0), None)
+        if "vector" in sources and vec is not None:
+            missing = [i for i in ids if i not in sources["vector"]]
+            if missing:
+                vecs = self.backend.vectors(missing)
+                for i in missing:
+                    v = vecs.get(i)
+                    sources["vector"][i] = (None if v is None else float(np.dot(v, vec)), None)
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000.0, 3)

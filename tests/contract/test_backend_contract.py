@@ -1,0 +1,175 @@
+"""One contract, every backend: the embedded index and a real OpenSearch node answer alike.
+
+The OpenSearch half needs a node (``scripts/opensearch start``) and is skipped without one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer.embedding import HashingEmbedder
+from indexer.errors import BadInputError, IndexMismatchError
+from indexer.pipeline import build_index, check_compatible
+from indexer.product import Product
+from ranker.base import Filters, Mode
+from ranker.retrieval import Retriever, SearchRequest
+from tests.conftest import opensearch_available, opensearch_url
+
+EMBEDDER = HashingEmbedder(dimension=64)
+BACKENDS = ["embedded", pytest.param("opensearch", marks=pytest.mark.integration)]
+
+
+@dataclass
+class Bench:
+    retriever: Retriever
+    writer: Any  # upsert(products, vectors) / delete(ids)
+    products: list[Product]
+
+    def search(self, q: str, **kw: Any) -> list[str]:
+        return [h.id for h in self.retriever.search(SearchRequest(q, **kw)).hits]
+
+    def upsert(self, products: list[Product]) -> None:
+        self.writer.upsert(products, EMBEDDER.encode([p.embedding_text() for p in products]))
+
+
+def _open(kind: str, products: list[Product], tmp_path_factory) -> Iterator[Bench]:
+    if kind == "embedded":
+        from indexer.embedded_store import EmbeddedStore
+        from ranker.embedded_backend import EmbeddedBackend
+
+        store = EmbeddedStore(tmp_path_factory.mktemp("embedded"))
+        build_index(products, store, EMBEDDER)
+        backend = EmbeddedBackend(store)
+        yield Bench(Retriever(backend, EMBEDDER), backend, products)
+        return
+    if not opensearch_available():
+        pytest.skip(f"no OpenSearch node at {opensearch_url()}; start one with scripts/opensearch start")
+    from indexer.opensearch_client import make_client
+    from indexer.opensearch_store import OpenSearchStore
+    from ranker.opensearch_backend import OpenSearchBackend
+
+    client = make_client(opensearch_url(), timeout=30)
+    alias = f"shoprank-contract-{uuid.uuid4().hex[:8]}"
+    store = OpenSearchStore(client, alias=alias)
+    try:
+        rep = build_index(products, store, EMBEDDER)
+        assert rep.write.ok, rep.write.errors
+        yield Bench(Retriever(OpenSearchBackend(client, alias=alias), EMBEDDER), store, products)
+    finally:
+        store.drop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def bench(request, fixture_products, tmp_path_factory) -> Iterator[Bench]:
+    yield from _open(request.param, fixture_products, tmp_path_factory)
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh(request, fixture_products, tmp_path_factory) -> Iterator[Bench]:
+    yield from _open(request.param, fixture_products, tmp_path_factory)
+
+
+def test_bm25_finds_exact_title_words(bench):
+    assert bench.search("ThinkPad", mode="bm25")[0] == "p01"
+    assert bench.search("toner cartridge xerox", mode="bm25")[0] == "p15"
+
+
+def test_plural_accent_and_case_folding(bench):
+    assert bench.search("CAFE CREME", mode="bm25")[0] == "p27"
+    assert bench.search("printers", mode="bm25")[:2] == bench.search("printer", mode="bm25")[:2]
+
+
+def test_results_are_ranked_and_k_is_respected(bench):
+    for mode in Mode:
+        res = bench.retriever.search(SearchRequest("black wireless headphones", k=5, mode=mode))
+        assert 0 < len(res.hits) <= 5
+        assert [h.rank for h in res.hits] == list(range(1, len(res.hits) + 1))
+        scores = [h.score for h in res.hits]
+        assert scores == sorted(scores, reverse=True)
+        assert all(h.product is not None and h.product.id == h.id for h in res.hits)
+
+
+def test_vector_mode_returns_cosine(bench):
+    target = next(p for p in bench.products if p.id == "p26")
+    res = bench.retriever.search(SearchRequest(target.embedding_text(), k=3, mode="vector"))
+    assert res.hits[0].id == "p26"
+    assert res.hits[0].sources["vector"].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_hybrid_has_every_source_score_for_every_hit(bench):
+    res = bench.retriever.search(SearchRequest("samsung phone", k=8, mode="hybrid"))
+    assert res.hits
+    q = EMBEDDER.encode(["samsung phone"])[0]
+    vecs = EMBEDDER.encode([h.product.embedding_text() for h in res.hits])
+    for h, v in zip(res.hits, vecs, strict=True):
+        assert set(h.sources) == {"bm25", "vector"}
+        assert h.sources["bm25"].score is not None and h.sources["vector"].score is not None
+        assert h.sources["vector"].score == pytest.approx(float(np.dot(q, v)), abs=1e-3)
+        assert any(s.rank is not None for s in h.sources.values())
+    assert res.hits[0].id in {"p30", "p29", "p05"}
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_filters_apply_inside_every_mode(bench, mode):
+    by_id = {p.id: p for p in bench.products}
+    f = Filters(brands=("logitech",))
+    ids = bench.search("wireless", k=20, mode=mode, filters=f)
+    assert ids and all(by_id[i].brand == "Logitech" for i in ids)
+    f = Filters(price_min=50, price_max=150)
+    ids = bench.search("drive printer speaker", k=30, mode=mode, filters=f)
+    assert ids and all(50 <= by_id[i].price <= 150 for i in ids)
+    f = Filters(in_stock=True)
+    ids = bench.search("phone", k=30, mode=mode, filters=f)
+    assert ids and all(by_id[i].in_stock is not False for i in ids)
+    # Filters narrow the candidates before top-k: a k=1 search still finds the one match.
+    assert bench.search("notebook", k=1, mode=mode, filters=Filters(brands=("Kensington",))) == ["p18"]
+
+
+@pytest.mark.parametrize(
+    "text", ["*:*", "title:foo AND brand:bar", '{"match_all": {}}', '"unbalanced', "ütf-8 ✓ 🙂", "a" * 900]
+)
+def test_user_text_is_data(bench, text):
+    for mode in Mode:
+        res = bench.retriever.search(SearchRequest(text, k=10, mode=mode))
+        assert len(res.hits) <= 10
+    assert bench.search("*:*", mode="bm25") == []
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(BadInputError, match="query is empty"):
+        SearchRequest("  ")
+    with pytest.raises(BadInputError, match="k must be"):
+        SearchRequest("x", k=0)
+    with pytest.raises(BadInputError, match="choose from bm25, vector, hybrid"):
+        SearchRequest("x", mode="fuzzy")
+    with pytest.raises(BadInputError, match="price_min"):
+        Filters(price_min=10, price_max=5)
+
+
+def test_manifest_refuses_another_model(bench):
+    m = bench.retriever.backend.manifest()
+    assert m is not None and m.model_id == EMBEDDER.model_id and m.dimension == 64
+    check_compatible(m, EMBEDDER, "index")
+    with pytest.raises(IndexMismatchError, match="re-index"):
+        check_compatible(m, HashingEmbedder(dimension=32), "index")
+
+
+def test_upsert_and_delete_are_searchable(fresh):
+    new = Product("n1", "Acme Zephyr notebook 13", "ultralight", "Acme", "Notebook", 499.0)
+    fresh.upsert([new])
+    assert fresh.search("laptops", mode="bm25", k=30).count("n1") == 1  # via synonyms + stemming
+    changed = replace(next(p for p in fresh.products if p.id == "p09"), title="Logitech Quasar trackball")
+    fresh.upsert([changed])
+    assert fresh.search("quasar trackball", mode="bm25")[0] == "p09"
+    assert fresh.retriever.backend.fetch(["p09"])["p09"].title == "Logitech Quasar trackball"
+    rep = fresh.writer.delete(["p09", "does-not-exist"])
+    assert rep.deleted == 1 and [e.id for e in rep.errors] == ["does-not-exist"]
+    assert "p09" not in fresh.search("quasar trackball", mode="hybrid", k=30)
+    assert fresh.retriever.backend.fetch(["p09"]) == {}
+    assert fresh.retriever.backend.count() == len(fresh.products)  # +1 new, -1 deleted
