@@ -16,15 +16,32 @@ from importlib import resources
 
 ANALYZER_VERSION = 1
 # Letters/digits runs; a dot or comma between digits stays inside the token (43.2, 1,000).
-# Like Lucene's StandardTokenizer: an apostrophe or dot between letters/digits stays inside the
-# token (de'longhi, 43.2, e.g), a comma only between digits (1,000); hyphens and the rest split.
-_TOKEN = re.compile(r"[^\W_]+(?:['.][^\W_]+|,[0-9]+)*", re.UNICODE)
+# Like Lucene's StandardTokenizer (Unicode word boundaries): an apostrophe or dot between two
+# letters stays inside the token (de'longhi, e.g), a dot, comma or apostrophe between two digits
+# too (43.2, 1,000); a letter-dot-digit boundary splits (cat.5e → cat, 5e), hyphens split,
+# underscores join (iso_iec_19752), and the pictographic symbols ® ™ © are tokens of their own.
+_TOKEN = re.compile(
+    r"\w+(?:(?:(?<=[^\W\d_])['.](?=[^\W\d_])|(?<=\d)[.,'](?=\d))\w+)*|[\u00ae\u2122\u00a9]",
+    re.UNICODE,
+)
 
 
 def fold(text: str) -> str:
-    """Lowercase and fold accents to ASCII where a base letter exists (like asciifolding)."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    """Lowercase and fold accents to ASCII where a base letter exists (like asciifolding).
+
+    Canonical decomposition only (NFD): ™ stays ™ and ² is dropped as a non-word character, the
+    way Lucene's tokenizer treats them.
+    """
+    decomposed = unicodedata.normalize("NFD", text.lower()).translate(_FOLD)
+    return "".join(
+        " " if unicodedata.category(c) == "No" else c for c in decomposed if not unicodedata.combining(c)
+    )
+
+
+# Letters asciifolding maps that have no canonical decomposition.
+_FOLD = str.maketrans(
+    {"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i", "ħ": "h"}
+)
 
 
 def _possessive(tok: str) -> str:
@@ -50,7 +67,7 @@ def minimal_english_stem(tok: str) -> str:
 def raw_tokens(text: str) -> list[str]:
     """Tokens before stemming."""
     text = fold(text).replace("\u2019", "'")
-    return [_possessive(m.group(0)) for m in _TOKEN.finditer(text)]
+    return [_possessive(m.group(0)) for m in _TOKEN.finditer(text) if m.group(0).strip("_")]
 
 
 def analyze(text: str) -> list[str]:

@@ -1,0 +1,65 @@
+"""The ``shoprank`` CLI end to end on the embedded backend (hashing embedder: no model needed)."""
+
+import json
+
+import pytest
+
+from plugin_api.cli import main
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPRANK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SHOPRANK_EMBEDDER", "hashing")
+    return ["--data-dir", str(tmp_path / "data")]
+
+
+def test_index_search_eval(env, tmp_path, capsys):
+    assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["documents"] == 30 and out["failed"] == 0 and out["embedded"] == 30
+
+    assert main(["search", "ThinkPad notebook", "--json", "-k", "3", *env]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["hits"][0]["id"] == "p01" and len(res["hits"]) == 3
+    assert set(res["hits"][0]["sources"]) == {"bm25", "vector"}
+
+    assert main(["search", "printer", "--mode", "bm25", "--brand", "canon", *env]) == 0
+    text = capsys.readouterr().out
+    assert "[p17]" in text and "[p16]" not in text
+
+    judgments = tmp_path / "j.csv"
+    judgments.write_text("query,docid,rating\nthinkpad,p01,3\nthinkpad,p02,1\nprinter,p16,2\nprinter,p17,2\nsoap,p01,0\n")
+    outdir = tmp_path / "eval"
+    assert main(["eval", "--judgments", str(judgments), "--out", str(outdir), "--quiet", *env]) == 0
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    assert set(metrics) == {"bm25", "vector", "hybrid"}
+    keys = {"ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100", "latency_ms_p50", "latency_ms_p95", "queries"}
+    for m in metrics.values():
+        assert set(m) == keys and m["queries"] == 2 and 0 <= m["ndcg@10"] <= 1
+    assert metrics["bm25"]["mrr@10"] == 1.0  # both queries put a relevant product first
+    assert "| bm25 |" in (outdir / "report.md").read_text()
+
+
+def test_bad_rows_are_reported_and_good_rows_indexed(env, capsys):
+    assert main(["index", "--catalog", str(FIXTURES / "catalog_with_errors.jsonl"), "--quiet", *env]) == 0
+    captured = capsys.readouterr()
+    assert "skipped catalog_with_errors.jsonl:2: invalid JSON" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["documents"] == 2
+
+
+def test_clear_errors(env, tmp_path, capsys):
+    assert main(["index", "--catalog", str(tmp_path / "nope.jsonl"), *env]) == 2
+    assert "catalog not found" in capsys.readouterr().err
+    assert main(["search", "x", *env]) == 2
+    assert "build one with `shoprank index" in capsys.readouterr().err
+    assert main(["search", "x", "--backend", "opensearch", "--opensearch-url", "http://127.0.0.1:9", *env]) == 2
+    assert "scripts/opensearch start" in capsys.readouterr().err
+    assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
+    capsys.readouterr()
+    # The index was built with the hashing embedder; the MiniLM model does not fit it.
+    assert main(["search", "x", "--embedder", "minilm", *env]) == 2
+    assert "re-index" in capsys.readouterr().err
+    assert main(["search", " ", *env]) == 2
+    assert "query is empty" in capsys.readouterr().err

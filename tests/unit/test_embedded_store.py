@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+
+from indexer.analysis import ANALYZER_VERSION
+from indexer.embedded_store import EmbeddedStore
+from indexer.embedding import HashingEmbedder
+from indexer.errors import BadInputError, IndexMismatchError, NotFoundError
+from indexer.manifest import Manifest
+from indexer.pipeline import build_index
+from indexer.product import Product, catalog_hash
+from ranker.embedded_backend import EmbeddedBackend
+
+EMB = HashingEmbedder(dimension=16)
+
+
+def _products(n=5):
+    return [Product(f"id{i}", f"Product number {i}", brand="Acme", price=float(i)) for i in range(n)]
+
+
+def _manifest(products, dim=16):
+    return Manifest("embedded-index", EMB.model_id, dim, catalog_hash(products), len(products), ANALYZER_VERSION)
+
+
+def test_build_switches_current_and_keeps_one_old_version(tmp_path):
+    store = EmbeddedStore(tmp_path, keep_old=1)
+    assert store.manifest() is None
+    versions = []
+    for n in (3, 4, 5):
+        build_index(_products(n), store, EMB)
+        versions.append(store.current_version())
+        assert len(store.load().products) == n
+    on_disk = sorted(p.name for p in (tmp_path / "versions").iterdir())
+    assert on_disk == versions[1:]  # the oldest was pruned, the previous one kept for rollback
+    m = store.manifest()
+    assert m.documents == 5 and m.model_id == EMB.model_id and m.catalog_hash == catalog_hash(_products(5))
+
+
+def test_failed_build_loses_nothing(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(3), store, EMB)
+    before = store.current_version()
+    bad = np.zeros((4, 8), dtype=np.float32)  # wrong dimension
+    with pytest.raises(BadInputError, match="8-d but the index is 16-d"):
+        store.build(_products(4), bad, _manifest(_products(4)))
+    nan = np.full((4, 16), np.nan, dtype=np.float32)
+    with pytest.raises(BadInputError, match="NaN"):
+        store.build(_products(4), nan, _manifest(_products(4)))
+    assert store.current_version() == before and len(store.load().products) == 3
+    assert [p.name for p in (tmp_path / "versions").iterdir()] == [before]
+
+
+def test_upsert_delete_log_survives_reload(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(3), store, EMB)
+    backend = EmbeddedBackend(store)
+    new = Product("id9", "Shiny new gadget", brand="Acme", price=9.0)
+    changed = Product("id1", "Renamed product one", brand="Acme", price=1.5)
+    backend.upsert([new, changed], EMB.encode([new.embedding_text(), changed.embedding_text()]))
+    rep = backend.delete(["id0", "missing"])
+    assert rep.deleted == 1 and [e.id for e in rep.errors] == ["missing"]
+    # A second process (or a restart) sees exactly the same state from disk.
+    snap = EmbeddedStore(tmp_path).load()
+    assert sorted(p.id for p in snap.products) == ["id1", "id2", "id9"]
+    assert {p.id: p.title for p in snap.products}["id1"] == "Renamed product one"
+    assert snap.vectors.shape == (3, 16)
+    reloaded = EmbeddedBackend(EmbeddedStore(tmp_path))
+    assert [s.id for s in reloaded.lexical("gadget", 5, backend_filters())] == ["id9"]
+
+
+def backend_filters():
+    from ranker.base import Filters
+
+    return Filters()
+
+
+def test_torn_last_log_line_is_ignored(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(2), store, EMB)
+    log = tmp_path / "versions" / store.current_version() / "updates.jsonl"
+    log.write_text(json.dumps({"op": "delete", "id": "id0"}) + "\n" + '{"op": "upsert", "prod')
+    assert [p.id for p in store.load().products] == ["id1"]
+
+
+def test_missing_and_damaged_index(tmp_path):
+    with pytest.raises(NotFoundError, match="shoprank index"):
+        EmbeddedStore(tmp_path / "none").load()
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(2), store, EMB)
+    vdir = tmp_path / "versions" / store.current_version()
+    np.save(vdir / "vectors.npy", np.zeros((5, 16), dtype=np.float32))
+    with pytest.raises(IndexMismatchError, match="do not fit"):
+        store.load()
+    (vdir / "manifest.json").write_text("{")
+    with pytest.raises(IndexMismatchError, match="corrupt manifest"):
+        store.load()
+
+
+def test_manifest_check_messages():
+    m = _manifest(_products(1))
+    m.check(model_id=EMB.model_id, dimension=16, analyzer_version=ANALYZER_VERSION)
+    with pytest.raises(IndexMismatchError, match="re-index"):
+        m.check(model_id="other-model", dimension=16, analyzer_version=ANALYZER_VERSION)
+    with pytest.raises(IndexMismatchError, match="analyzer version"):
+        m.check(model_id=EMB.model_id, dimension=16, analyzer_version=ANALYZER_VERSION + 1)
+    with pytest.raises(IndexMismatchError, match="incomplete or corrupt"):
+        Manifest.from_dict({"kind": "x"})

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from indexer.embedding import EmbeddingCache, HashingEmbedder, embed_texts, make_embedder
+from indexer.errors import BadInputError
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self):
+        super().__init__(dimension=16)
+        self.calls: list[int] = []
+
+    def encode(self, texts, *, batch_size=64, progress=False):
+        self.calls.append(len(texts))
+        return super().encode(texts)
+
+
+def test_cache_reuses_vectors_across_runs(tmp_path):
+    texts = ["red usb cable", "blue usb cable", "red usb cable"]
+    emb = CountingEmbedder()
+    v1, computed = embed_texts(texts, emb, EmbeddingCache(tmp_path, emb.model_id, 16))
+    assert computed == 2 and emb.calls == [2]
+    np.testing.assert_allclose(v1[0], v1[2])
+    # A new process (fresh cache object) re-embeds nothing for an unchanged catalog...
+    v2, computed = embed_texts(texts, emb, EmbeddingCache(tmp_path, emb.model_id, 16))
+    assert computed == 0 and emb.calls == [2]
+    np.testing.assert_allclose(v1, v2)
+    # ...and only the changed text after an edit.
+    _, computed = embed_texts(["red usb cable", "green usb cable"], emb, EmbeddingCache(tmp_path, emb.model_id, 16))
+    assert computed == 1 and emb.calls == [2, 1]
+
+
+def test_cache_is_keyed_by_model(tmp_path):
+    a = EmbeddingCache(tmp_path, "model-a", 16)
+    a.put_many([EmbeddingCache.key("x")], np.ones((1, 16), dtype=np.float32))
+    assert EmbeddingCache(tmp_path, "model-a", 16).get(EmbeddingCache.key("x")) is not None
+    assert EmbeddingCache(tmp_path, "model-b", 16).get(EmbeddingCache.key("x")) is None
+    # A shard of another dimension is ignored, not misread.
+    assert len(EmbeddingCache(tmp_path, "model-a", 32)) == 0
+
+
+def test_hashing_embedder_is_deterministic_and_normalized():
+    e = HashingEmbedder(dimension=32)
+    a = e.encode(["wireless mouse", "wireless mouse", ""])
+    np.testing.assert_allclose(a[0], a[1])
+    assert np.linalg.norm(a[0]) == pytest.approx(1.0)
+    assert not a[2].any()
+
+
+def test_registry_error_lists_choices():
+    with pytest.raises(BadInputError, match="choose from hashing, minilm"):
+        make_embedder("bert-large")
+
+
+@pytest.mark.model
+def test_packaged_minilm_embeds_offline(minilm):
+    v = minilm.encode(["laptop backpack", "notebook bag", "espresso machine"])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-4)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2])  # semantics, not just tokens
+    assert minilm.model_id == "sentence-transformers/all-MiniLM-L6-v2" and minilm.dimension == 384
