@@ -38,20 +38,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
 
 
-def cmd_index(args: argparse.Namespace) -> int:
+def _read(args: argparse.Namespace) -> Any:
     from indexer.catalog import read_catalog
-    from indexer.pipeline import build_index
-    from plugin_api.backends import embedder_from, embedding_cache, factory
 
-    s = _settings(args)
     read = read_catalog(args.catalog, limit=args.limit)
     for err in read.errors[:20]:
         print(f"skipped {err}", file=sys.stderr)
     if len(read.errors) > 20:
         print(f"... and {len(read.errors) - 20} more bad rows", file=sys.stderr)
+    return read
+
+
+def cmd_index(args: argparse.Namespace, embedder: Any = None) -> int:
+    from indexer.pipeline import build_index
+    from plugin_api.backends import embedder_from, embedding_cache, factory
+
+    s = _settings(args)
+    read = _read(args)
     f = factory(s.backend)
     store = f.store(s)
-    embedder = embedder_from(s)
+    embedder = embedder or embedder_from(s)
     cache = embedding_cache(s, embedder)
     print(
         f"indexing {len(read.products)} products into {f.where(s)} with {embedder.model_id}", file=sys.stderr
@@ -137,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from plugin_api.backends import open_retriever
+    from plugin_api.backends import embedder_from, open_retriever
     from ranker.base import Mode
     from ranker.evaluation import (
         RUN_DEPTH,
@@ -150,11 +156,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     qrels = load_judgments(args.judgments)
+    embedder = embedder_from(s)
     if args.catalog and not args.no_index:
-        rc = cmd_index(args)
+        rc = cmd_index(args, embedder)
         if rc:
             return rc
-    retriever = open_retriever(s)
+    retriever = open_retriever(s, embedder)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
     pipelines = {}
     for name in names:
@@ -188,6 +195,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upsert(args: argparse.Namespace) -> int:
+    """Add or replace single products in the live index (no rebuild)."""
+    from indexer.embedding import embed_texts
+    from indexer.pipeline import check_compatible
+    from plugin_api.backends import embedder_from, embedding_cache, factory
+
+    s = _settings(args)
+    read = _read(args)
+    f = factory(s.backend)
+    store = f.store(s)
+    embedder = embedder_from(s)
+    check_compatible(store.manifest(), embedder, f.where(s))
+    vectors, _ = embed_texts(
+        [p.embedding_text() for p in read.products],
+        embedder,
+        embedding_cache(s, embedder),
+        batch_size=s.batch_size,
+    )
+    rep = store.upsert(read.products, vectors)
+    for failure in rep.errors[:20]:
+        print(f"failed {failure}", file=sys.stderr)
+    print(json.dumps({"upserted": rep.indexed, "bad_rows": len(read.errors), "failed": len(rep.errors)}))
+    return 0 if rep.ok else 1
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from plugin_api.backends import factory
+
+    s = _settings(args)
+    rep = factory(s.backend).store(s).delete(args.ids)
+    for failure in rep.errors:
+        print(f"not deleted {failure}", file=sys.stderr)
+    print(json.dumps({"deleted": rep.deleted, "failed": len(rep.errors)}))
+    return 0 if rep.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="shoprank", description="Neural product search: index, search, evaluate."
@@ -205,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _common(p)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("upsert", help="add or replace products in the live index (no rebuild)")
+    p.add_argument("--catalog", required=True, type=Path, help="file with the products to add or replace")
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    _common(p)
+    p.set_defaults(func=cmd_upsert)
+
+    p = sub.add_parser("delete", help="remove products from the live index by id")
+    p.add_argument("ids", nargs="+", help="product ids")
+    _common(p)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("search", help="search the index")
     p.add_argument("query")

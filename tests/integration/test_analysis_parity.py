@@ -20,10 +20,10 @@ EDGE_CASES = [
     "Café Crème De'Longhi's Batteries",
     "Intel® Core™2 Duo E6300 <br />(2M Cache, 1.83 GHz)",
     "Equip Cat.5e SF/UTP Patch Cable, 15m , Red",
-    "Epson Matte Paper, 64\" x 30,5 m, 189g/m²",
+    'Epson Matte Paper, 64" x 30,5 m, 189g/m²',
     "HERMA labels Ø 116 mm, Straße, Æble, łódź",
     "ISO_IEC_STD_19798 10dB_ __ C9065V_F",
-    "dv7-1211ea 43.2 cm (17\") 1,000 e.g. U.S.A. 3.5mm",
+    'dv7-1211ea 43.2 cm (17") 1,000 e.g. U.S.A. 3.5mm',
     "series glasses shoes toys boxes bus class",
     "ÜBER-fast SSDs & HDDs / 2TB+",
 ]

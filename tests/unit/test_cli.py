@@ -30,12 +30,23 @@ def test_index_search_eval(env, tmp_path, capsys):
     assert "[p17]" in text and "[p16]" not in text
 
     judgments = tmp_path / "j.csv"
-    judgments.write_text("query,docid,rating\nthinkpad,p01,3\nthinkpad,p02,1\nprinter,p16,2\nprinter,p17,2\nsoap,p01,0\n")
+    judgments.write_text(
+        "query,docid,rating\nthinkpad,p01,3\nthinkpad,p02,1\nprinter,p16,2\nprinter,p17,2\nsoap,p01,0\n"
+    )
     outdir = tmp_path / "eval"
     assert main(["eval", "--judgments", str(judgments), "--out", str(outdir), "--quiet", *env]) == 0
     metrics = json.loads((outdir / "metrics.json").read_text())
     assert set(metrics) == {"bm25", "vector", "hybrid"}
-    keys = {"ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100", "latency_ms_p50", "latency_ms_p95", "queries"}
+    keys = {
+        "ndcg@10",
+        "ndcg_condensed@10",
+        "judged@10",
+        "mrr@10",
+        "recall@100",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "queries",
+    }
     for m in metrics.values():
         assert set(m) == keys and m["queries"] == 2 and 0 <= m["ndcg@10"] <= 1
     assert metrics["bm25"]["mrr@10"] == 1.0  # both queries put a relevant product first
@@ -54,7 +65,9 @@ def test_clear_errors(env, tmp_path, capsys):
     assert "catalog not found" in capsys.readouterr().err
     assert main(["search", "x", *env]) == 2
     assert "build one with `shoprank index" in capsys.readouterr().err
-    assert main(["search", "x", "--backend", "opensearch", "--opensearch-url", "http://127.0.0.1:9", *env]) == 2
+    assert (
+        main(["search", "x", "--backend", "opensearch", "--opensearch-url", "http://127.0.0.1:9", *env]) == 2
+    )
     assert "scripts/opensearch start" in capsys.readouterr().err
     assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
     capsys.readouterr()
@@ -63,3 +76,28 @@ def test_clear_errors(env, tmp_path, capsys):
     assert "re-index" in capsys.readouterr().err
     assert main(["search", " ", *env]) == 2
     assert "query is empty" in capsys.readouterr().err
+
+
+def test_upsert_and_delete_commands(env, tmp_path, capsys):
+    assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
+    new = tmp_path / "new.jsonl"
+    new.write_text(
+        json.dumps({"id": "z1", "title": "Zyxel Quasar mesh router", "brand": "Zyxel", "price": 99})
+        + "\n"
+        + json.dumps({"id": "p09", "title": "Logitech Orbit trackball", "brand": "Logitech", "price": 79})
+        + "\n"
+        + "{broken\n"
+    )
+    capsys.readouterr()
+    assert main(["upsert", "--catalog", str(new), *env]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out == {"upserted": 2, "bad_rows": 1, "failed": 0}
+    assert main(["search", "quasar", "--mode", "bm25", "--json", *env]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == ["z1"]
+    assert main(["search", "orbit trackball", "--mode", "bm25", "--json", *env]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["id"] == "p09"
+    assert main(["delete", "z1", "nope", *env]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"deleted": 1, "failed": 1} and "nope: not found" in captured.err
+    assert main(["search", "quasar", "--mode", "bm25", "--json", *env]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"] == []

@@ -20,7 +20,9 @@ def _products(n=5):
 
 
 def _manifest(products, dim=16):
-    return Manifest("embedded-index", EMB.model_id, dim, catalog_hash(products), len(products), ANALYZER_VERSION)
+    return Manifest(
+        "embedded-index", EMB.model_id, dim, catalog_hash(products), len(products), ANALYZER_VERSION
+    )
 
 
 def test_build_switches_current_and_keeps_one_old_version(tmp_path):

@@ -26,7 +26,9 @@ def test_cache_reuses_vectors_across_runs(tmp_path):
     assert computed == 0 and emb.calls == [2]
     np.testing.assert_allclose(v1, v2)
     # ...and only the changed text after an edit.
-    _, computed = embed_texts(["red usb cable", "green usb cable"], emb, EmbeddingCache(tmp_path, emb.model_id, 16))
+    _, computed = embed_texts(
+        ["red usb cable", "green usb cable"], emb, EmbeddingCache(tmp_path, emb.model_id, 16)
+    )
     assert computed == 1 and emb.calls == [2, 1]
 
 
