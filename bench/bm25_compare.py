@@ -59,9 +59,13 @@ class PlainBM25:
 
 
 def _impls(
-    corpus: list[list[str]],
+    corpus: list[list[str]], scorers: dict[str, Callable[[list[str]], np.ndarray]]
 ) -> dict[str, tuple[float, Callable[[list[str]], tuple[list[int], np.ndarray | None]]]]:
-    """name → (build seconds, query fn returning (top-100 indices, full score vector or None))."""
+    """name → (build seconds, query fn returning (top-100 indices, full score vector or None)).
+
+    ``scorers`` receives an untimed full-score function for implementations whose timed query
+    path only returns the top k (bm25s), for the agreement check.
+    """
     out = {}
     n = len(corpus)
     for idf in ("lucene", "okapi"):
@@ -101,6 +105,7 @@ def _impls(
         return [int(d) for d, s in zip(docs[0], scores[0], strict=True) if s > 0], None
 
     out[f"bm25s {bm25s.__version__} (lucene)"] = (build, q_bm25s)
+    scorers["bm25s"] = lambda toks: np.asarray(bs.get_scores(toks), dtype=np.float64)
     return out
 
 
@@ -117,7 +122,8 @@ def compare_bm25(
     rows = {}
     tops: dict[str, dict[str, list[int]]] = {}
     full: dict[str, dict[str, np.ndarray]] = {}
-    for name, (build_s, fn) in _impls(corpus).items():
+    scorers: dict[str, Callable[[list[str]], np.ndarray]] = {}
+    for name, (build_s, fn) in _impls(corpus, scorers).items():
         for q in queries[:10]:  # warm-up
             fn(qtoks[q])
         lat, tops[name], full[name] = [], {}, {}
@@ -128,6 +134,8 @@ def compare_bm25(
             lat.append((time.perf_counter() - t) * 1000.0)
             if r == 0:
                 tops[name][q] = top
+                if scores is None and name.startswith("bm25s"):
+                    scores = scorers["bm25s"](qtoks[q])  # untimed: only for the agreement check
                 if scores is not None:
                     full[name][q] = scores
         run = {q: {ids[i]: float(DEPTH - j) for j, i in enumerate(tops[name][q])} for q in queries}
@@ -144,7 +152,8 @@ def compare_bm25(
     agree = [_agreement(tops, full, "ours (okapi idf)", "rank_bm25 BM25Okapi", queries)]
     bname = next((n for n in tops if n.startswith("bm25s")), None)
     if bname:
-        agree.append(_agreement(tops, full, "ours (lucene idf)", bname, queries))
+        # Lucene (and bm25s "lucene") drop BM25's constant (k1 + 1) numerator factor: compare ours ÷ (k1 + 1)
+        agree.append(_agreement(tops, full, "ours (lucene idf)", bname, queries, scale_a=1.0 / (K1 + 1)))
     return {
         "corpus": "title + brand + description, one field, indexer.analysis.analyze",
         "params": {"k1": K1, "b": B, "depth": DEPTH},
@@ -156,7 +165,7 @@ def compare_bm25(
     }
 
 
-def _agreement(tops: dict, full: dict, a: str, b: str, queries: list[str]) -> dict:
+def _agreement(tops: dict, full: dict, a: str, b: str, queries: list[str], scale_a: float = 1.0) -> dict:
     overlaps = []
     for q in queries:
         ta, tb = tops[a][q][:10], tops[b][q][:10]
@@ -164,7 +173,7 @@ def _agreement(tops: dict, full: dict, a: str, b: str, queries: list[str]) -> di
             overlaps.append(len(set(ta) & set(tb)) / max(len(ta), len(tb)))
     gap = None
     if full.get(a) and full.get(b):
-        gap = max(float(np.max(np.abs(full[a][q] - full[b][q]))) for q in queries)
+        gap = max(float(np.max(np.abs(scale_a * full[a][q] - full[b][q]))) for q in queries)
     return {
         "a": a,
         "b": b,
@@ -172,4 +181,5 @@ def _agreement(tops: dict, full: dict, a: str, b: str, queries: list[str]) -> di
         "top10_identical_queries": sum(1 for q in queries if tops[a][q][:10] == tops[b][q][:10]),
         "queries": len(queries),
         "max_abs_score_diff": None if gap is None else float(f"{gap:.3g}"),
+        "score_scale_a": scale_a,
     }

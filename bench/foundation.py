@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.bm25_compare import DEPTH, PlainBM25, compare_bm25  # noqa: E402
+from bench.knn_recall import measure_knn_recall  # noqa: E402
 from bench.report import render_markdown  # noqa: E402
 from indexer.catalog import read_catalog  # noqa: E402
 from indexer.embedding import EmbeddingCache, embed_texts, resolve_device  # noqa: E402
@@ -80,6 +81,17 @@ def hw_label(device: str) -> str:
         return f"GPU {torch.cuda.get_device_name(0)}"
     cpu = machine_description().split(" × ")[0]
     return f"{cpu} ×{os.cpu_count()}"
+
+
+def backend_hw(name: str, url: str, hw: str) -> str:
+    """Where a backend's figures come from: this process, or this client plus an OpenSearch node."""
+    if name != "opensearch":
+        return hw
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or url
+    local = host in ("127.0.0.1", "localhost", "::1")
+    return f"{hw} (client + OpenSearch node on this host)" if local else f"{hw} client, OpenSearch at {host}"
 
 
 def opensearch_version(url: str) -> str | None:
@@ -157,7 +169,7 @@ def index_backend(name: str, s: Settings, products, embedder, cache_dir: Path, a
             if name == "embedded"
             else "create index, bulk (chunks of 500) + refresh + count check + alias swap",
             "target": rep.write.target,
-            "measured_on": hw if name == "embedded" else f"OpenSearch at {s.opensearch_url}",
+            "measured_on": backend_hw(name, s.opensearch_url, hw),
         },
     }
     t = time.perf_counter()
@@ -166,31 +178,46 @@ def index_backend(name: str, s: Settings, products, embedder, cache_dir: Path, a
     t = time.perf_counter()
     retriever.search(SearchRequest("warm up", k=1, mode=Mode.BM25, with_products=False))
     out["first_query_s"] = round(time.perf_counter() - t, 3)  # embedded: builds the BM25 matrix lazily
+    out["measured_on"] = backend_hw(name, s.opensearch_url, hw)
     return {"report": out, "retriever": retriever}
 
 
 # -- 2. latency ------------------------------------------------------------------------------------
-def measure_latency(retriever: Retriever, queries: list[str], repeat: int, progress: bool, hw: str) -> dict:
-    out = {}
-    for mode in MODES:
+def measure_latency(
+    retrievers: dict[str, Retriever], queries: list[str], repeat: int, progress: bool, where: dict[str, str]
+) -> dict:
+    """Interleaved: each query goes through every (backend, mode) in turn, so a burst of other load
+    on the machine hits all combinations alike instead of skewing whichever section it overlaps."""
+    combos = [(name, mode) for name in retrievers for mode in MODES]
+    for name, mode in combos:
         for q in queries[:10]:  # warm-up
-            retriever.search(SearchRequest(q, k=10, mode=mode))
-        total, embed, other = [], [], []
-        it = [q for _ in range(repeat) for q in queries]
-        for q in tqdm(it, desc=f"latency {retriever.backend.name} {mode}", unit="q", disable=not progress):
-            tm = retriever.search(SearchRequest(q, k=10, mode=mode)).timings_ms
-            total.append(tm["total"])
-            embed.append(tm.get("embed", 0.0))
-            other.append(tm["total"] - tm.get("embed", 0.0))
-        out[mode.value] = {
+            retrievers[name].search(SearchRequest(q, k=10, mode=mode))
+    timings: dict[tuple[str, Mode], list[dict]] = {c: [] for c in combos}
+    it = [q for _ in range(repeat) for q in queries]
+    for q in tqdm(it, desc="latency", unit="q", disable=not progress):
+        for name, mode in combos:
+            timings[(name, mode)].append(
+                retrievers[name].search(SearchRequest(q, k=10, mode=mode)).timings_ms
+            )
+    out: dict[str, dict] = {name: {} for name in retrievers}
+    for (name, mode), tms in timings.items():
+        total = [tm["total"] for tm in tms]
+        embed = [tm.get("embed", 0.0) for tm in tms]
+        other = [t - e for t, e in zip(total, embed, strict=True)]
+        out[name][mode.value] = {
             "p50_ms": pct(total, 50),
             "p95_ms": pct(total, 95),
             "mean_ms": round(float(np.mean(total)), 3),
             "embed_p50_ms": pct(embed, 50) if mode is not Mode.BM25 else None,
             "embed_share": round(float(np.sum(embed) / np.sum(total)), 3) if mode is not Mode.BM25 else None,
             "without_embed_p50_ms": pct(other, 50),
+            "parts_p50_ms": {
+                part: pct([tm[part] for tm in tms if part in tm], 50)
+                for part in ("embed", "retrieve", "fill", "fetch")
+                if any(part in tm for tm in tms)
+            },
             "searches": len(total),
-            "measured_on": hw,
+            "measured_on": where[name],
         }
     return out
 
@@ -300,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluable": sum(1 for d in qrels.values() if any(r > 0 for r in d.values())),
         },
         "notes": notes,
+        "loadavg": [round(os.getloadavg()[0], 2)],
         "reference_quoted": REFERENCE,
     }
     retrievers: dict[str, Retriever] = {}
@@ -318,23 +346,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             result["indexing"]["backends"][name] = got["report"]
             retrievers[name] = got["retriever"]
-        result["latency"] = {}
-        for name, r in retrievers.items():
-            print(f"== 2. latency on {name}", file=sys.stderr)
-            result["latency"][name] = measure_latency(r, queries, args.repeat, progress, hw)
+        result["loadavg"].append(round(os.getloadavg()[0], 2))
+        print(f"== 2. latency on {', '.join(retrievers)} (interleaved)", file=sys.stderr)
+        where = {name: backend_hw(name, args.opensearch_url, hw) for name in retrievers}
+        result["latency"] = measure_latency(retrievers, queries, args.repeat, progress, where)
         result["quality"] = {}
         for name, r in retrievers.items():
             print(f"== 3. quality on {name}", file=sys.stderr)
-            result["quality"][name] = measure_quality(r, qrels, progress, hw)
+            result["quality"][name] = measure_quality(
+                r, qrels, progress, backend_hw(name, args.opensearch_url, hw)
+            )
         first = retrievers.get("embedded") or next(iter(retrievers.values()))
         result["quality_plain"] = measure_plain(products, first, qrels, progress, hw)
         print("== 4. BM25 implementations", file=sys.stderr)
         result["bm25_impl"] = compare_bm25(products, qrels, args.repeat, hw, progress)
+        if "opensearch" in retrievers and "embedded" in retrievers:
+            print("== 5. OpenSearch HNSW recall vs exact cosine", file=sys.stderr)
+            ids = [p.id for p in products]
+            vecs = retrievers["embedded"].backend.vectors(ids)
+            result["knn_recall"] = measure_knn_recall(
+                retrievers["opensearch"],
+                ids,
+                np.vstack([vecs[i] for i in ids]),
+                queries,
+                backend_hw("opensearch", args.opensearch_url, hw),
+            )
     finally:
         if "opensearch" in retrievers or "opensearch" in args.backends:
             dropped = _drop(base)
             result.setdefault("cleanup", {})["opensearch_dropped"] = dropped
         data.cleanup()
+    result["loadavg"].append(round(os.getloadavg()[0], 2))
     result["elapsed_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
     args.out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = args.out / "foundation.json", args.out / "foundation.md"

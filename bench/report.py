@@ -32,6 +32,8 @@ def render_markdown(r: dict) -> str:
         f" ({r['catalog']['bad_rows']} bad rows skipped)",
         f"- judgments: {r['judgments']['path']}: {r['judgments']['queries']} queries, "
         f"{r['judgments']['evaluable']} with a relevant product",
+        f"- load average (1 min) at start / before latency / end: {r.get('loadavg', '?')} "
+        "(other work on this machine makes latencies noisy)",
         f"- versions: OpenSearch {v.get('opensearch_server') or '–'}, "
         + ", ".join(f"{k} {val}" for k, val in v.items() if k != "opensearch_server" and val),
         "",
@@ -91,17 +93,17 @@ def render_markdown(r: dict) -> str:
             )
         for name, b in ix["backends"].items():
             rows.append(
-                ["open for search (load, analyze)", name, "–", "–", b["open_s"], "–", r["hardware_label"]]
+                ["open for search (load, analyze)", name, "–", "–", b["open_s"], "–", b["measured_on"]]
             )
             rows.append(
                 [
-                    "first query (embedded: lazy BM25 matrix build)",
+                    "first BM25 query (embedded: builds the BM25 matrix)",
                     name,
                     "–",
                     "–",
                     b["first_query_s"],
                     "–",
-                    r["hardware_label"],
+                    b["measured_on"],
                 ]
             )
         lines += table(["phase", "backend", "products", "embedded", "seconds", "docs/s", "measured on"], rows)
@@ -112,8 +114,10 @@ def render_markdown(r: dict) -> str:
             "## 2. Query latency (k=10, products fetched)",
             "",
             "Per search through `Retriever.search` (SearchResult.timings_ms['total']), all judged queries "
-            "× repeat after a 10-query warm-up per mode. `embed` = query embedding; share = its part of "
-            "the summed total. OpenSearch latencies include the HTTP round trips from this client.",
+            "× repeat after a 10-query warm-up per mode, interleaved (each query runs through every "
+            "backend and mode in turn). `embed` = query embedding; share = its part of "
+            "the summed total; per step = p50 of each timings_ms part (retrieve, fill = scores of hits "
+            "missing from one list, fetch = products). OpenSearch latencies include the HTTP round trips from this client.",
             "",
         ]
         rows = []
@@ -129,6 +133,7 @@ def render_markdown(r: dict) -> str:
                         m["embed_p50_ms"],
                         None if m["embed_share"] is None else f"{100 * m['embed_share']:.0f}%",
                         m["without_embed_p50_ms"],
+                        " ".join(f"{k} {v:.1f}" for k, v in m.get("parts_p50_ms", {}).items()),
                         m["searches"],
                         m["measured_on"],
                     ]
@@ -143,6 +148,7 @@ def render_markdown(r: dict) -> str:
                 "embed p50 ms",
                 "embed share",
                 "p50 w/o embed ms",
+                "p50 per step ms",
                 "searches",
                 "measured on",
             ],
@@ -244,7 +250,7 @@ def render_markdown(r: dict) -> str:
         )
         rows = [
             [
-                f"{a['a']} vs {a['b']}",
+                f"{a['a']}{'' if a.get('score_scale_a', 1.0) == 1.0 else ' ÷ (k1+1)'} vs {a['b']}",
                 a["top10_overlap_mean"],
                 f"{a['top10_identical_queries']}/{a['queries']}",
                 a["max_abs_score_diff"],
@@ -254,4 +260,22 @@ def render_markdown(r: dict) -> str:
         lines += table(
             ["agreement", "mean top-10 overlap", "identical top 10", "max abs score diff"], rows, 4
         )
+        lines += [
+            "Lucene-style BM25 (bm25s `lucene`) drops the constant (k1 + 1) factor, so ours is divided by it "
+            "for that comparison. Overlap below 1 or a non-identical top 10 with a ~0 score gap means tied "
+            "scores in a different order (ours and rank-bm25 break ties by document order, bm25s by its top-k).",
+            "",
+        ]
+    if r.get("knn_recall"):
+        k = r["knn_recall"]
+        lines += [
+            "## 5. OpenSearch HNSW (lucene engine) recall against exact cosine search",
+            "",
+            f"Share of the exact top {k['depth']} (brute-force cosine over the same vectors) that the knn query "
+            "returns, per ef_search (`method_parameters`; shoprank sends max(256, k) by default).",
+            "",
+        ]
+        cols = list(k["rows"][0])
+        lines += table(cols, [[row[c] for c in cols] for row in k["rows"]], 4)
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"

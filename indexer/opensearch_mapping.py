@@ -13,7 +13,7 @@ from typing import Any
 from indexer.analysis import Synonyms
 from indexer.errors import BadInputError
 from indexer.manifest import Manifest
-from indexer.schema import TEXT_FIELDS, VECTOR_FIELD
+from indexer.schema import COMBINED_FIELD, COMBINED_SOURCES, TEXT_FIELDS, VECTOR_FIELD
 
 INDEX_ANALYZER = "shoprank_text"
 SEARCH_ANALYZER = "shoprank_search"
@@ -64,6 +64,8 @@ def _text_field(name: str) -> dict[str, Any]:
         field["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
         if name == "brand":
             field["fields"]["filter"] = {"type": "keyword", "normalizer": LOWERCASE_NORMALIZER}
+    if name in COMBINED_SOURCES:
+        field["copy_to"] = COMBINED_FIELD
     return field
 
 
@@ -83,6 +85,7 @@ def vector_field(dimension: int) -> dict[str, Any]:
 def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
     props: dict[str, Any] = {"id": {"type": "keyword"}}
     props.update({name: _text_field(name) for name in TEXT_FIELDS})
+    props[COMBINED_FIELD] = _text_field(COMBINED_FIELD)
     props.update(
         {
             "ean": {"type": "keyword"},

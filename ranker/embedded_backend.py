@@ -16,9 +16,17 @@ import numpy as np
 from indexer.analysis import Synonyms, analyze, analyze_query
 from indexer.base import WriteReport
 from indexer.embedded_store import EmbeddedStore
+from indexer.errors import BadInputError
 from indexer.manifest import Manifest
 from indexer.product import Product
-from indexer.schema import DEFAULT_FIELD_BOOSTS, DEFAULT_SYNONYM_WEIGHT, text_fields
+from indexer.schema import (
+    COMBINED_FIELD,
+    COMBINED_SOURCES,
+    DEFAULT_FIELD_BOOSTS,
+    DEFAULT_SYNONYM_WEIGHT,
+    SEARCH_FIELDS,
+    text_fields,
+)
 from ranker.base import Filters, Scored
 from ranker.bm25 import BM25Index, BM25Params
 
@@ -38,6 +46,11 @@ class EmbeddedBackend:
         synonym_weight: float = DEFAULT_SYNONYM_WEIGHT,
     ):
         self.store = store
+        unknown = sorted(set(field_boosts) - set(SEARCH_FIELDS))
+        if unknown or not any(b > 0 for b in field_boosts.values()):
+            raise BadInputError(
+                f"field boosts need a positive boost on at least one of {', '.join(SEARCH_FIELDS)} (unknown: {unknown})"
+            )
         self.field_boosts = dict(field_boosts)
         self.bm25_params = bm25 or BM25Params()
         self.synonyms = synonyms if synonyms is not None else Synonyms.default()
@@ -63,7 +76,9 @@ class EmbeddedBackend:
         log.info("embedded backend: %d products, version %s", len(self._products), snap.version)
 
     def _analyze(self, p: Product) -> dict[str, list[str]]:
-        return {f: analyze(v) for f, v in text_fields(p).items() if v}
+        fields = {f: analyze(v) for f, v in text_fields(p).items() if v}
+        fields[COMBINED_FIELD] = [t for f in COMBINED_SOURCES for t in fields.get(f, ())]
+        return fields
 
     def _index_filters(self) -> None:
         self._brand = np.asarray([p.brand.lower() for p in self._products], dtype=object)

@@ -22,13 +22,16 @@ from indexer.product import Product
 from indexer.schema import (
     DEFAULT_FIELD_BOOSTS,
     DEFAULT_SYNONYM_WEIGHT,
-    TEXT_FIELDS,
+    SEARCH_FIELDS,
     VECTOR_FIELD,
     product_from_document,
 )
 from ranker.base import Filters, Scored
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_EF_SEARCH = 256
 
 
 def knn_score_to_cosine(score: float) -> float:
@@ -76,13 +79,17 @@ class OpenSearchBackend:
         alias: str = "shoprank-products",
         field_boosts: Mapping[str, float] = DEFAULT_FIELD_BOOSTS,
         synonym_weight: float = DEFAULT_SYNONYM_WEIGHT,
+        ef_search: int = DEFAULT_EF_SEARCH,
     ):
+        if ef_search < 1:
+            raise BadInputError("ef_search must be >= 1")
+        self.ef_search = int(ef_search)
         if synonym_weight < 0:
             raise BadInputError("synonym_weight must be >= 0")
         self.synonym_weight = float(synonym_weight)
-        unknown = sorted(set(field_boosts) - set(TEXT_FIELDS))
+        unknown = sorted(set(field_boosts) - set(SEARCH_FIELDS))
         if unknown:
-            raise BadInputError(f"unknown text field(s) {unknown}; choose from {', '.join(TEXT_FIELDS)}")
+            raise BadInputError(f"unknown text field(s) {unknown}; choose from {', '.join(SEARCH_FIELDS)}")
         self.fields = [f"{f}^{float(b):g}" for f, b in field_boosts.items() if b > 0]
         if not self.fields:
             raise BadInputError("every field boost is 0; give at least one text field a positive boost")
@@ -128,6 +135,9 @@ class OpenSearchBackend:
         spec: dict[str, Any] = {
             "vector": [float(x) for x in np.asarray(vector, dtype=np.float32).ravel()],
             "k": n,
+            # HNSW beam width: at ef = k the lucene graph found 96% of the exact top 100 on the
+            # Chorus catalog, at 300 it found 99% (bench/README.md); never below k.
+            "method_parameters": {"ef_search": max(self.ef_search, n)},
         }
         clauses = filter_clauses(filters)
         if clauses:

@@ -32,7 +32,7 @@ ALIAS = "shoprank-products"
 NEW = "shoprank-products-v20240102030405678"
 OLD = "shoprank-products-v20231201000000000"
 OLDER = "shoprank-products-v20231101000000000"
-FIELDS = ["title^3", "name^1", "brand^1", "category^1", "description^0.5", "attributes_text^0.2"]
+FIELDS = ["all_text^1"]
 INJECTION = 'title:foo OR *:* {"match_all":{}}'
 
 
@@ -204,15 +204,17 @@ def test_index_body_exact() -> None:
             "_meta": {"shoprank": manifest().to_dict()},
             "properties": {
                 "id": {"type": "keyword"},
-                "title": {**analyzer, "fields": keyword},
-                "name": {**analyzer, "fields": keyword},
+                "title": {**analyzer, "fields": keyword, "copy_to": "all_text"},
+                "name": {**analyzer, "fields": keyword, "copy_to": "all_text"},
                 "brand": {
                     **analyzer,
                     "fields": {**keyword, "filter": {"type": "keyword", "normalizer": "shoprank_lowercase"}},
+                    "copy_to": "all_text",
                 },
-                "category": {**analyzer, "fields": keyword},
-                "description": analyzer,
+                "category": {**analyzer, "fields": keyword, "copy_to": "all_text"},
+                "description": {**analyzer, "copy_to": "all_text"},
                 "attributes_text": analyzer,
+                "all_text": analyzer,
                 "ean": {"type": "keyword"},
                 "price": {"type": "double"},
                 "in_stock": {"type": "boolean"},
@@ -482,6 +484,7 @@ def test_knn_request_filters_inside_and_scores_become_cosines() -> None:
                 "embedding": {
                     "vector": [0.5, 0.5, 0.5, 0.5],
                     "k": 3,
+                    "method_parameters": {"ef_search": 256},
                     "filter": {"bool": {"filter": FILTER_DSL}},
                 }
             }
@@ -521,7 +524,12 @@ def test_hybrid_is_one_msearch() -> None:
             "track_total_hits": False,
             "query": {
                 "knn": {
-                    "embedding": {"vector": [1.0, 0.0, 0.0, 0.0], "k": 2, "filter": {"bool": {"filter": flt}}}
+                    "embedding": {
+                        "vector": [1.0, 0.0, 0.0, 0.0],
+                        "k": 2,
+                        "method_parameters": {"ef_search": 256},
+                        "filter": {"bool": {"filter": flt}},
+                    }
                 }
             },
         },
