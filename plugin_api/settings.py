@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     fusion: Literal["rrf", "minmax"] = "rrf"
     rrf_k: float = Field(60.0, gt=0)
     weight_bm25: float = Field(1.0, ge=0)
-    weight_vector: float = Field(1.0, ge=0)
+    weight_vector: float = Field(0.5, ge=0)
 
     @property
     def embedded_dir(self) -> Path:

@@ -18,6 +18,7 @@ from ranker.fusion import Fusion, minmax, rrf
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
+DEFAULT_WEIGHTS = MappingProxyType({"bm25": 1.0, "vector": 0.5})
 MAX_K = 1000
 
 
