@@ -9,24 +9,22 @@ held-out set): treat small gaps as noise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.grid import write_grid  # noqa: E402
 from indexer.embedded_store import EmbeddedStore  # noqa: E402
 from indexer.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ranker.base import Filters  # noqa: E402
 from ranker.embedded_backend import EmbeddedBackend  # noqa: E402
-from ranker.evaluation import compute_metrics, load_judgments, machine_description  # noqa: E402
+from ranker.evaluation import compute_metrics, load_judgments  # noqa: E402
 from ranker.fusion import minmax, rrf  # noqa: E402
 from ranker.retrieval import DEFAULT_WEIGHTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 items = rrf(lists[q], k=k, weights={"bm25": 1.0, "vector": wv})
             else:
                 items = minmax(lists[q], weights={"bm25": 1.0, "vector": wv})
-            run[q] = {s.id: s.score for s in items[:100]}
+            run[q] = {s.id: float(100 - i) for i, s in enumerate(items[:100])}  # rank order, as in eval
         m = compute_metrics(run, qrels)
         default = kind == "rrf" and k == 60 and wv == DEFAULT_WEIGHTS["vector"]
         rows.append(
@@ -71,31 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"{name:12s} k={k} wv={wv} " + " ".join(f"{a}={v:.4f}" for a, v in m.items()), flush=True)
-    meta = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "documents": backend.count(),
-        "bm25_weight": 1.0,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tune_fusion.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [
-        "# Hybrid fusion grid (embedded backend, dev judgments, top-100 lists, bm25 weight 1.0)",
-        "",
-        f"{meta['date']} · {meta['machine']} · {meta['documents']} products. Chosen and scored on the same",
-        "100 dev queries (no held-out set): small gaps are noise. ★ = the shipped default.",
-        "",
-        "| fusion | rrf k | vector weight | " + " | ".join(KEYS) + " |",
-        "|---|---|---|" + "---|" * len(KEYS),
-    ]
-    for r in rows:
-        star = " ★" if r["default"] else ""
-        lines.append(
-            f"| {r['fusion']}{star} | {r['rrf_k'] or '–'} | {r['vector_weight'] if r['vector_weight'] is not None else '–'} | "
-            + " | ".join(f"{r[k]:.4f}" for k in KEYS)
-            + " |"
-        )
-    (args.out / "tune_fusion.md").write_text("\n".join(lines) + "\n")
+    write_grid(
+        args.out,
+        "tune_fusion",
+        "Hybrid fusion grid (embedded backend, dev judgments, top-100 lists, bm25 weight 1.0)",
+        backend.count(),
+        ["fusion", "rrf_k", "vector_weight"],
+        rows,
+    )
     return 0
 
 

@@ -9,19 +9,18 @@ same 100 dev queries it is scored on (there is no held-out set), so treat small 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.grid import write_grid  # noqa: E402
 from indexer.embedded_store import EmbeddedStore  # noqa: E402
 from indexer.schema import DEFAULT_FIELD_BOOSTS, DEFAULT_SYNONYM_WEIGHT  # noqa: E402
 from ranker.base import Filters  # noqa: E402
 from ranker.embedded_backend import EmbeddedBackend  # noqa: E402
-from ranker.evaluation import compute_metrics, load_judgments, machine_description  # noqa: E402
+from ranker.evaluation import compute_metrics, load_judgments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BOOSTS = {
@@ -53,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, boosts in BOOSTS.items():
         for w in SYNONYM_WEIGHTS:
             backend = EmbeddedBackend(store, field_boosts=boosts, synonym_weight=w)
-            run = {q: {s.id: s.score for s in backend.lexical(q, 100, Filters())} for q in qrels}
+            run = {
+                q: {s.id: float(100 - i) for i, s in enumerate(backend.lexical(q, 100, Filters()))}
+                for q in qrels
+            }
             m = compute_metrics(run, qrels)
             default = boosts == dict(DEFAULT_FIELD_BOOSTS) and w == DEFAULT_SYNONYM_WEIGHT
             rows.append(
@@ -65,32 +67,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(f"{name:40s} w={w:<4} " + " ".join(f"{k}={v:.4f}" for k, v in m.items()), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "documents": len(store.load().products),
-        "judgments": str(args.judgments),
-    }
-    (args.out / "tune_lexical.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    keys = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100"]
-    lines = [
-        "# Lexical tuning grid (embedded BM25, dev judgments)",
-        "",
-        f"{meta['date']} · {meta['machine']} · {meta['documents']} products. Chosen and scored on the same",
-        "100 dev queries (no held-out set): small gaps are noise. ★ = the shipped default.",
-        "",
-        "| field boosts | synonym weight | " + " | ".join(keys) + " |",
-        "|---|---|" + "---|" * len(keys),
-    ]
-    for r in rows:
-        star = " ★" if r["default"] else ""
-        lines.append(
-            f"| {r['boosts']}{star} | {r['synonym_weight']} | "
-            + " | ".join(f"{r[k]:.4f}" for k in keys)
-            + " |"
-        )
-    (args.out / "tune_lexical.md").write_text("\n".join(lines) + "\n")
+    write_grid(
+        args.out,
+        "tune_lexical",
+        "Lexical tuning grid (embedded BM25, dev judgments)",
+        len(store.load().products),
+        ["boosts", "synonym_weight"],
+        rows,
+    )
     return 0
 
 

@@ -56,17 +56,5 @@ def document(p: Product, vector: Any | None = None) -> dict[str, Any]:
 
 
 def product_from_document(doc: dict[str, Any]) -> Product:
-    return Product(
-        id=str(doc["id"]),
-        title=doc["title"],
-        description=doc.get("description") or "",
-        brand=doc.get("brand") or "",
-        category=doc.get("category") or "",
-        price=doc.get("price"),
-        attributes=dict(doc.get("attributes") or {}),
-        ean=tuple(doc.get("ean") or ()),
-        name=doc.get("name") or "",
-        image_url=doc.get("image_url") or "",
-        in_stock=doc.get("in_stock"),
-        date_released=doc.get("date_released"),
-    )
+    """The product back from a stored document (extra fields such as the vector are ignored)."""
+    return Product.from_dict(doc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -14,19 +14,24 @@ from indexer.manifest import Manifest
 from indexer.product import Product
 
 
-class Mode(StrEnum):
-    BM25 = "bm25"
-    VECTOR = "vector"
-    HYBRID = "hybrid"
+class Choice(StrEnum):
+    """A string enum whose ``parse`` refuses unknown values with the list of choices."""
 
     @classmethod
-    def parse(cls, value: str | Mode) -> Mode:
+    def parse(cls, value: str) -> Self:
         try:
             return cls(value)
         except ValueError:
+            what = cls.__name__.lower()
             raise BadInputError(
-                f"unknown mode {value!r}; choose from {', '.join(m.value for m in cls)}"
+                f"unknown {what} {value!r}; choose from {', '.join(m.value for m in cls)}"
             ) from None
+
+
+class Mode(Choice):
+    BM25 = "bm25"
+    VECTOR = "vector"
+    HYBRID = "hybrid"
 
 
 @dataclass(frozen=True)

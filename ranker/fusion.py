@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 
 from indexer.errors import BadInputError
-from ranker.base import Scored
+from ranker.base import Choice, Scored
 
 
-class Fusion(StrEnum):
+class Fusion(Choice):
     RRF = "rrf"
     MINMAX = "minmax"
-
-    @classmethod
-    def parse(cls, value: str | Fusion) -> Fusion:
-        try:
-            return cls(value)
-        except ValueError:
-            raise BadInputError(
-                f"unknown fusion {value!r}; choose from {', '.join(f.value for f in cls)}"
-            ) from None
 
 
 def rrf(
