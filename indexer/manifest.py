@@ -83,3 +83,52 @@ class Manifest:
                 f"corrupt manifest {path}: {exc}; rebuild with `shoprank index`"
             ) from exc
         return cls.from_dict(data, where=str(path))
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """What a trained model folder was made from; checked before the model is served."""
+
+    kind: str
+    name: str
+    base_model: str
+    max_length: int
+    data_hash: str
+    data_sources: dict[str, int] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    FILE = "manifest.json"
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (self.FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(folder / self.FILE)
+
+    @classmethod
+    def load(cls, folder: Path, *, kind: str) -> ModelManifest:
+        path = Path(folder) / cls.FILE
+        if not path.exists():
+            raise IndexMismatchError(
+                f"no {cls.FILE} in {folder}: not a shoprank {kind} model; train one with `shoprank train`"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            m = cls(**data)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise IndexMismatchError(
+                f"corrupt model manifest {path} ({exc}); retrain with `shoprank train`"
+            ) from exc
+        if m.schema_version != SCHEMA_VERSION:
+            raise IndexMismatchError(
+                f"{path} has schema version {m.schema_version}, this shoprank reads {SCHEMA_VERSION}; retrain it"
+            )
+        if m.kind != kind:
+            raise IndexMismatchError(
+                f"{folder} holds a {m.kind!r} model, not a {kind!r} model; point to the right folder"
+            )
+        return m

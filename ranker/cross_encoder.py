@@ -6,7 +6,20 @@ checkpoint; it is loaded from a local folder whose manifest is checked first, ne
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.embedding import resolve_device
+from indexer.manifest import ModelManifest
 from indexer.product import Product
+
+log = logging.getLogger(__name__)
+KIND = "cross-encoder"
 
 # Attributes worth a few tokens: they separate otherwise identical titles (colour, size, type).
 KEY_ATTRIBUTES = (
@@ -48,3 +61,43 @@ def passage(p: Product, max_chars: int = MAX_PASSAGE_CHARS) -> str:
         parts.append("; ".join(attrs))
     text = " | ".join(parts)
     return text if len(text) <= max_chars else text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+
+
+class CrossEncoderReranker:
+    """Scores (query, product) pairs with a trained cross-encoder folder (``model/`` + manifest).
+
+    The manifest is checked when the object is made; the weights load on first use (or
+    ``load()``, which a server calls at start-up), once.
+    """
+
+    def __init__(self, folder: str | Path, *, device: str = "auto", batch_size: int = 64):
+        self.folder = Path(folder)
+        self.manifest = ModelManifest.load(self.folder, kind=KIND)
+        self.name = self.manifest.name
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from sentence_transformers.cross_encoder import CrossEncoder
+
+                    log.info("loading reranker %s on %s", self.name, self.device)
+                    self._model = CrossEncoder(
+                        str(self.folder / "model"),
+                        max_length=self.manifest.max_length,
+                        local_files_only=True,
+                        device=self.device,
+                    )
+        return self._model
+
+    def score(self, query: str, products: Sequence[Product]) -> np.ndarray:
+        """Relevance in [0, 1] (sigmoid of the logit) for each product, in input order."""
+        if not products:
+            return np.zeros(0, dtype=np.float32)
+        pairs = [(query, passage(p)) for p in products]
+        scores = self.load().predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        return np.asarray(scores, dtype=np.float32).reshape(-1)

@@ -1,0 +1,110 @@
+"""A tiny real fine-tuning run of the cross-encoder (CPU, a few dozen steps on the fixture)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from indexer.errors import IndexMismatchError
+from ranker.cross_encoder import CrossEncoderReranker, passage
+
+pytestmark = pytest.mark.model
+
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    text: str
+    label: float
+
+
+def _pairs(products, seed=0):
+    rng = random.Random(seed)
+    out = []
+    for p in products:
+        q = p.category.lower()
+        out.append(Pair(q, passage(p), 1.0))
+        other = rng.choice([o for o in products if o.category != p.category])
+        out.append(Pair(q, passage(other), 0.0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fixture_products, minilm):
+    from training.reranker import TrainConfig, train_reranker
+
+    out = tmp_path_factory.mktemp("reranker")
+    steps: list[float] = []
+    cfg = TrainConfig(
+        epochs=8, batch_size=8, lr=1e-4, max_length=48, device="cpu", max_steps=48, checkpoint_every=0
+    )
+    rep = train_reranker(
+        _pairs(fixture_products),
+        out,
+        cfg,
+        data_sources={"fixture": 60},
+        on_step=lambda s, loss: steps.append(loss),
+    )
+    return out, rep, steps
+
+
+def test_loss_falls_and_artifact_reloads(trained, fixture_products):
+    out, rep, steps = trained
+    assert rep.steps == 48 and len(steps) == 48 and rep.device == "cpu"
+    assert np.mean(steps[-8:]) < 0.7 * np.mean(steps[:8])
+    reranker = CrossEncoderReranker(out, device="cpu")
+    m = reranker.manifest
+    assert m.kind == "cross-encoder" and m.data_sources == {"fixture": 60} and m.max_length == 48
+    assert m.train_config["steps"] == 48 and len(m.data_hash) == 64
+    by_id = {p.id: p for p in fixture_products}
+    scores = reranker.score("printer", [by_id["p16"], by_id["p17"], by_id["p27"], by_id["p05"]])
+    assert scores.shape == (4,) and np.all((scores >= 0) & (scores <= 1))
+    assert min(scores[:2]) > max(scores[2:])  # the printers above the espresso machine and the TV
+
+
+def test_training_is_deterministic_and_resumes(tmp_path, fixture_products, trained):
+    from training.reranker import TrainConfig, train_reranker
+
+    cfg = TrainConfig(
+        epochs=8, batch_size=8, lr=1e-4, max_length=48, device="cpu", max_steps=12, checkpoint_every=0
+    )
+    a, b = [], []
+    train_reranker(_pairs(fixture_products), tmp_path / "a", cfg, on_step=lambda s, loss: a.append(loss))
+    train_reranker(_pairs(fixture_products), tmp_path / "b", cfg, on_step=lambda s, loss: b.append(loss))
+    np.testing.assert_allclose(a, b, rtol=1e-4)
+    # Interrupt after 6 steps (checkpoint every 3), then resume to the end with the same data.
+    cfg_ck = TrainConfig(
+        epochs=8, batch_size=8, lr=1e-4, max_length=48, device="cpu", max_steps=12, checkpoint_every=3
+    )
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_7(step, loss):
+        if step == 7:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_reranker(_pairs(fixture_products), tmp_path / "c", cfg_ck, on_step=stop_at_7)
+    rep = train_reranker(_pairs(fixture_products), tmp_path / "c", cfg_ck)
+    assert rep.resumed_from == 6 and rep.steps == 12
+    assert not (tmp_path / "c" / "checkpoint").exists()
+
+
+def test_mismatched_manifest_is_refused(trained, tmp_path):
+    out, _, _ = trained
+    data = json.loads((out / "manifest.json").read_text())
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text(json.dumps({**data, "kind": "sentiment"}))
+    with pytest.raises(IndexMismatchError, match="not a 'cross-encoder' model"):
+        CrossEncoderReranker(bad)
+    (bad / "manifest.json").write_text(json.dumps({**data, "schema_version": 99}))
+    with pytest.raises(IndexMismatchError, match="schema version 99"):
+        CrossEncoderReranker(bad)
+    with pytest.raises(IndexMismatchError, match="train one with `shoprank train`"):
+        CrossEncoderReranker(tmp_path / "nothing")
