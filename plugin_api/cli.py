@@ -142,6 +142,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reranking(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
+    from indexer.errors import BadInputError
+    from ranker.cross_encoder import CrossEncoderReranker
+    from ranker.rerank import RerankingRetriever
+
+    path = getattr(args, "reranker", None) or s.reranker_path
+    if path is None:
+        raise BadInputError(
+            "the rerank pipeline needs a trained reranker: pass --reranker DIR "
+            "(train one with `shoprank train reranker`) or set SHOPRANK_RERANKER_PATH"
+        )
+    return RerankingRetriever(
+        retriever, CrossEncoderReranker(path, device=s.device), candidates=s.rerank_candidates
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from plugin_api.backends import embedder_from, open_retriever
     from ranker.base import Mode
@@ -163,17 +179,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return rc
     retriever = open_retriever(s, embedder)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
-    pipelines = {}
+    searchers: dict[str, Any] = {}
     for name in names:
-        mode = Mode.parse(name)
+        if name == "rerank":
+            searchers[name] = (_reranking(s, retriever, args), Mode.HYBRID)
+        else:
+            searchers[name] = (retriever, Mode.parse(name))
+    pipelines = {}
+    for name, (searcher, mode) in searchers.items():
 
-        def run(q: str, mode: Mode = mode) -> list[tuple[str, float]]:
-            res = retriever.search(SearchRequest(q, k=RUN_DEPTH, mode=mode, with_products=False))
+        def run(q: str, searcher: Any = searcher, mode: Mode = mode) -> list[tuple[str, float]]:
+            res = searcher.search(SearchRequest(q, k=RUN_DEPTH, mode=mode, with_products=False))
             return [(h.id, h.score) for h in res.hits]
 
         pipelines[name] = run
-    # One warm-up query so model loading does not count as query latency.
-    retriever.search(SearchRequest("warm up", k=1, mode=Mode.HYBRID, with_products=False))
+        # One warm-up query so model loading does not count as query latency.
+        searcher.search(SearchRequest("warm up", k=1, mode=mode, with_products=False))
     results = evaluate_pipelines(qrels, pipelines, progress=not args.quiet)
     manifest = retriever.backend.manifest()
     mpath, rpath = write_outputs(
@@ -280,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-index", action="store_true", help="do not re-index even when --catalog is given")
     p.add_argument("--limit", type=int, help="index only the first N products")
     p.add_argument("--judgments", required=True, type=Path)
-    p.add_argument("--pipelines", default="bm25,vector,hybrid", help="comma-separated: bm25,vector,hybrid")
+    p.add_argument(
+        "--pipelines", default="bm25,vector,hybrid", help="comma-separated: bm25,vector,hybrid,rerank"
+    )
+    p.add_argument("--reranker", type=Path, help="trained reranker folder (for the rerank pipeline)")
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json and report.md")
     p.add_argument("--fusion", choices=["rrf", "minmax"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     rrf_k: float = Field(60.0, gt=0)
     weight_bm25: float = Field(1.0, ge=0)
     weight_vector: float = Field(0.5, ge=0)
+    reranker_path: Path | None = None
+    rerank_candidates: int = Field(100, ge=1, le=1000)
 
     @property
     def embedded_dir(self) -> Path:

@@ -123,3 +123,12 @@ class SearchBackend(Protocol):
     def count(self) -> int: ...
 
     def manifest(self) -> Manifest | None: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Scores products for a query (higher = more relevant), in input order."""
+
+    name: str
+
+    def score(self, query: str, products: Sequence[Product]) -> np.ndarray: ...
