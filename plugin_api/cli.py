@@ -179,6 +179,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return rc
     retriever = open_retriever(s, embedder)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
+    known = [m.value for m in Mode] + ["rerank"]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        from indexer.errors import BadInputError
+
+        raise BadInputError(f"unknown pipeline(s) {unknown}; choose from {', '.join(known)}")
     searchers: dict[str, Any] = {}
     for name in names:
         if name == "rerank":
