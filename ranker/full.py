@@ -1,0 +1,131 @@
+"""The full ranking pipeline: retrieve → cross-encoder → learned fusion → MMR → top k, explained.
+
+Each hit's ``score`` is the fused relevance, ``bias + Σ contributions`` exactly; MMR then decides
+the order, and its penalty for resembling products above is reported beside the contributions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from indexer.errors import BadInputError
+from ranker.base import Hit, Reranker, SearchResult, SourceScore
+from ranker.features import FEATURES, ProductSignals, feature_matrix
+from ranker.linear_fusion import LinearFusion
+from ranker.mmr import mmr, normalize_relevance
+from ranker.rerank import SOURCE as CE_SOURCE
+from ranker.retrieval import MAX_K, Retriever, SearchRequest
+
+# Until `shoprank train fusion` has learned weights: the cross-encoder leads, retrieval breaks ties.
+DEFAULT_FUSION = LinearFusion(
+    {"cross_encoder": 1.0, "bm25": 0.2, "vector": 0.2, "sentiment": 0.05, "rating": 0.05}
+)
+
+
+@dataclass(frozen=True)
+class FullOptions:
+    diversity: float = 0.0  # 0 = pure relevance order; MMR λ = 1 - diversity
+    weights: Mapping[str, float] | None = None  # per-request fusion weight overrides
+    explain: bool = False
+    user_affinity: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.diversity <= 1.0:
+            raise BadInputError(f"diversity must be between 0 and 1, got {self.diversity}")
+
+
+class FullPipeline:
+    def __init__(
+        self,
+        retriever: Retriever,
+        reranker: Reranker | None,
+        fusion: LinearFusion = DEFAULT_FUSION,
+        *,
+        candidates: int = 100,
+        signals: Callable[[list[str]], Mapping[str, ProductSignals]] | None = None,
+        device: str = "auto",
+    ):
+        if not 1 <= candidates <= MAX_K:
+            raise BadInputError(f"candidates must be between 1 and {MAX_K}")
+        self.retriever = retriever
+        self.reranker = reranker
+        self.fusion = fusion
+        self.candidates = candidates
+        self.signals = signals
+        self.device = device
+
+    def search(self, req: SearchRequest, options: FullOptions | None = None) -> SearchResult:
+        opts = options or FullOptions()
+        t0 = time.perf_counter()
+        first = self.retriever.search(replace(req, k=max(req.k, self.candidates), with_products=True))
+        hits = [h for h in first.hits if h.product is not None]
+        timings: dict[str, float] = dict(first.timings_ms)
+        if not hits:
+            return SearchResult([], first.mode, timings)
+        if self.reranker is not None:
+            t = time.perf_counter()
+            ce = self.reranker.score(req.query, [h.product for h in hits])  # type: ignore[misc]
+            timings["rerank"] = _ms(t)
+            ce_rank = {i: r for r, i in enumerate(np.argsort(-ce, kind="stable"), start=1)}
+            hits = [
+                replace(h, sources={**h.sources, CE_SOURCE: SourceScore(float(ce[i]), ce_rank[i])})
+                for i, h in enumerate(hits)
+            ]
+        ids = [h.id for h in hits]
+        x = feature_matrix(
+            hits, signals=self.signals(ids) if self.signals else None, affinity=opts.user_affinity
+        )
+        fusion = self.fusion.with_overrides(opts.weights)
+        relevance = fusion.score(x)
+        t = time.perf_counter()
+        lam = 1.0 - opts.diversity
+        if lam < 1.0:
+            vecs = self.retriever.backend.vectors(ids)
+            dim = len(next(iter(vecs.values()))) if vecs else 1
+            emb = np.vstack([vecs.get(i, np.zeros(dim, dtype=np.float32)) for i in ids])
+            res = mmr(normalize_relevance(relevance), emb, req.k, lam, device=self.device)
+            order, penalties = res.order, res.penalties
+        else:
+            order = sorted(range(len(hits)), key=lambda i: (-relevance[i], i))[: req.k]
+            penalties = [0.0] * len(order)
+        timings["fuse_mmr"] = _ms(t)
+        contributions = fusion.contributions(x) if opts.explain else None
+        out = []
+        for rank, (i, pen) in enumerate(zip(order, penalties, strict=True), start=1):
+            h = hits[i]
+            explanation: dict[str, Any] | None = None
+            if contributions is not None:
+                explanation = {
+                    "features": {f: float(x[i, j]) for j, f in enumerate(FEATURES)},
+                    "contributions": contributions[i],
+                    "relevance": float(relevance[i]),
+                    "mmr": {"lambda": lam, "penalty": float(pen)},
+                }
+            out.append(_hit(h, float(relevance[i]), rank, req.with_products, explanation))
+        timings["total"] = _ms(t0)
+        return SearchResult(out, first.mode, timings)
+
+
+@dataclass(frozen=True)
+class ExplainedHit(Hit):
+    explanation: Mapping[str, Any] | None = None
+
+
+def _hit(h: Hit, score: float, rank: int, with_product: bool, explanation: Mapping[str, Any] | None) -> Hit:
+    return ExplainedHit(
+        id=h.id,
+        score=score,
+        rank=rank,
+        sources=h.sources,
+        product=h.product if with_product else None,
+        explanation=explanation,
+    )
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000.0, 3)

@@ -1,0 +1,115 @@
+"""Learned, explainable feature fusion: a linear scorer trained with pairwise logistic loss.
+
+``score = bias + Σ_f weight_f · feature_f``, so each feature's contribution ``weight_f · feature_f``
+is its part of the final score and the parts add up exactly. Weights are learned from graded
+judgments (every pair of candidates of one query with different grades is a training pair) and can
+be overridden per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.errors import BadInputError, IndexMismatchError
+from ranker.features import FEATURES
+
+KIND = "linear-fusion"
+
+
+@dataclass(frozen=True)
+class LinearFusion:
+    weights: Mapping[str, float]
+    bias: float = 0.0
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(FEATURES))
+        if unknown:
+            raise BadInputError(f"unknown fusion feature(s) {unknown}; choose from {', '.join(FEATURES)}")
+
+    def vector(self) -> np.ndarray:
+        return np.asarray([float(self.weights.get(f, 0.0)) for f in FEATURES])
+
+    def with_overrides(self, overrides: Mapping[str, float] | None) -> LinearFusion:
+        """Per-request weights: given features replace the learned ones, the rest stay."""
+        if not overrides:
+            return self
+        return LinearFusion({**self.weights, **overrides}, self.bias, self.meta)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) @ self.vector() + self.bias
+
+    def contributions(self, x: np.ndarray) -> list[dict[str, float]]:
+        """Per row: feature → weight × value (plus ``bias``); the values sum to :meth:`score`."""
+        w = self.vector()
+        return [
+            {**{f: float(w[j] * row[j]) for j, f in enumerate(FEATURES)}, "bias": float(self.bias)}
+            for row in np.asarray(x, dtype=np.float64)
+        ]
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(
+            json.dumps({"kind": KIND, "features": list(FEATURES), **asdict(self)}, indent=2, default=str)
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearFusion:
+        data = json.loads(Path(path).read_text())
+        if data.get("kind") != KIND:
+            raise IndexMismatchError(
+                f"{path} is not a shoprank fusion model; train one with `shoprank train fusion`"
+            )
+        if data.get("features") != list(FEATURES):
+            raise IndexMismatchError(
+                f"{path} was trained on features {data.get('features')}; this shoprank uses {list(FEATURES)}: retrain it"
+            )
+        return cls(data["weights"], float(data.get("bias", 0.0)), data.get("meta", {}))
+
+
+def pairwise_examples(
+    groups: Sequence[tuple[np.ndarray, Sequence[float]]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature differences x_i - x_j with target 1 for every pair with grade_i > grade_j (and
+    the mirrored pair with target 0), within each query's group."""
+    diffs, ys = [], []
+    for x, grades in groups:
+        g = np.asarray(grades, dtype=np.float64)
+        i, j = np.nonzero(g[:, None] > g[None, :])
+        if i.size:
+            d = x[i] - x[j]
+            diffs += [d, -d]
+            ys += [np.ones(len(d)), np.zeros(len(d))]
+    if not diffs:
+        raise BadInputError(
+            "no pair of candidates with different grades: need graded judgments to learn fusion"
+        )
+    return np.vstack(diffs), np.concatenate(ys)
+
+
+def fit_pairwise(
+    groups: Sequence[tuple[np.ndarray, Sequence[float]]],
+    *,
+    l2: float = 1e-2,
+    lr: float = 0.5,
+    epochs: int = 300,
+    seed: int = 13,
+) -> LinearFusion:
+    """Pairwise logistic regression (RankNet with a linear scorer), full-batch gradient descent.
+
+    The bias cancels in pairwise differences, so it stays 0.
+    """
+    d, y = pairwise_examples(groups)
+    rng = np.random.default_rng(seed)
+    w = np.asarray(rng.normal(0, 1e-3, d.shape[1]), dtype=np.float64)
+    for _ in range(epochs):
+        z = d @ w
+        p = 1.0 / (1.0 + np.exp(-z))
+        grad = d.T @ (p - y) / len(y) + l2 * w
+        w -= lr * grad
+    weights = {f: float(w[j]) for j, f in enumerate(FEATURES)}
+    return LinearFusion(weights, 0.0, {"pairs": int(len(y) // 2)})

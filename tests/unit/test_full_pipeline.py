@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pytest
+
+from indexer.embedded_store import EmbeddedStore
+from indexer.embedding import HashingEmbedder
+from indexer.errors import BadInputError, IndexMismatchError
+from indexer.pipeline import build_index
+from ranker.base import Hit, SourceScore
+from ranker.embedded_backend import EmbeddedBackend
+from ranker.features import FEATURES, ProductSignals, feature_matrix
+from ranker.full import FullOptions, FullPipeline
+from ranker.linear_fusion import LinearFusion, fit_pairwise
+from ranker.retrieval import Retriever, SearchRequest
+
+EMB = HashingEmbedder(dimension=32)
+
+
+class CheapFirst:
+    name = "cheap"
+
+    def score(self, query, products):
+        return np.asarray([1.0 / (1.0 + (p.price or 0.0) / 100) for p in products], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory, fixture_products):
+    store = EmbeddedStore(tmp_path_factory.mktemp("idx"))
+    build_index(fixture_products, store, EMB)
+    return Retriever(EmbeddedBackend(store), EMB)
+
+
+def _signals(ids):
+    return {
+        "p16": ProductSignals(sentiment=0.8, review_count=200, rating=4.6),
+        "p17": ProductSignals(sentiment=-0.5),
+    }
+
+
+def test_explanation_sums_to_the_score(retriever):
+    pipe = FullPipeline(retriever, CheapFirst(), candidates=20, signals=_signals)
+    res = pipe.search(SearchRequest("printer", k=5), FullOptions(explain=True, diversity=0.3))
+    assert len(res.hits) == 5
+    for h in res.hits:
+        e = h.explanation
+        assert sum(e["contributions"].values()) == pytest.approx(h.score, abs=1e-9)
+        assert e["relevance"] == pytest.approx(h.score)
+        assert set(e["features"]) == set(FEATURES) and "cross_encoder" in h.sources
+    assert res.hits[0].explanation["mmr"]["penalty"] == 0.0
+    assert any(h.explanation["mmr"]["penalty"] != 0.0 for h in res.hits[1:])
+    by_id = {h.id: h.explanation for h in res.hits}
+    if "p16" in by_id:
+        assert by_id["p16"]["features"]["sentiment"] == pytest.approx(0.8)
+        assert by_id["p16"]["features"]["rating"] == pytest.approx(0.8)
+
+
+def test_no_diversity_is_relevance_order_and_overrides_apply(retriever):
+    pipe = FullPipeline(retriever, CheapFirst(), candidates=20)
+    res = pipe.search(SearchRequest("wireless", k=6), FullOptions(explain=True))
+    scores = [h.score for h in res.hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(h.explanation["mmr"]["penalty"] == 0.0 for h in res.hits)
+    only_bm25 = {f: 0.0 for f in FEATURES} | {"bm25": 1.0}
+    res2 = pipe.search(SearchRequest("wireless", k=6), FullOptions(weights=only_bm25))
+    bm25 = retriever.search(SearchRequest("wireless", k=20))
+    best = max(bm25.hits, key=lambda h: h.sources["bm25"].score)
+    assert res2.hits[0].id == best.id
+
+
+def test_missing_signals_and_reranker_degrade_gracefully(retriever):
+    pipe = FullPipeline(retriever, None, candidates=10)
+    res = pipe.search(SearchRequest("speaker", k=3), FullOptions(explain=True))
+    assert res.hits
+    for h in res.hits:
+        f = h.explanation["features"]
+        assert f["cross_encoder"] == f["sentiment"] == f["popularity"] == f["personal_affinity"] == 0.0
+    with pytest.raises(BadInputError, match="diversity"):
+        FullOptions(diversity=1.5)
+
+
+def test_feature_scaling():
+    h = Hit("a", 1.0, 1, {"bm25": SourceScore(5.0, 1), "vector": SourceScore(0.4, 2)})
+    g = Hit("b", 0.5, 2, {"bm25": SourceScore(1.0, 2), "vector": SourceScore(None, None)})
+    x = feature_matrix([h, g], signals={"a": ProductSignals(review_count=1000, rating=5.0, sentiment=3.0)})
+    row = dict(zip(FEATURES, x[0], strict=True))
+    assert (
+        row["bm25"] == 1.0
+        and row["vector"] == pytest.approx(0.4)
+        and row["review_count"] == pytest.approx(1.0)
+    )
+    assert row["rating"] == 1.0 and row["sentiment"] == 1.0  # clipped
+    assert dict(zip(FEATURES, x[1], strict=True))["bm25"] == 0.0 and x[1][FEATURES.index("vector")] == 0.0
+
+
+def test_pairwise_fit_learns_the_informative_feature():
+    rng = np.random.default_rng(0)
+    groups = []
+    for _ in range(40):
+        x = rng.uniform(0, 1, (12, len(FEATURES)))
+        grades = np.round(3 * x[:, FEATURES.index("cross_encoder")] + 0.2 * rng.normal(size=12))
+        groups.append((x, grades))
+    model = fit_pairwise(groups)
+    w = model.weights
+    assert max(w, key=lambda f: w[f]) == "cross_encoder" and w["cross_encoder"] > 5 * abs(w["bm25"])
+    with pytest.raises(BadInputError, match="different grades"):
+        fit_pairwise([(np.zeros((3, len(FEATURES))), [1, 1, 1])])
+
+
+def test_fusion_model_roundtrip_and_mismatch(tmp_path):
+    m = LinearFusion({"bm25": 0.5, "cross_encoder": 1.0}, 0.1)
+    m.save(tmp_path / "f.json")
+    assert LinearFusion.load(tmp_path / "f.json") == m
+    data = json.loads((tmp_path / "f.json").read_text())
+    (tmp_path / "g.json").write_text(json.dumps({**data, "features": ["bm25"]}))
+    with pytest.raises(IndexMismatchError, match="retrain"):
+        LinearFusion.load(tmp_path / "g.json")
+    with pytest.raises(BadInputError, match="unknown fusion feature"):
+        LinearFusion({"clicks": 1.0})
