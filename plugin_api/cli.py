@@ -158,6 +158,15 @@ def _reranking(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
     )
 
 
+def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
+    from ranker.full import DEFAULT_FUSION, FullPipeline
+    from ranker.linear_fusion import LinearFusion
+
+    reranking = _reranking(s, retriever, args)
+    fusion = LinearFusion.load(args.fusion_file) if args.fusion_file else DEFAULT_FUSION
+    return FullPipeline(retriever, reranking.reranker, fusion, candidates=s.rerank_candidates)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from plugin_api.backends import embedder_from, open_retriever
     from ranker.base import Mode
@@ -179,7 +188,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return rc
     retriever = open_retriever(s, embedder)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
-    known = [m.value for m in Mode] + ["rerank"]
+    known = [m.value for m in Mode] + ["rerank", "full"]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         from indexer.errors import BadInputError
@@ -189,6 +198,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name in names:
         if name == "rerank":
             searchers[name] = (_reranking(s, retriever, args), Mode.HYBRID)
+        elif name == "full":
+            searchers[name] = (_full(s, retriever, args), Mode.HYBRID)
         else:
             searchers[name] = (retriever, Mode.parse(name))
     pipelines = {}
@@ -309,6 +320,34 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_fusion(args: argparse.Namespace) -> int:
+    from plugin_api.backends import open_retriever
+    from ranker.evaluation import load_judgments
+    from training.fusion import train_fusion_cv
+
+    s = _settings(args)
+    rep = train_fusion_cv(
+        args.reranker,
+        load_judgments(args.judgments),
+        open_retriever(s),
+        args.out,
+        candidates=s.rerank_candidates,
+        device=s.device,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out / "fusion.json"),
+                "weights": {k: round(v, 4) for k, v in rep.model.weights.items()},
+                "cross_validated": {
+                    k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()
+                },
+            }
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="shoprank", description="Neural product search: index, search, evaluate."
@@ -364,6 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_train_reranker)
 
+    p = tsub.add_parser("fusion", help="learn the fusion weights on the reranker's folds, then on everything")
+    p.add_argument("--reranker", required=True, type=Path, help="a reranker folder trained with --folds")
+    p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
+    p.add_argument("--out", required=True, type=Path, help="folder for fusion.json")
+    _common(p)
+    p.set_defaults(func=cmd_train_fusion)
+
     p = sub.add_parser("search", help="search the index")
     p.add_argument("query")
     p.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
@@ -387,7 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pipelines", default="bm25,vector,hybrid", help="comma-separated: bm25,vector,hybrid,rerank"
     )
-    p.add_argument("--reranker", type=Path, help="trained reranker folder (for the rerank pipeline)")
+    p.add_argument("--reranker", type=Path, help="trained reranker folder (rerank and full pipelines)")
+    p.add_argument(
+        "--fusion-file", type=Path, help="fusion.json from `shoprank train fusion` (full pipeline)"
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json and report.md")
     p.add_argument("--fusion", choices=["rrf", "minmax"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
