@@ -10,7 +10,6 @@ table with ``python -m training.sentiment_baseline [--data ../shared/data]``:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Sequence
@@ -123,29 +122,3 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['majority_accuracy']:.4f} | {r['seconds']:.1f} |"
         )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.sentiment_baseline", description=__doc__)
-    parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help=f"shared data folder ({DEFAULT_DATA})"
-    )
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--tune-c", type=float, nargs="*", default=(), help="C grid for 3-fold CV on train")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log split shares and timings")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        rows = run_table(args.data, args.seed, args.tune_c)
-    except BadInputError as exc:
-        print(f"error: {exc}")
-        return 2
-    print(markdown_table(rows))
-    print()
-    for r in rows:
-        print(f"- {r['set']}: {r['note']}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
