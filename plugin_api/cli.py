@@ -168,6 +168,8 @@ def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from plugin_api.backends import embedder_from, open_retriever
     from ranker.base import Mode
     from ranker.evaluation import (
@@ -212,7 +214,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         pipelines[name] = run
         # One warm-up query so model loading does not count as query latency.
         searcher.search(SearchRequest("warm up", k=1, mode=mode, with_products=False))
-    results = evaluate_pipelines(qrels, pipelines, progress=not args.quiet)
+    backend = retriever.backend
+
+    def lookup(ids: Any) -> Any:
+        vecs, products = backend.vectors(ids), backend.fetch(ids)
+        manifest = backend.manifest()
+        dim = manifest.dimension if manifest is not None else 1
+        emb = np.vstack([vecs.get(i, np.zeros(dim, dtype=np.float32)) for i in ids])
+        return emb, [products[i].brand if i in products else "" for i in ids]
+
+    results = evaluate_pipelines(qrels, pipelines, progress=not args.quiet, diversity=lookup)
     manifest = retriever.backend.manifest()
     mpath, rpath = write_outputs(
         args.out,

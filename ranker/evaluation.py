@@ -27,6 +27,7 @@ from indexer.errors import BadInputError
 log = logging.getLogger(__name__)
 
 METRICS = ("ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100")
+DIVERSITY = ("ild@10", "distinct_brands@10")
 RUN_DEPTH = 100
 
 Qrels = dict[str, dict[str, int]]
@@ -110,10 +111,32 @@ class PipelineResult:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
         return {
             **{m: round(self.metrics[m], 4) for m in METRICS},
+            **{m: round(self.metrics[m], 4) for m in DIVERSITY if m in self.metrics},
             "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
             "queries": queries,
         }
+
+
+DiversityLookup = Callable[[Sequence[str]], tuple[np.ndarray, Sequence[str]]]
+
+
+def diversity_at(run: Run, lookup: DiversityLookup, k: int = 10) -> dict[str, float]:
+    """Mean intra-list diversity and distinct brands over each query's top k.
+
+    ``lookup(ids)`` returns the products' embeddings (rows in id order) and brands.
+    """
+    from ranker.diversity import diversity_metrics
+
+    rows = []
+    for docs in run.values():
+        top = [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+        if top:
+            emb, brands = lookup(top)
+            rows.append(diversity_metrics(emb, list(brands), k=k))
+    if not rows:
+        return {}
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
 
 
 def evaluate_pipelines(
@@ -121,8 +144,12 @@ def evaluate_pipelines(
     pipelines: Mapping[str, Callable[[str], Sequence[tuple[str, float]]]],
     *,
     progress: bool = False,
+    diversity: DiversityLookup | None = None,
 ) -> dict[str, PipelineResult]:
-    """Run every query through every pipeline (a function query → ranked (id, score) list)."""
+    """Run every query through every pipeline (a function query → ranked (id, score) list).
+
+    With ``diversity``, the metrics also carry ``ild@10`` and ``distinct_brands@10``.
+    """
     results = {}
     queries = sorted(qrels)
     for name, fn in pipelines.items():
@@ -139,7 +166,10 @@ def evaluate_pipelines(
             lat.append((time.perf_counter() - t) * 1000.0)
             # Scores become strictly decreasing by rank so ties cannot reorder anything.
             run[q] = {doc: float(len(ranked) - i) for i, (doc, _) in enumerate(ranked)}
-        results[name] = PipelineResult(name, compute_metrics(run, qrels), lat, run)
+        metrics = compute_metrics(run, qrels)
+        if diversity is not None:
+            metrics.update(diversity_at(run, diversity))
+        results[name] = PipelineResult(name, metrics, lat, run)
     return results
 
 
@@ -156,6 +186,7 @@ def write_outputs(
         json.dumps(dict(context), indent=2, default=str) + "\n", encoding="utf-8"
     )
     rpath = out / "report.md"
+    cols = [*METRICS, *(d for d in DIVERSITY if any(d in m for m in metrics.values()))]
     lines = [
         "# shoprank offline evaluation",
         "",
@@ -164,11 +195,11 @@ def write_outputs(
         f"- machine: {context.get('machine', machine_description())}",
         "- nDCG@10 counts unjudged products as irrelevant; condensed nDCG drops them; judged@10 is the judged share",
         "",
-        "| pipeline | " + " | ".join(METRICS) + " | p50 ms | p95 ms | queries |",
-        "|---" * (len(METRICS) + 4) + "|",
+        "| pipeline | " + " | ".join(cols) + " | p50 ms | p95 ms | queries |",
+        "|---" * (len(cols) + 4) + "|",
     ]
     for name, m in metrics.items():
-        cells = [f"{m[k]:.4f}" for k in METRICS] + [
+        cells = [f"{m[k]:.4f}" if k in m else "–" for k in cols] + [
             f"{m['latency_ms_p50']:.1f}",
             f"{m['latency_ms_p95']:.1f}",
             str(m["queries"]),

@@ -46,6 +46,8 @@ def test_index_search_eval(env, tmp_path, capsys):
         "latency_ms_p50",
         "latency_ms_p95",
         "queries",
+        "ild@10",
+        "distinct_brands@10",
     }
     for m in metrics.values():
         assert set(m) == keys and m["queries"] == 2 and 0 <= m["ndcg@10"] <= 1

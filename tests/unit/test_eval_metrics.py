@@ -57,3 +57,22 @@ def test_load_judgments_errors(tmp_path):
         load_judgments(tmp_path / "none.csv")
     f.write_text("query,docid,rating\nlaptop,1,3\nlaptop,2,0\ntv,3,1\n")
     assert load_judgments(f) == {"laptop": {"1": 3, "2": 0}, "tv": {"3": 1}}
+
+
+def test_diversity_at_top_k():
+    import numpy as np
+
+    from ranker.evaluation import diversity_at
+
+    vec = {"a": [1.0, 0.0], "b": [1.0, 0.0], "c": [0.0, 1.0]}
+    brand = {"a": "HP", "b": "hp", "c": "Dell"}
+
+    def lookup(ids):
+        return np.asarray([vec[i] for i in ids]), [brand[i] for i in ids]
+
+    run = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"a": 2.0, "b": 1.0}}
+    got = diversity_at(run, lookup, k=10)
+    # q1: pairs (a,b)=0, (a,c)=1, (b,c)=1 -> 2/3, brands {hp, dell} = 2; q2: 0 and 1.
+    assert got["ild@10"] == pytest.approx((2 / 3 + 0) / 2)
+    assert got["distinct_brands@10"] == pytest.approx(1.5)
+    assert diversity_at(run, lookup, k=1)["ild@1"] == 0.0
