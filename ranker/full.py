@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import BadInputError
-from ranker.base import Hit, Reranker, SearchResult, SourceScore
+from ranker.base import Hit, Reranker, SearchResult
 from ranker.features import FEATURES, ProductSignals, feature_matrix
 from ranker.linear_fusion import LinearFusion
 from ranker.mmr import mmr, normalize_relevance
-from ranker.rerank import SOURCE as CE_SOURCE
+from ranker.rerank import with_cross_encoder
 from ranker.retrieval import MAX_K, Retriever, SearchRequest
 
 # Until `shoprank train fusion` has learned weights: the cross-encoder leads, retrieval breaks ties.
@@ -69,13 +69,8 @@ class FullPipeline:
             return SearchResult([], first.mode, timings)
         if self.reranker is not None:
             t = time.perf_counter()
-            ce = self.reranker.score(req.query, [h.product for h in hits])  # type: ignore[misc]
+            hits = with_cross_encoder(self.reranker, req.query, hits)
             timings["rerank"] = _ms(t)
-            ce_rank = {i: r for r, i in enumerate(np.argsort(-ce, kind="stable"), start=1)}
-            hits = [
-                replace(h, sources={**h.sources, CE_SOURCE: SourceScore(float(ce[i]), ce_rank[i])})
-                for i, h in enumerate(hits)
-            ]
         ids = [h.id for h in hits]
         x = feature_matrix(
             hits, signals=self.signals(ids) if self.signals else None, affinity=opts.user_affinity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from indexer.errors import BadInputError
@@ -10,6 +11,18 @@ from ranker.base import Hit, Reranker, SearchResult, SourceScore
 from ranker.retrieval import MAX_K, Retriever, SearchRequest
 
 SOURCE = "cross_encoder"
+
+
+def with_cross_encoder(reranker: Reranker, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    """The hits (all with products) with a ``cross_encoder`` source: the reranker's score and its
+    rank among these hits (ties keep the input order)."""
+    scores = reranker.score(query, [h.product for h in hits])  # type: ignore[misc]
+    order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))
+    rank = {i: r for r, i in enumerate(order, start=1)}
+    return [
+        replace(h, sources={**h.sources, SOURCE: SourceScore(float(scores[i]), rank[i])})
+        for i, h in enumerate(hits)
+    ]
 
 
 class RerankingRetriever:
@@ -31,22 +44,18 @@ class RerankingRetriever:
         first = self.retriever.search(replace(req, k=max(req.k, self.candidates), with_products=True))
         hits = [h for h in first.hits if h.product is not None]
         t = time.perf_counter()
-        scores = self.reranker.score(req.query, [h.product for h in hits])  # type: ignore[misc]
+        scored = with_cross_encoder(self.reranker, req.query, hits)
         rerank_ms = (time.perf_counter() - t) * 1000
-        order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))
-        out = []
-        for rank, i in enumerate(order[: req.k], start=1):
-            h = hits[i]
-            sources = {**h.sources, SOURCE: SourceScore(float(scores[i]), rank)}
-            out.append(
-                Hit(
-                    id=h.id,
-                    score=float(scores[i]),
-                    rank=rank,
-                    sources=sources,
-                    product=h.product if req.with_products else None,
-                )
+        ranked = sorted(scored, key=lambda h: h.sources[SOURCE].rank or 0)[: req.k]
+        out = [
+            replace(
+                h,
+                score=float(h.sources[SOURCE].score or 0.0),
+                rank=rank,
+                product=h.product if req.with_products else None,
             )
+            for rank, h in enumerate(ranked, start=1)
+        ]
         timings = {
             **first.timings_ms,
             "rerank": round(rerank_ms, 3),

@@ -23,7 +23,7 @@ from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
 from ranker.features import feature_matrix
 from ranker.full import FullOptions, FullPipeline
 from ranker.linear_fusion import LinearFusion, fit_pairwise
-from ranker.rerank import SOURCE as CE_SOURCE
+from ranker.rerank import with_cross_encoder
 from ranker.retrieval import Retriever, SearchRequest
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,13 @@ class FusionReport:
 def _groups(
     queries: list[str], qrels: Qrels, retriever: Retriever, reranker: CrossEncoderReranker, candidates: int
 ) -> list[tuple[np.ndarray, list[float]]]:
-    from ranker.base import SourceScore
-
     groups = []
     for q in queries:
         hits = retriever.search(SearchRequest(q, k=candidates)).hits
         judged = [h for h in hits if h.id in qrels.get(q, {}) and h.product is not None]
         if len({qrels[q][h.id] for h in judged}) < 2:
             continue
-        ce = reranker.score(q, [h.product for h in judged])  # type: ignore[misc]
-        judged = [
-            type(h)(h.id, h.score, h.rank, {**h.sources, CE_SOURCE: SourceScore(float(s), None)}, h.product)
-            for h, s in zip(judged, ce, strict=True)
-        ]
+        judged = with_cross_encoder(reranker, q, judged)
         groups.append((feature_matrix(judged), [float(qrels[q][h.id]) for h in judged]))
     return groups
 
