@@ -4,7 +4,8 @@ Reads a reranker trained with ``shoprank train reranker --folds K`` (its manifes
 held-out metrics of ``hybrid`` and ``rerank``; every dev query was scored by a fold model that never
 saw it) and, when given, a fusion model from ``shoprank train fusion`` (its held-out ``full``
 metrics). Then measures the cross-encoder's latency on the real catalog for 50 and 100 candidates
-(hybrid top-N of each dev query, products fetched), on this machine's CPU or GPU.
+(hybrid top-N of each dev query, products fetched) for each runtime (torch, ONNX fp32, ONNX int8),
+on this machine's CPU or GPU.
 Writes ``OUT/reranking.json`` and ``OUT/reranking.md``.
 """
 
@@ -23,11 +24,12 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from bench.report import table  # noqa: E402
+from indexer.embedding import resolve_device  # noqa: E402
 from indexer.manifest import ModelManifest  # noqa: E402
 from plugin_api.backends import open_retriever  # noqa: E402
 from plugin_api.settings import Settings  # noqa: E402
-from ranker.cross_encoder import CrossEncoderReranker  # noqa: E402
 from ranker.evaluation import load_judgments, machine_description  # noqa: E402
+from ranker.rerankers import open_reranker  # noqa: E402
 from ranker.retrieval import SearchRequest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
     )
     ap.add_argument("--depths", default="50,100")
+    ap.add_argument(
+        "--runtimes",
+        default="torch,onnx,onnx-int8",
+        help="reranker runtimes to time (onnx needs `shoprank export`)",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reranking")
     args = ap.parse_args(argv)
@@ -52,26 +59,34 @@ def main(argv: list[str] | None = None) -> int:
         quality.update(fusion_meta.get("cross_validated", {}))
     s = Settings(device=args.device)
     retriever = open_retriever(s)
-    reranker = CrossEncoderReranker(args.reranker, device=s.device)
-    reranker.score("warm up", [])
     queries = sorted(load_judgments(args.judgments))
+    depths = [int(d) for d in args.depths.split(",")]
+    candidates = {
+        d: {
+            q: [h.product for h in retriever.search(SearchRequest(q, k=d)).hits if h.product] for q in queries
+        }
+        for d in depths
+    }
     latency = []
-    for depth in (int(d) for d in args.depths.split(",")):
-        ms = []
-        for q in queries:
-            products = [h.product for h in retriever.search(SearchRequest(q, k=depth)).hits if h.product]
-            t = time.perf_counter()
-            reranker.score(q, products)
-            ms.append((time.perf_counter() - t) * 1000)
-        latency.append(
-            {
-                "candidates": depth,
-                "p50_ms": float(np.percentile(ms, 50)),
-                "p95_ms": float(np.percentile(ms, 95)),
-                "queries": len(queries),
-                "device": reranker.device,
-            }
-        )
+    for runtime in args.runtimes.split(","):
+        reranker = open_reranker(args.reranker, runtime=runtime, device=s.device)
+        reranker.score("warm up", candidates[depths[0]][queries[0]][:8])  # loads the model
+        for depth in depths:
+            ms = []
+            for q in queries:
+                t = time.perf_counter()
+                reranker.score(q, candidates[depth][q])
+                ms.append((time.perf_counter() - t) * 1000)
+            latency.append(
+                {
+                    "runtime": runtime,
+                    "candidates": depth,
+                    "p50_ms": float(np.percentile(ms, 50)),
+                    "p95_ms": float(np.percentile(ms, 95)),
+                    "queries": len(queries),
+                    "device": resolve_device(s.device),
+                }
+            )
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_description(),
@@ -100,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             4,
         ),
         *table(
-            ["candidates", "p50 ms", "p95 ms", "queries", "device"],
-            [[r["candidates"], r["p50_ms"], r["p95_ms"], r["queries"], r["device"]] for r in latency],
+            ["runtime", "candidates", "p50 ms", "p95 ms", "queries", "device"],
+            [
+                [r["runtime"], r["candidates"], r["p50_ms"], r["p95_ms"], r["queries"], r["device"]]
+                for r in latency
+            ],
         ),
     ]
     (args.out / "reranking.md").write_text("\n".join(lines) + "\n")

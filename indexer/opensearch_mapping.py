@@ -82,6 +82,22 @@ def vector_field(dimension: int) -> dict[str, Any]:
     }
 
 
+# The review aggregate kept with each product (``shoprank reviews ingest``): exact sums and counts,
+# plus the shrunk sentiment and rating, so queries can filter or boost on them.
+REVIEWS_FIELD = "reviews"
+REVIEWS_MAPPING: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer"},
+        "sentiment_sum": {"type": "double"},
+        "rating_count": {"type": "integer"},
+        "rating_sum": {"type": "double"},
+        "sentiment": {"type": "float"},
+        "rating": {"type": "float"},
+    },
+}
+
+
 def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
     props: dict[str, Any] = {"id": {"type": "keyword"}}
     props.update({name: _text_field(name) for name in TEXT_FIELDS})
@@ -98,6 +114,7 @@ def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
                 "ignore_malformed": True,
             },
             "attributes": {"type": "object", "enabled": False},
+            REVIEWS_FIELD: REVIEWS_MAPPING,
             VECTOR_FIELD: vector_field(dimension),
         }
     )

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from indexer.reviews import ReviewStats
+
 AttributeValue = str | float | bool
 
 
@@ -32,6 +34,8 @@ class Product:
     image_url: str = ""
     in_stock: bool | None = None
     date_released: str | None = None
+    # What the shop's reviews say (``shoprank reviews ingest``); not part of the catalog content.
+    reviews: ReviewStats | None = None
 
     def __post_init__(self) -> None:
         if not self.id or not str(self.id).strip():
@@ -63,6 +67,7 @@ class Product:
         d = asdict(self)
         d["attributes"] = dict(self.attributes)
         d["ean"] = list(self.ean)
+        d["reviews"] = None if self.reviews is None else self.reviews.to_dict()
         return d
 
     @classmethod
@@ -80,11 +85,14 @@ class Product:
             image_url=d.get("image_url") or "",
             in_stock=d.get("in_stock"),
             date_released=d.get("date_released"),
+            reviews=ReviewStats.from_dict(d["reviews"]) if d.get("reviews") else None,
         )
 
     def content_hash(self) -> str:
-        """Stable hash of every field: changes when anything about the product changes."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, default=str)
+        """Stable hash of every catalog field (review aggregates are not catalog content)."""
+        d = self.to_dict()
+        d.pop("reviews", None)
+        blob = json.dumps(d, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -6,6 +6,7 @@ from types import MappingProxyType
 from typing import Any
 
 from indexer.product import Product
+from indexer.reviews import ReviewPrior
 
 VECTOR_FIELD = "embedding"
 
@@ -50,6 +51,8 @@ def document(p: Product, vector: Any | None = None) -> dict[str, Any]:
         "date_released": p.date_released,
         "attributes": {k: v for k, v in p.attributes.items()},
     }
+    if p.reviews is not None:
+        doc["reviews"] = p.reviews.to_dict(ReviewPrior())
     if vector is not None:
         doc[VECTOR_FIELD] = [float(x) for x in vector]
     return doc

@@ -11,6 +11,7 @@ from indexer.base import IndexStore
 from indexer.embedding import Embedder, EmbeddingCache, make_embedder
 from indexer.errors import BadInputError
 from indexer.pipeline import check_compatible
+from indexer.reviews import ReviewPrior, ReviewStore
 from plugin_api.settings import Settings
 from ranker.base import SearchBackend
 from ranker.retrieval import RetrievalConfig, Retriever
@@ -47,22 +48,43 @@ def _opensearch_backend(s: Settings) -> SearchBackend:
     return OpenSearchBackend(_client(s), alias=s.index_alias)
 
 
+def review_prior(s: Settings) -> ReviewPrior:
+    return ReviewPrior(strength=s.review_prior_strength)
+
+
+def _embedded_reviews(s: Settings) -> ReviewStore:
+    from indexer.embedded_reviews import EmbeddedReviewStore
+
+    return EmbeddedReviewStore(s.embedded_dir)
+
+
+def _opensearch_reviews(s: Settings) -> ReviewStore:
+    from indexer.opensearch_reviews import OpenSearchReviewStore
+
+    return OpenSearchReviewStore(_client(s), alias=s.index_alias, prior=review_prior(s))
+
+
 @dataclass(frozen=True)
 class BackendFactory:
     store: Callable[[Settings], IndexStore]
     search: Callable[[Settings], SearchBackend]
     where: Callable[[Settings], str]
+    reviews: Callable[[Settings], ReviewStore]
 
 
 BACKENDS = MappingProxyType(
     {
         "embedded": BackendFactory(
-            _embedded_store, _embedded_backend, lambda s: f"the embedded index in {s.embedded_dir}"
+            _embedded_store,
+            _embedded_backend,
+            lambda s: f"the embedded index in {s.embedded_dir}",
+            _embedded_reviews,
         ),
         "opensearch": BackendFactory(
             _opensearch_store,
             _opensearch_backend,
             lambda s: f"OpenSearch index {s.index_alias!r} at {s.opensearch_url}",
+            _opensearch_reviews,
         ),
     }
 )

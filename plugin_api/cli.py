@@ -18,7 +18,8 @@ log = logging.getLogger("shoprank")
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for key in ("backend", "opensearch_url", "data_dir", "embedder", "device", "index_alias", "fusion"):
+    keys = ("backend", "opensearch_url", "data_dir", "embedder", "device", "index_alias", "fusion")
+    for key in (*keys, "reranker_runtime"):
         v = getattr(args, key, None)
         if v is not None:
             overrides[key] = v
@@ -73,6 +74,9 @@ def cmd_index(args: argparse.Namespace, embedder: Any = None) -> int:
     )
     for failure in rep.write.errors[:20]:
         print(f"failed {failure}", file=sys.stderr)
+    # A rebuilt product index starts from the catalog; the reviews stay in their own store and
+    # their aggregates go back onto the products.
+    f.reviews(s).publish()
     out = {
         "backend": s.backend,
         "target": rep.write.target,
@@ -144,8 +148,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _reranking(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
     from indexer.errors import BadInputError
-    from ranker.cross_encoder import CrossEncoderReranker
     from ranker.rerank import RerankingRetriever
+    from ranker.rerankers import open_reranker
 
     path = getattr(args, "reranker", None) or s.reranker_path
     if path is None:
@@ -153,9 +157,8 @@ def _reranking(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
             "the rerank pipeline needs a trained reranker: pass --reranker DIR "
             "(train one with `shoprank train reranker`) or set SHOPRANK_RERANKER_PATH"
         )
-    return RerankingRetriever(
-        retriever, CrossEncoderReranker(path, device=s.device), candidates=s.rerank_candidates
-    )
+    reranker = open_reranker(path, runtime=s.reranker_runtime, device=s.device)
+    return RerankingRetriever(retriever, reranker, candidates=s.rerank_candidates)
 
 
 def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
@@ -263,6 +266,7 @@ def cmd_upsert(args: argparse.Namespace) -> int:
         batch_size=s.batch_size,
     )
     rep = store.upsert(read.products, vectors)
+    f.reviews(s).publish([p.id for p in read.products])  # an upsert replaces the whole document
     for failure in rep.errors[:20]:
         print(f"failed {failure}", file=sys.stderr)
     print(json.dumps({"upserted": rep.indexed, "bad_rows": len(read.errors), "failed": len(rep.errors)}))
@@ -278,6 +282,51 @@ def cmd_delete(args: argparse.Namespace) -> int:
         print(f"not deleted {failure}", file=sys.stderr)
     print(json.dumps({"deleted": rep.deleted, "failed": len(rep.errors)}))
     return 0 if rep.ok else 1
+
+
+def cmd_reviews_ingest(args: argparse.Namespace) -> int:
+    from indexer.errors import BadInputError
+    from indexer.reviews import read_reviews
+    from plugin_api.backends import factory
+    from ranker.review_ingest import ingest_reviews
+    from ranker.sentiment import MiniLMSentiment
+
+    s = _settings(args)
+    path = args.sentiment_model or s.sentiment_path
+    if path is None:
+        raise BadInputError(
+            "scoring reviews needs a sentiment model: pass --sentiment-model DIR (train one with "
+            "`shoprank train sentiment --lang en --out DIR`) or set SHOPRANK_SENTIMENT_PATH"
+        )
+    model = MiniLMSentiment(path, device=s.device)
+    read = read_reviews(args.file)
+    for err in read.errors[:20]:
+        print(f"skipped {err}", file=sys.stderr)
+    f = factory(s.backend)
+    backend = f.search(s)
+    rep = ingest_reviews(
+        read.reviews,
+        model=model,
+        store=f.reviews(s),
+        known_products=lambda ids: set(backend.fetch(ids)),
+        progress=not args.quiet,
+    )
+    for missing in rep.errors[:20]:
+        print(f"not stored: reviews of {missing}", file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "read": rep.read,
+                "bad_rows": len(read.errors),
+                "added": rep.added,
+                "duplicates": rep.duplicates,
+                "products_updated": rep.products,
+                "unknown_products": len(rep.errors),
+                "sentiment_model": model.name,
+            }
+        )
+    )
+    return 0 if not rep.errors and not read.errors else 1
 
 
 def cmd_train_reranker(args: argparse.Namespace) -> int:
@@ -331,6 +380,66 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sentiment(args: argparse.Namespace) -> int:
+    from training.finetune import TrainConfig
+    from training.sentiment import load_split, train_sentiment
+
+    train, test = load_split(args.lang, args.data, seed=args.seed)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=_settings(args).device,
+        max_steps=args.max_steps,
+    )
+    rep = train_sentiment(
+        train,
+        test,
+        args.out,
+        cfg,
+        lang=args.lang,
+        max_train=args.max_train,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "lang": args.lang,
+                "held_out": {k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()},
+                "device": rep.train.device,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_cross_encoder, export_with_folds
+
+    quantize = not args.no_quantize
+    if args.folds:
+        reports = export_with_folds(args.reranker, quantize=quantize)
+    else:
+        reports = [export_cross_encoder(args.reranker, quantize=quantize)]
+    for rep in reports:
+        print(
+            json.dumps(
+                {
+                    "folder": str(rep.folder),
+                    "files": {
+                        p: {"file": e["file"], "mb": round(e["bytes"] / 1e6, 1)} for p, e in rep.files.items()
+                    },
+                    "probe_max_abs_logit_diff": {p: round(d, 5) for p, d in rep.max_abs_diff.items()},
+                }
+            )
+        )
+    return 0
+
+
 def cmd_train_fusion(args: argparse.Namespace) -> int:
     from plugin_api.backends import open_retriever
     from ranker.evaluation import load_judgments
@@ -344,6 +453,8 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         args.out,
         candidates=s.rerank_candidates,
         device=s.device,
+        unjudged_grade=None if args.judged_only else 0.0,
+        features=args.features.split(",") if args.features else None,
     )
     print(
         json.dumps(
@@ -388,7 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("train", help="fine-tune models (reranker)")
+    p = sub.add_parser("reviews", help="product reviews: sentiment-scored, aggregated per product")
+    rsub = p.add_subparsers(dest="action", required=True)
+    p = rsub.add_parser(
+        "ingest", help="score and store reviews from a JSONL file (product_id, rating, text, date)"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--sentiment-model", type=Path, help="folder from `shoprank train sentiment`")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(p)
+    p.set_defaults(func=cmd_reviews_ingest)
+
+    p = sub.add_parser("train", help="fine-tune models (reranker, sentiment) and learn the fusion")
     tsub = p.add_subparsers(dest="model", required=True)
     p = tsub.add_parser(
         "reranker", help="fine-tune the cross-encoder with query-level k-fold CV, then on everything"
@@ -414,12 +536,44 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_train_reranker)
 
+    p = tsub.add_parser("sentiment", help="fine-tune the review-sentiment classifier (en or zh)")
+    p.add_argument("--lang", required=True, choices=["en", "zh"])
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "data",
+        help="the shared data folder holding reviews_en/ and reviews_zh/ (default ../shared/data)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder for the model and its manifest")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-train", type=int, help="train on a seeded sample of N reviews")
+    p.add_argument("--train-batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-steps", type=int, help="stop after N steps")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
+    p.set_defaults(func=cmd_train_sentiment)
+
     p = tsub.add_parser("fusion", help="learn the fusion weights on the reranker's folds, then on everything")
     p.add_argument("--reranker", required=True, type=Path, help="a reranker folder trained with --folds")
     p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
     p.add_argument("--out", required=True, type=Path, help="folder for fusion.json")
+    p.add_argument(
+        "--judged-only",
+        action="store_true",
+        help="learn from judged candidates only (default: unjudged candidates count as grade 0)",
+    )
+    p.add_argument("--features", help="comma-separated features to learn (default: all)")
     _common(p)
     p.set_defaults(func=cmd_train_fusion)
+
+    p = sub.add_parser("export", help="write ONNX (fp32 + int8) versions of a trained reranker")
+    p.add_argument("--reranker", required=True, type=Path, help="a folder from `shoprank train reranker`")
+    p.add_argument("--folds", action="store_true", help="also export its cross-validation fold models")
+    p.add_argument("--no-quantize", action="store_true", help="fp32 only")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("search", help="search the index")
     p.add_argument("query")
@@ -449,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fusion-file", type=Path, help="fusion.json from `shoprank train fusion` (full pipeline)"
     )
     p.add_argument("--out", required=True, type=Path, help="folder for metrics.json and report.md")
+    p.add_argument(
+        "--reranker-runtime",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="serve the reranker with torch (default) or its `shoprank export` ONNX files",
+    )
     p.add_argument("--fusion", choices=["rrf", "minmax"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _common(p)

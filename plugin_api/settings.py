@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     weight_vector: float = Field(0.5, ge=0)
     reranker_path: Path | None = None
     rerank_candidates: int = Field(100, ge=1, le=1000)
+    # torch (the trained weights), onnx (fp32 export) or onnx-int8 (quantized export)
+    reranker_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    sentiment_path: Path | None = None  # a model from `shoprank train sentiment`
+    review_prior_strength: float = Field(10.0, ge=0, le=10_000)  # pseudo-reviews at the prior
 
     @property
     def embedded_dir(self) -> Path:

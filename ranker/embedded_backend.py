@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from indexer.analysis import Synonyms, analyze, analyze_query
 from indexer.base import WriteReport
+from indexer.embedded_reviews import EmbeddedReviewStore
 from indexer.embedded_store import EmbeddedStore
 from indexer.errors import BadInputError
 from indexer.manifest import Manifest
@@ -44,8 +46,10 @@ class EmbeddedBackend:
         bm25: BM25Params | None = None,
         synonyms: Synonyms | None = None,
         synonym_weight: float = DEFAULT_SYNONYM_WEIGHT,
+        reviews: EmbeddedReviewStore | None = None,
     ):
         self.store = store
+        self.reviews = reviews if reviews is not None else EmbeddedReviewStore(store.root)
         unknown = sorted(set(field_boosts) - set(SEARCH_FIELDS))
         if unknown or not any(b > 0 for b in field_boosts.values()):
             raise BadInputError(
@@ -172,8 +176,11 @@ class EmbeddedBackend:
             return {i: self._vectors[self._pos[i]].copy() for i in ids if i in self._pos}
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Product]:
+        """Products by id, with their review aggregates (read from the review log) attached."""
         with self._lock:
-            return {i: self._products[self._pos[i]] for i in ids if i in self._pos}
+            found = {i: self._products[self._pos[i]] for i in ids if i in self._pos}
+        stats = self.reviews.stats(list(found))
+        return {i: replace(p, reviews=stats[i]) if i in stats else p for i, p in found.items()}
 
     def count(self) -> int:
         return len(self._products)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.reviews import ReviewPrior, ReviewStats
 from ranker.base import Hit
 
 FEATURES = (
+    "retrieval",  # first-stage (hybrid) rank as a DCG discount 1 / log2(1 + rank), in (0, 1]
     "bm25",  # BM25 min-max normalized over the request's candidates
     "vector",  # cosine similarity of query and product embeddings
     "cross_encoder",  # fine-tuned cross-encoder relevance in [0, 1]
@@ -38,6 +40,16 @@ class ProductSignals:
     popularity: float | None = None
 
 
+def signals_from_reviews(stats: ReviewStats, prior: ReviewPrior | None = None) -> ProductSignals:
+    """The review part of a product's signals: shrunk sentiment and rating, and the count."""
+    prior = prior or ReviewPrior()
+    return ProductSignals(
+        sentiment=stats.sentiment(prior) if stats.count else None,
+        review_count=stats.count,
+        rating=stats.rating(prior) if stats.rating_count else None,
+    )
+
+
 def _minmax(values: Sequence[float | None]) -> list[float]:
     present = [v for v in values if v is not None]
     if not present:
@@ -52,17 +64,23 @@ def feature_matrix(
     *,
     signals: Mapping[str, ProductSignals] | None = None,
     affinity: Mapping[str, float] | None = None,
+    prior: ReviewPrior | None = None,
 ) -> np.ndarray:
-    """Rows = hits, columns = :data:`FEATURES`."""
+    """Rows = hits, columns = :data:`FEATURES`. A product's signals come from ``signals`` when
+    given there, else from the review aggregate stored with the product (shrunk with ``prior``)."""
     signals = signals or {}
     affinity = affinity or {}
     bm25 = _minmax([h.sources["bm25"].score if "bm25" in h.sources else None for h in hits])
     out = np.zeros((len(hits), len(FEATURES)), dtype=np.float64)
     for i, h in enumerate(hits):
-        sig = signals.get(h.id, ProductSignals())
+        sig = signals.get(h.id)
+        if sig is None:
+            stats = getattr(h.product, "reviews", None)
+            sig = signals_from_reviews(stats, prior) if stats is not None else ProductSignals()
         vec = h.sources.get("vector")
         ce = h.sources.get("cross_encoder")
         row = {
+            "retrieval": 0.0 if not h.rank or h.rank < 1 else 1.0 / math.log2(1 + h.rank),
             "bm25": bm25[i],
             "vector": 0.0 if vec is None or vec.score is None else float(vec.score),
             "cross_encoder": 0.0 if ce is None or ce.score is None else float(ce.score),

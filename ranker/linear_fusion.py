@@ -98,12 +98,20 @@ def fit_pairwise(
     lr: float = 0.5,
     epochs: int = 300,
     seed: int = 13,
+    features: Sequence[str] | None = None,
 ) -> LinearFusion:
     """Pairwise logistic regression (RankNet with a linear scorer), full-batch gradient descent.
 
-    The bias cancels in pairwise differences, so it stays 0.
+    ``features`` restricts learning to those features (the others keep weight 0). The bias cancels
+    in pairwise differences, so it stays 0.
     """
+    use = list(FEATURES) if features is None else list(features)
+    unknown = sorted(set(use) - set(FEATURES))
+    if unknown or not use:
+        raise BadInputError(f"unknown fusion feature(s) {unknown or use}; choose from {', '.join(FEATURES)}")
+    mask = np.asarray([f in use for f in FEATURES], dtype=np.float64)
     d, y = pairwise_examples(groups)
+    d = d * mask
     rng = np.random.default_rng(seed)
     w = np.asarray(rng.normal(0, 1e-3, d.shape[1]), dtype=np.float64)
     for _ in range(epochs):
@@ -111,5 +119,5 @@ def fit_pairwise(
         p = 1.0 / (1.0 + np.exp(-z))
         grad = d.T @ (p - y) / len(y) + l2 * w
         w -= lr * grad
-    weights = {f: float(w[j]) for j, f in enumerate(FEATURES)}
-    return LinearFusion(weights, 0.0, {"pairs": int(len(y) // 2)})
+    weights = {f: float(w[j] * mask[j]) for j, f in enumerate(FEATURES)}
+    return LinearFusion(weights, 0.0, {"pairs": int(len(y) // 2), "features": use})

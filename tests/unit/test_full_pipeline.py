@@ -117,3 +117,43 @@ def test_fusion_model_roundtrip_and_mismatch(tmp_path):
         LinearFusion.load(tmp_path / "g.json")
     with pytest.raises(BadInputError, match="unknown fusion feature"):
         LinearFusion({"clicks": 1.0})
+
+
+def test_retrieval_feature_is_the_first_stage_dcg_discount():
+    hits = [Hit(i, 1.0, r, {}) for i, r in (("a", 1), ("b", 3), ("c", 0))]
+    col = FEATURES.index("retrieval")
+    x = feature_matrix(hits)
+    assert x[0, col] == 1.0 and x[1, col] == pytest.approx(0.5) and x[2, col] == 0.0  # 1/log2(4); no rank
+
+
+def test_pairwise_fit_can_be_restricted_to_some_features():
+    rng = np.random.default_rng(1)
+    groups = []
+    for _ in range(30):
+        x = rng.uniform(0, 1, (10, len(FEATURES)))
+        grades = np.round(3 * x[:, FEATURES.index("cross_encoder")])
+        groups.append((x, grades))
+    model = fit_pairwise(groups, features=["bm25", "vector"])
+    assert model.weights["cross_encoder"] == 0.0 and model.meta["features"] == ["bm25", "vector"]
+    assert all(model.weights[f] == 0.0 for f in FEATURES if f not in ("bm25", "vector"))
+    with pytest.raises(BadInputError, match="choose from retrieval, bm25"):
+        fit_pairwise(groups, features=["clicks"])
+
+
+def test_fusion_groups_count_unjudged_candidates_as_zero_or_leave_them_out():
+    from training.fusion import groups_from, ranked_run
+
+    cands = {
+        "q": [
+            Hit(i, 1.0, r, {"cross_encoder": SourceScore(s, r)})
+            for i, r, s in (("a", 1, 0.2), ("b", 2, 0.9), ("c", 3, 0.5))
+        ]
+    }
+    qrels = {"q": {"a": 2, "c": 0}}
+    ((x0, g0),) = groups_from(cands, qrels, ["q"], 0.0)
+    assert g0 == [2.0, 0.0, 0.0] and x0.shape == (3, len(FEATURES))
+    ((x1, g1),) = groups_from(cands, qrels, ["q"], None)
+    assert g1 == [2.0, 0.0] and x1.shape == (2, len(FEATURES))
+    assert groups_from(cands, {"q": {"a": 1}}, ["q"], None) == []  # one grade: nothing to learn
+    only_ce = LinearFusion({"cross_encoder": 1.0})
+    assert list(ranked_run(cands, ["q"], only_ce)["q"]) == ["b", "c", "a"]

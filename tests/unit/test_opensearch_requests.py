@@ -225,6 +225,17 @@ def test_index_body_exact() -> None:
                     "ignore_malformed": True,
                 },
                 "attributes": {"type": "object", "enabled": False},
+                "reviews": {
+                    "type": "object",
+                    "properties": {
+                        "count": {"type": "integer"},
+                        "sentiment_sum": {"type": "double"},
+                        "rating_count": {"type": "integer"},
+                        "rating_sum": {"type": "double"},
+                        "sentiment": {"type": "float"},
+                        "rating": {"type": "float"},
+                    },
+                },
                 "embedding": {
                     "type": "knn_vector",
                     "dimension": 4,

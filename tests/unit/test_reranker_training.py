@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from indexer.errors import IndexMismatchError
+from indexer.errors import BadInputError, IndexMismatchError
 from ranker.cross_encoder import CrossEncoderReranker, passage
 
 pytestmark = pytest.mark.model
@@ -108,3 +108,72 @@ def test_mismatched_manifest_is_refused(trained, tmp_path):
         CrossEncoderReranker(bad)
     with pytest.raises(IndexMismatchError, match="train one with `shoprank train`"):
         CrossEncoderReranker(tmp_path / "nothing")
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from training.export import export_cross_encoder
+
+    out, _, _ = trained
+    return out, export_cross_encoder(out)
+
+
+def test_onnx_export_reproduces_torch_and_int8_keeps_the_order(exported, fixture_products):
+    from ranker.rerankers import open_reranker
+
+    out, rep = exported
+    assert set(rep.files) == {"fp32", "int8"} and rep.max_abs_diff["fp32"] < 1e-3
+    assert rep.files["int8"]["bytes"] < 0.5 * rep.files["fp32"]["bytes"]
+    export = json.loads((out / "onnx" / "export.json").read_text())
+    assert export["source"] == CrossEncoderReranker(out).manifest.name and export["opset"] == 17
+    by_id = {p.id: p for p in fixture_products}
+    prods = [by_id[i] for i in ("p16", "p17", "p27", "p05")]
+    torch_scores = open_reranker(out, runtime="torch", device="cpu").score("printer", prods)
+    fp32 = open_reranker(out, runtime="onnx", device="cpu").score("printer", prods)
+    int8 = open_reranker(out, runtime="onnx-int8", device="cpu").score("printer", prods)
+    np.testing.assert_allclose(fp32, torch_scores, atol=1e-4)
+    assert np.max(np.abs(int8 - torch_scores)) < 0.1
+    assert min(int8[:2]) > max(int8[2:])  # quantized, the printers still lead
+
+
+def test_onnx_tokenizer_matches_the_torch_tokenizer(exported, fixture_products):
+    from transformers import AutoTokenizer
+
+    from ranker.rerankers import open_reranker
+
+    out, _ = exported
+    onnx = open_reranker(out, runtime="onnx", device="cpu")
+    pairs = [("usb cable", passage(p)) for p in fixture_products[:6]]
+    ours = onnx.encode(pairs)
+    hf = AutoTokenizer.from_pretrained(str(out / "model"), local_files_only=True)(
+        [q for q, _ in pairs], [t for _, t in pairs], padding=True, truncation="longest_first", max_length=48
+    )
+    assert ours["input_ids"].tolist() == hf["input_ids"]
+    assert ours["token_type_ids"].tolist() == hf["token_type_ids"]
+    assert ours["attention_mask"].tolist() == hf["attention_mask"]
+
+
+def test_onnx_export_is_checked_at_load(exported, tmp_path):
+    import shutil
+
+    from ranker.rerankers import open_reranker
+
+    out, _ = exported
+    with pytest.raises(BadInputError, match="choose from torch, onnx, onnx-int8"):
+        open_reranker(out, runtime="tensorrt")
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    export = json.loads((copy / "onnx" / "export.json").read_text())
+    (copy / "onnx" / "export.json").write_text(json.dumps({**export, "source": "another-model"}))
+    with pytest.raises(IndexMismatchError, match="export again"):
+        open_reranker(copy, runtime="onnx-int8")
+    (copy / "onnx" / "export.json").write_text(json.dumps(export))
+    with open(copy / "onnx" / "model.int8.onnx", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(IndexMismatchError, match="differs from its export manifest"):
+        open_reranker(copy, runtime="onnx-int8").load()
+    shutil.rmtree(copy / "onnx")
+    with pytest.raises(IndexMismatchError, match="shoprank export --reranker"):
+        open_reranker(copy, runtime="onnx")

@@ -1,0 +1,135 @@
+"""Fusion variants, cross-validated: which features and which training pairs make ``full`` good.
+
+For each fold of a reranker trained with ``shoprank train reranker --folds K``, the fold's
+cross-encoder scores the hybrid top-N of every dev query once (cached in ``OUT/cache``); then each
+variant's linear fusion is fitted on the fold's train queries and ranks its test queries. All
+variants therefore see the same held-out cross-encoder scores; only the fusion differs.
+Writes ``OUT/fusion_variants.json`` and ``OUT/fusion_variants.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import table  # noqa: E402
+from indexer.manifest import ModelManifest  # noqa: E402
+from plugin_api.backends import open_retriever  # noqa: E402
+from plugin_api.settings import Settings  # noqa: E402
+from ranker.evaluation import Run, compute_metrics, load_judgments, machine_description  # noqa: E402
+from ranker.features import FEATURES  # noqa: E402
+from ranker.linear_fusion import fit_pairwise  # noqa: E402
+from ranker.rerankers import open_reranker  # noqa: E402
+from training.fusion import Candidates, groups_from, ranked_run, score_candidates  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10"]
+TEXT_ONLY = ["bm25", "vector", "cross_encoder"]
+# name -> (features learned, grade of unjudged candidates or None = judged candidates only)
+VARIANTS: dict[str, tuple[list[str], float | None]] = {
+    "fusion: bm25+vector+ce, judged only": (TEXT_ONLY, None),
+    "fusion: bm25+vector+ce, unjudged = 0": (TEXT_ONLY, 0.0),
+    "fusion: +retrieval rank, judged only": (["retrieval", *TEXT_ONLY], None),
+    "fusion: +retrieval rank, unjudged = 0": (["retrieval", *TEXT_ONLY], 0.0),
+    "fusion: retrieval + ce, unjudged = 0": (["retrieval", "cross_encoder"], 0.0),
+    "fusion: all features, unjudged = 0": (list(FEATURES), 0.0),
+}
+
+
+def order_run(cands: Candidates, queries: list[str], source: str | None) -> Run:
+    """Rank by the first stage (source None) or by one source's rank."""
+    run: Run = {}
+    for q in queries:
+        hits = cands.get(q, [])
+        key = (lambda h: h.rank) if source is None else (lambda h: h.sources[source].rank or 0)
+        ranked = sorted(hits, key=key)
+        run[q] = {h.id: float(len(ranked) - r) for r, h in enumerate(ranked)}
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reranker", type=Path, required=True)
+    ap.add_argument(
+        "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
+    )
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--runtimes",
+        default="torch",
+        help="reranker runtimes, e.g. torch,onnx-int8 (onnx needs `shoprank export --folds`)",
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fusion_variants")
+    args = ap.parse_args(argv)
+    manifest = ModelManifest.load(args.reranker, kind="cross-encoder")
+    qrels = load_judgments(args.judgments)
+    queries = sorted(qrels)
+    s = Settings(device=args.device)
+    retriever = open_retriever(s)
+    cache_dir = args.out / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    runtimes = args.runtimes.split(",")
+    names = ["hybrid"] + [f"{n} [{rt}]" for rt in runtimes for n in ["rerank", *VARIANTS]]
+    runs: dict[str, Run] = {name: {} for name in names}
+    weights: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    scoring_s: dict[str, float] = {}
+    for rt in runtimes:
+        scoring_s[rt] = 0.0
+        for f in manifest.folds:
+            cache = cache_dir / f"{manifest.name}-fold{f['fold']}-n{args.candidates}-{rt}.pkl"
+            if cache.exists():
+                cands: Candidates = pickle.loads(cache.read_bytes())
+            else:
+                t = time.perf_counter()
+                fold_dir = args.reranker / "folds" / f"fold-{f['fold']}"
+                reranker = open_reranker(fold_dir, runtime=rt, device=s.device)
+                cands = score_candidates(queries, retriever, reranker, args.candidates)
+                scoring_s[rt] += time.perf_counter() - t
+                cache.write_bytes(pickle.dumps(cands))
+            test_q = [q for q in f["test_queries"] if q in qrels]
+            train_q = [q for q in queries if q not in set(f["test_queries"])]
+            if rt == runtimes[0]:
+                runs["hybrid"].update(order_run(cands, test_q, None))
+            runs[f"rerank [{rt}]"].update(order_run(cands, test_q, "cross_encoder"))
+            for name, (features, unjudged) in VARIANTS.items():
+                model = fit_pairwise(groups_from(cands, qrels, train_q, unjudged), features=features)
+                weights[f"{name} [{rt}]"].append({k: round(v, 3) for k, v in model.weights.items() if v})
+                runs[f"{name} [{rt}]"].update(ranked_run(cands, test_q, model))
+    results = {name: compute_metrics(run, qrels) for name, run in runs.items()}
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "reranker": manifest.name,
+        "folds": len(manifest.folds),
+        "candidates": args.candidates,
+        "scoring_seconds": {k: round(v, 1) for k, v in scoring_s.items()},
+        "metrics": results,
+        "weights": weights,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fusion_variants.json").write_text(json.dumps(report, indent=2))
+    lines = [
+        "# Fusion variants (query-level k-fold, held-out)",
+        "",
+        f"- date: {report['date']}; machine: {report['machine']}",
+        f"- reranker {manifest.name}, {len(manifest.folds)} folds, hybrid top {args.candidates} candidates",
+        "",
+        *table(["pipeline", *METRICS], [[n, *(m[k] for k in METRICS)] for n, m in results.items()], 4),
+        "",
+    ]
+    (args.out / "fusion_variants.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

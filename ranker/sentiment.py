@@ -1,0 +1,78 @@
+"""Review sentiment: the classifier we fine-tune (``shoprank train sentiment``), served for scoring.
+
+A score is in [-1, 1]: ``2 · P(positive) - 1``. The model folder holds ``model/`` (a one-logit
+MiniLM sequence classifier and its tokenizer) and a ``sentiment`` manifest, checked before load;
+weights load on first use (or ``load()`` at server start-up), once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from indexer.embedding import resolve_device
+from indexer.manifest import ModelManifest
+
+log = logging.getLogger(__name__)
+KIND = "sentiment"
+
+
+class SentimentModel(Protocol):
+    """Scores review texts in [-1, 1] (negative … positive), in input order."""
+
+    name: str
+
+    def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class MiniLMSentiment:
+    def __init__(self, folder: str | Path, *, device: str = "auto", batch_size: int = 64):
+        self.folder = Path(folder)
+        self.manifest = ModelManifest.load(self.folder, kind=KIND)
+        self.name = self.manifest.name
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+                    log.info("loading sentiment model %s on %s", self.name, self.device)
+                    path = str(self.folder / "model")
+                    self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+                    self._model = model.to(self.device).eval()
+        return self._model
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """P(positive) per text."""
+        import torch
+
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        model = self.load()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self._tokenizer(
+                    list(texts[i : i + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.manifest.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                out.append(torch.sigmoid(model(**enc).logits.float().view(-1)).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return 2.0 * self.probabilities(texts) - 1.0

@@ -1,0 +1,86 @@
+"""A tiny real fine-tuning run of the review-sentiment classifier (CPU, a few dozen steps)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from indexer.errors import BadInputError, IndexMismatchError
+from training.reviews_data import Review
+
+pytestmark = pytest.mark.model
+
+GOOD = [
+    "great product, love it",
+    "excellent quality and fast",
+    "works perfectly, very happy",
+    "amazing value, highly recommend",
+    "best purchase this year",
+    "fantastic, does the job well",
+]
+BAD = [
+    "terrible, broke after a day",
+    "awful quality, waste of money",
+    "stopped working, very disappointed",
+    "poor build, do not buy",
+    "worst purchase ever",
+    "useless, returned it at once",
+]
+
+
+def _reviews(texts, label, domain):
+    return [Review(t, label, f"{domain}-{i}", domain) for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, minilm):
+    from training.finetune import TrainConfig
+    from training.sentiment import train_sentiment
+
+    out = tmp_path_factory.mktemp("sentiment")
+    train = _reviews(GOOD * 2, 1, "a") + _reviews(BAD * 2, 0, "a")
+    test = _reviews(["really great, love it", "broke at once, awful"], 1, "b")
+    test = [test[0], Review(test[1].text, 0, "b-1", "b")]
+    cfg = TrainConfig(
+        epochs=10, batch_size=8, lr=1e-4, max_length=32, device="cpu", max_steps=24, checkpoint_every=0
+    )
+    return out, train_sentiment(train, test, out, cfg, lang="en")
+
+
+def test_sentiment_learns_and_reports_next_to_the_baseline(trained):
+    from ranker.sentiment import MiniLMSentiment
+
+    out, rep = trained
+    assert rep.train.steps == 24 and rep.train.losses[-1] < rep.train.losses[0]
+    model = MiniLMSentiment(out, device="cpu")
+    s = model.score(["love it, great quality", "awful, broke after a day"])
+    assert s.shape == (2,) and np.all((s >= -1) & (s <= 1)) and s[0] > s[1]
+    m = model.manifest
+    assert m.kind == "sentiment" and m.name.startswith("shoprank-sentiment-en-")
+    held = m.metrics["held_out"]
+    assert set(held) == {"minilm", "tfidf_logreg", "train"} and held["minilm"]["n_test"] == 2
+    assert m.data_sources == {"en:a": 24}
+
+
+def test_sentiment_model_folder_is_checked(trained, tmp_path):
+    from ranker.cross_encoder import CrossEncoderReranker
+    from ranker.sentiment import MiniLMSentiment
+
+    out, _ = trained
+    with pytest.raises(IndexMismatchError, match="not a 'cross-encoder' model"):
+        CrossEncoderReranker(out)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    data = json.loads((out / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**data, "kind": "cross-encoder"}))
+    with pytest.raises(IndexMismatchError, match="not a 'sentiment' model"):
+        MiniLMSentiment(bad)
+
+
+def test_one_class_training_data_is_refused(tmp_path):
+    from training.sentiment import train_sentiment
+
+    with pytest.raises(BadInputError, match="one class only"):
+        train_sentiment(_reviews(GOOD, 1, "a"), _reviews(BAD, 0, "b"), tmp_path, lang="en")

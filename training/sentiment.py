@@ -1,0 +1,120 @@
+"""Fine-tune the review-sentiment classifier from the packaged all-MiniLM-L6-v2 checkpoint.
+
+English: the Blitzer multi-domain reviews; Chinese: online_shopping_10_cats (MiniLM's uncased
+WordPiece vocabulary covers CJK characters one by one). Held-out 20% by product
+(:func:`~training.reviews_data.split_by_product`), the TF-IDF + logistic-regression baseline fitted
+on the same split in the same run, and both results stored in the model's manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import BadInputError
+from ranker.sentiment import KIND, MiniLMSentiment
+from training.finetune import TrainConfig, TrainReport, fine_tune
+from training.reviews_data import (
+    BLITZER_DOMAINS,
+    Review,
+    read_blitzer,
+    read_chinese_shopping,
+    split_by_product,
+)
+from training.sentiment_baseline import tfidf_logreg_baseline
+
+log = logging.getLogger(__name__)
+LANGS = ("en", "zh")
+
+
+@dataclass
+class SentimentReport:
+    train: TrainReport
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def data_hash(reviews: Sequence[Review]) -> str:
+    h = hashlib.sha256()
+    for r in reviews:
+        h.update(json.dumps([r.text, r.label], ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def load_split(
+    lang: str, data: str | Path, *, seed: int = 13, domains: Sequence[str] = BLITZER_DOMAINS
+) -> tuple[list[Review], list[Review]]:
+    """The 80/20 by-product split of the language's review corpus under ``data`` (../shared/data)."""
+    data = Path(data)
+    if lang == "en":
+        reviews = read_blitzer(data / "reviews_en" / "blitzer_mds", domains).items
+    elif lang == "zh":
+        reviews = read_chinese_shopping(data / "reviews_zh" / "online_shopping_10_cats.zip").items
+    else:
+        raise BadInputError(f"unknown language {lang!r}; choose from {', '.join(LANGS)}")
+    split = split_by_product(reviews, 0.2, seed)
+    return split.train, split.test
+
+
+def evaluate(model: MiniLMSentiment, test: Sequence[Review]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    t = time.perf_counter()
+    pred = (model.probabilities([r.text for r in test]) >= 0.5).astype(int)
+    y = [r.label for r in test]
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro")),
+        "n_test": float(len(test)),
+        "predict_seconds": time.perf_counter() - t,
+    }
+
+
+def train_sentiment(
+    train: Sequence[Review],
+    test: Sequence[Review],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    lang: str,
+    max_train: int | None = None,
+    seed: int = 13,
+    progress: bool = False,
+) -> SentimentReport:
+    """Fine-tune on ``train`` (a seeded sample of ``max_train`` when given), evaluate on ``test``
+    next to the TF-IDF baseline, and save the model with both results in its manifest."""
+    rows = list(train)
+    if max_train is not None and len(rows) > max_train:
+        rows = random.Random(seed).sample(rows, max_train)
+    if len({r.label for r in rows}) < 2:
+        raise BadInputError("the training reviews hold one class only; a classifier needs both labels")
+    baseline = tfidf_logreg_baseline(rows, list(test), lang, seed=seed)
+    rep = fine_tune(
+        [r.text for r in rows],
+        None,
+        [float(r.label) for r in rows],
+        out_dir,
+        config,
+        kind=KIND,
+        name_prefix=f"shoprank-sentiment-{lang}",
+        data_hash=data_hash(rows),
+        data_sources={
+            f"{lang}:{d}": sum(r.domain == d for r in rows) for d in sorted({r.domain for r in rows})
+        },
+        progress=progress,
+    )
+    model = MiniLMSentiment(out_dir, device=rep.device)
+    metrics: dict[str, Any] = {
+        "minilm": evaluate(model, test),
+        "tfidf_logreg": {k: baseline[k] for k in ("accuracy", "macro_f1", "n_train", "n_test")},
+        "train": {"n_train": float(len(rows)), "steps": float(rep.steps), "seconds": rep.seconds},
+    }
+    # The held-out figures go into the manifest beside the model.
+    replace(model.manifest, metrics={"held_out": metrics, "lang": lang}).save(Path(out_dir))
+    return SentimentReport(rep, metrics)
