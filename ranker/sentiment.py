@@ -21,6 +21,21 @@ from indexer.manifest import ModelManifest
 log = logging.getLogger(__name__)
 KIND = "sentiment"
 
+# Long reviews are cut to their head and tail (where opinions and verdicts sit) before the
+# tokenizer's 128-token limit would keep only the head. Chinese has no spaces: count characters.
+HEAD_WORDS, TAIL_WORDS = 56, 32
+HEAD_CHARS, TAIL_CHARS = 80, 40
+
+
+def clip_review(text: str) -> str:
+    """The review's first and last words (or characters, for unspaced scripts) when it is long."""
+    words = text.split()
+    if len(words) > HEAD_WORDS + TAIL_WORDS:
+        return " ".join(words[:HEAD_WORDS] + ["…"] + words[-TAIL_WORDS:])
+    if len(words) <= 3 and len(text) > HEAD_CHARS + TAIL_CHARS:
+        return text[:HEAD_CHARS] + "…" + text[-TAIL_CHARS:]
+    return text
+
 
 class SentimentModel(Protocol):
     """Scores review texts in [-1, 1] (negative … positive), in input order."""
@@ -65,7 +80,7 @@ class MiniLMSentiment:
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
                 enc = self._tokenizer(
-                    list(texts[i : i + self.batch_size]),
+                    [clip_review(t) for t in texts[i : i + self.batch_size]],
                     padding=True,
                     truncation=True,
                     max_length=self.manifest.max_length,

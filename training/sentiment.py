@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import BadInputError
-from ranker.sentiment import KIND, MiniLMSentiment
+from ranker.sentiment import KIND, MiniLMSentiment, clip_review
 from training.finetune import TrainConfig, TrainReport, fine_tune
 from training.reviews_data import (
     BLITZER_DOMAINS,
@@ -96,7 +96,7 @@ def train_sentiment(
         raise BadInputError("the training reviews hold one class only; a classifier needs both labels")
     baseline = tfidf_logreg_baseline(rows, list(test), lang, seed=seed)
     rep = fine_tune(
-        [r.text for r in rows],
+        [clip_review(r.text) for r in rows],
         None,
         [float(r.label) for r in rows],
         out_dir,

@@ -84,3 +84,14 @@ def test_one_class_training_data_is_refused(tmp_path):
 
     with pytest.raises(BadInputError, match="one class only"):
         train_sentiment(_reviews(GOOD, 1, "a"), _reviews(BAD, 0, "b"), tmp_path, lang="en")
+
+
+def test_long_reviews_keep_head_and_tail():
+    from ranker.sentiment import HEAD_WORDS, TAIL_WORDS, clip_review
+
+    words = [f"w{i}" for i in range(300)]
+    clipped = clip_review(" ".join(words)).split()
+    assert clipped[:HEAD_WORDS] == words[:HEAD_WORDS] and clipped[-TAIL_WORDS:] == words[-TAIL_WORDS:]
+    assert len(clipped) == HEAD_WORDS + TAIL_WORDS + 1 and clip_review("short and sweet") == "short and sweet"
+    zh = "好" * 100 + "差" * 100
+    assert clip_review(zh).startswith("好" * 80) and clip_review(zh).endswith("差" * 40)
