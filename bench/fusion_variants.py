@@ -1,7 +1,8 @@
 """Fusion variants, cross-validated: which features and which training pairs make ``full`` good.
 
 For each fold of a reranker trained with ``shoprank train reranker --folds K``, the fold's
-cross-encoder scores the hybrid top-N of every dev query once (cached in ``OUT/cache``); then each
+cross-encoder scores the hybrid top-N of every dev query once (cached in ``OUT/cache``, the same
+cache ``shoprank train fusion --cache`` uses); then each
 variant's linear fusion is fitted on the fold's train queries and ranks its test queries. All
 variants therefore see the same held-out cross-encoder scores; only the fusion differs.
 Writes ``OUT/fusion_variants.json`` and ``OUT/fusion_variants.md``.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 import time
 from datetime import UTC, datetime
@@ -27,8 +27,7 @@ from plugin_api.settings import Settings  # noqa: E402
 from ranker.evaluation import Run, compute_metrics, load_judgments, machine_description  # noqa: E402
 from ranker.features import FEATURES  # noqa: E402
 from ranker.linear_fusion import fit_pairwise  # noqa: E402
-from ranker.rerankers import open_reranker  # noqa: E402
-from training.fusion import Candidates, groups_from, ranked_run, score_candidates  # noqa: E402
+from training.fusion import Candidates, fold_candidates, groups_from, ranked_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10"]
@@ -62,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
     )
     ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument(
+        "--cache", type=Path, help="cross-encoder score cache (default OUT/cache; share with train fusion)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument(
         "--runtimes",
@@ -75,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = sorted(qrels)
     s = Settings(device=args.device)
     retriever = open_retriever(s)
-    cache_dir = args.out / "cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = args.cache or args.out / "cache"
     runtimes = args.runtimes.split(",")
     names = ["hybrid"] + [f"{n} [{rt}]" for rt in runtimes for n in ["rerank", *VARIANTS]]
     runs: dict[str, Run] = {name: {} for name in names}
@@ -85,16 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     for rt in runtimes:
         scoring_s[rt] = 0.0
         for f in manifest.folds:
-            cache = cache_dir / f"{manifest.name}-fold{f['fold']}-n{args.candidates}-{rt}.pkl"
-            if cache.exists():
-                cands: Candidates = pickle.loads(cache.read_bytes())
-            else:
-                t = time.perf_counter()
-                fold_dir = args.reranker / "folds" / f"fold-{f['fold']}"
-                reranker = open_reranker(fold_dir, runtime=rt, device=s.device)
-                cands = score_candidates(queries, retriever, reranker, args.candidates)
-                scoring_s[rt] += time.perf_counter() - t
-                cache.write_bytes(pickle.dumps(cands))
+            t = time.perf_counter()
+            cands = fold_candidates(
+                args.reranker,
+                f["fold"],
+                queries,
+                retriever,
+                args.candidates,
+                runtime=rt,
+                device=s.device,
+                cache_dir=cache_dir,
+            )
+            scoring_s[rt] += time.perf_counter() - t
             test_q = [q for q in f["test_queries"] if q in qrels]
             train_q = [q for q in queries if q not in set(f["test_queries"])]
             if rt == runtimes[0]:

@@ -455,6 +455,8 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         device=s.device,
         unjudged_grade=None if args.judged_only else 0.0,
         features=args.features.split(",") if args.features else None,
+        runtime=s.reranker_runtime,
+        cache_dir=args.cache,
     )
     print(
         json.dumps(
@@ -566,6 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="learn from judged candidates only (default: unjudged candidates count as grade 0)",
     )
     p.add_argument("--features", help="comma-separated features to learn (default: all)")
+    p.add_argument(
+        "--reranker-runtime", choices=["torch", "onnx", "onnx-int8"], help="runtime scoring the candidates"
+    )
+    p.add_argument("--cache", type=Path, help="keep the cross-encoder scores here (reused by later runs)")
     _common(p)
     p.set_defaults(func=cmd_train_fusion)
 

@@ -10,6 +10,7 @@ with the shipped cross-encoder. Writes ``<out>/fusion.json`` with the cross-vali
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +20,13 @@ import numpy as np
 
 from indexer.errors import IndexMismatchError
 from indexer.manifest import ModelManifest
-from ranker.base import Hit
+from ranker.base import Hit, Reranker
 from ranker.cross_encoder import KIND as CE_KIND
-from ranker.cross_encoder import CrossEncoderReranker
 from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
 from ranker.features import feature_matrix
 from ranker.linear_fusion import LinearFusion, fit_pairwise
 from ranker.rerank import with_cross_encoder
+from ranker.rerankers import open_reranker
 from ranker.retrieval import Retriever, SearchRequest
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ Candidates = dict[str, list[Hit]]
 
 
 def score_candidates(
-    queries: Sequence[str], retriever: Retriever, reranker: CrossEncoderReranker, candidates: int
+    queries: Sequence[str], retriever: Retriever, reranker: Reranker, candidates: int
 ) -> Candidates:
     """Per query: the first stage's top ``candidates`` (with products), each with its
     cross-encoder score. The expensive part of fusion training, done once per reranker."""
@@ -51,6 +52,42 @@ def score_candidates(
         hits = [h for h in retriever.search(SearchRequest(q, k=candidates)).hits if h.product is not None]
         out[q] = with_cross_encoder(reranker, q, hits) if hits else []
     return out
+
+
+def fold_candidates(
+    reranker_dir: Path,
+    fold: int | None,
+    queries: Sequence[str],
+    retriever: Retriever,
+    candidates: int,
+    *,
+    runtime: str = "torch",
+    device: str = "auto",
+    cache_dir: Path | None = None,
+) -> Candidates:
+    """:func:`score_candidates` with fold ``fold``'s model (None: the shipped model), cached in
+    ``cache_dir`` (when given) under the model name, fold, depth and runtime, so fusion training
+    and the fusion benchmark score each (model, query set) once."""
+    name = ModelManifest.load(reranker_dir, kind=CE_KIND).name
+    folder = reranker_dir if fold is None else reranker_dir / "folds" / f"fold-{fold}"
+    if not folder.exists():
+        raise IndexMismatchError(f"{folder} is missing; retrain the reranker with --folds")
+    path = None
+    if cache_dir is not None:
+        tag = "final" if fold is None else f"fold{fold}"
+        path = cache_dir / f"{name}-{tag}-n{candidates}-{runtime}.pkl"
+        if path.exists():
+            cached: Candidates = pickle.loads(path.read_bytes())
+            if set(queries) <= set(cached):
+                return cached
+    reranker = open_reranker(folder, runtime=runtime, device=device)
+    cands = score_candidates(queries, retriever, reranker, candidates)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(cands))
+        tmp.replace(path)
+    return cands
 
 
 def groups_from(
@@ -92,26 +129,36 @@ def train_fusion_cv(
     device: str = "auto",
     unjudged_grade: float | None = 0.0,
     features: Sequence[str] | None = None,
+    runtime: str = "torch",
+    cache_dir: str | Path | None = None,
 ) -> FusionReport:
     reranker_dir = Path(reranker_dir)
     manifest = ModelManifest.load(reranker_dir, kind=CE_KIND)
+    cache = None if cache_dir is None else Path(cache_dir)
+    queries = sorted(qrels)
     held_out: Run = {}
     folds = []
     for f in manifest.folds:
-        fold_dir = reranker_dir / "folds" / f"fold-{f['fold']}"
-        if not fold_dir.exists():
-            raise IndexMismatchError(f"{fold_dir} is missing; retrain the reranker with --folds")
         test_q = [q for q in f["test_queries"] if q in qrels]
         train_q = [q for q in qrels if q not in set(f["test_queries"])]
-        reranker = CrossEncoderReranker(fold_dir, device=device)
-        cands = score_candidates([*train_q, *test_q], retriever, reranker, candidates)
+        cands = fold_candidates(
+            reranker_dir,
+            f["fold"],
+            queries,
+            retriever,
+            candidates,
+            runtime=runtime,
+            device=device,
+            cache_dir=cache,
+        )
         model = fit_pairwise(groups_from(cands, qrels, train_q, unjudged_grade), features=features)
         held_out.update(ranked_run(cands, test_q, model))
         folds.append({"fold": f["fold"], "weights": dict(model.weights), "test_queries": len(test_q)})
         log.info("fusion fold %s: weights %s", f["fold"], {k: round(v, 3) for k, v in model.weights.items()})
-    final_reranker = CrossEncoderReranker(reranker_dir, device=device)
-    cands = score_candidates(sorted(qrels), retriever, final_reranker, candidates)
-    final = fit_pairwise(groups_from(cands, qrels, sorted(qrels), unjudged_grade), features=features)
+    cands = fold_candidates(
+        reranker_dir, None, queries, retriever, candidates, runtime=runtime, device=device, cache_dir=cache
+    )
+    final = fit_pairwise(groups_from(cands, qrels, queries, unjudged_grade), features=features)
     metrics = {"full": compute_metrics(held_out, qrels)} if held_out else {}
     model = LinearFusion(
         final.weights,
@@ -120,6 +167,7 @@ def train_fusion_cv(
             **dict(final.meta),
             "reranker": manifest.name,
             "unjudged_grade": unjudged_grade,
+            "runtime": runtime,
             "cross_validated": metrics,
             "folds": folds,
         },

@@ -250,3 +250,26 @@ def test_opensearch_review_store_requests() -> None:
         }
     }
     assert store.publish(["p2"])[0].reason == "product not in the index"
+
+
+def test_full_pipeline_explains_stored_review_signals(tmp_path, fixture_products) -> None:
+    from indexer.embedding import HashingEmbedder
+    from indexer.pipeline import build_index
+    from ranker.full import FullOptions, FullPipeline
+    from ranker.linear_fusion import LinearFusion
+    from ranker.retrieval import Retriever, SearchRequest
+
+    store = EmbeddedStore(tmp_path / "index")
+    emb = HashingEmbedder(dimension=32)
+    build_index(fixture_products, store, emb)
+    EmbeddedReviewStore(store.root).add(_scored("p16", 0.9, 5.0, n=30) + _scored("p17", -0.9, 1.0, n=30))
+    fusion = LinearFusion({"bm25": 1.0, "sentiment": 1.0})
+    pipe = FullPipeline(Retriever(EmbeddedBackend(store), emb), None, fusion, candidates=20)
+    hits = pipe.search(SearchRequest("printer", k=10), FullOptions(explain=True)).hits
+    by_id = {h.id: h for h in hits}
+    assert {"p16", "p17"} <= set(by_id)
+    good, bad = by_id["p16"].explanation, by_id["p17"].explanation  # type: ignore[attr-defined]
+    assert good["features"]["sentiment"] == pytest.approx(27.0 / 40.0)  # (10·0 + 30·0.9) / (10 + 30)
+    assert bad["features"]["sentiment"] == pytest.approx(-27.0 / 40.0)
+    assert good["features"]["review_count"] > 0 and good["contributions"]["sentiment"] > 0
+    assert sum(good["contributions"].values()) == pytest.approx(by_id["p16"].score)
