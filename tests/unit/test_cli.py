@@ -103,3 +103,14 @@ def test_upsert_and_delete_commands(env, tmp_path, capsys):
     assert json.loads(captured.out) == {"deleted": 1, "failed": 1} and "nope: not found" in captured.err
     assert main(["search", "quasar", "--mode", "bm25", "--json", *env]) == 0
     assert json.loads(capsys.readouterr().out)["hits"] == []
+
+
+def test_reviews_ingest_needs_a_sentiment_model_and_export_needs_a_reranker(env, tmp_path, capsys):
+    reviews = tmp_path / "r.jsonl"
+    reviews.write_text('{"product_id": "p01", "rating": 5, "text": "great", "date": "2024-01-01"}\n')
+    assert main(["reviews", "ingest", str(reviews), *env]) == 2
+    assert "shoprank train sentiment" in capsys.readouterr().err
+    assert main(["reviews", "ingest", str(reviews), "--sentiment-model", str(tmp_path / "none"), *env]) == 2
+    assert "not a shoprank sentiment model" in capsys.readouterr().err
+    assert main(["export", "--reranker", str(tmp_path / "none")]) == 2
+    assert "not a shoprank cross-encoder model" in capsys.readouterr().err
