@@ -8,7 +8,6 @@ Aggregates are recomputed from the log when it changes (reading it is linear and
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.base import DocError
+from indexer.durable_log import append_records, read_records
 from indexer.reviews import Review, ReviewStats, ReviewWriteReport, aggregate
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,13 @@ class EmbeddedReviewStore:
         if stamp == self._stamp:
             return
         reviews: dict[str, Review] = {}
-        with open(self.path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                    r = Review(d["product_id"], d["text"], d.get("rating"), d.get("date"), d["sentiment"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    # Only a torn last line (crash mid-append) can be bad: earlier lines were fsync'ed.
-                    log.warning("%s:%d: ignoring a torn review record", self.path, n)
-                    continue
-                reviews.setdefault(r.id, r)
+        for n, d in read_records(self.path, "review record"):
+            try:
+                r = Review(d["product_id"], d["text"], d.get("rating"), d.get("date"), d["sentiment"])
+            except (KeyError, TypeError):
+                log.warning("%s:%d: ignoring an incomplete review record", self.path, n)
+                continue
+            reviews.setdefault(r.id, r)
         self._ids = set(reviews)
         self._stats = aggregate(reviews.values())
         self._stamp = stamp
@@ -72,11 +67,7 @@ class EmbeddedReviewStore:
                     new[r.id] = r
             if new:
                 self.root.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    for r in new.values():
-                        fh.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                append_records(self.path, (r.to_dict() for r in new.values()))
             self._stamp = None  # re-read on next use
         products = sorted({r.product_id for r in new.values()})
         return ReviewWriteReport(len(new), len(reviews) - len(new), products, time.perf_counter() - t0)

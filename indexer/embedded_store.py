@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.base import DocError, WriteReport
+from indexer.durable_log import append_records, read_records
 from indexer.errors import BadInputError, IndexMismatchError, NotFoundError
 from indexer.manifest import Manifest
 from indexer.product import Product
@@ -204,28 +205,11 @@ class EmbeddedStore:
         return EmbeddedSnapshot(version, manifest, [products[i] for i in keep], mat)
 
     def _read_log(self, version: str) -> Iterator[dict]:
-        path = self._vdir(version) / "updates.jsonl"
-        if not path.exists():
-            return
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    # Only a torn last line (crash mid-append) can be bad: every earlier line was fsync'ed.
-                    log.warning("%s:%d: ignoring a torn update record", path, n)
+        for _, rec in read_records(self._vdir(version) / "updates.jsonl", "update record"):
+            yield rec
 
     def _append(self, version: str, records: list[dict]) -> None:
-        if not records:
-            return
-        path = self._vdir(version) / "updates.jsonl"
-        with open(path, "a", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_records(self._vdir(version) / "updates.jsonl", records)
 
 
 def _check_vectors(products: Sequence[Product], vectors: np.ndarray, dimension: int) -> None:

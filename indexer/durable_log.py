@@ -1,0 +1,43 @@
+"""Append-only JSONL logs that survive a crash: every append is fsync'ed before it returns.
+
+Used by the embedded index's update log and the embedded review log. Only the last line can be
+torn (a crash mid-append, after every earlier line reached the disk), so a line that is not JSON
+is skipped with a warning when reading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def append_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Append records as JSON lines and fsync; returns how many were written."""
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+    if not lines:
+        return 0
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.writelines(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(lines)
+
+
+def read_records(path: Path, what: str = "record") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every whole line of the log (none when it does not exist)."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s:%d: ignoring a torn %s", path, n, what)
