@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def aspect_check(model: MiniLMSentiment, data: Path) -> dict[str, float]:
     sentences = []
-    for z in sorted((data / "reviews_en" / "hu_liu").glob("*.zip")):
+    for z in sorted((data / "reviews_en" / "hu_liu").glob("product_reviews_*.zip")):
         sentences += [s for s in read_hu_liu(z).items if abs(sum(s.aspects.values())) >= 1]
     if not sentences:
         return {}
