@@ -229,7 +229,9 @@ def fine_tune(
     model.save_pretrained(str(out / "model"))
     ModelManifest(
         kind=kind,
-        name=f"{name_prefix}-{dhash[:12]}",
+        # The name identifies data *and* settings: two runs on the same data with another lr or
+        # length are different models (caches and ONNX exports are keyed by this name).
+        name=f"{name_prefix}-{run_key[:12]}",
         base_model=BASE_MODEL if base_model_path is None else str(base_model_path),
         max_length=cfg.max_length,
         data_hash=dhash,
