@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.errors import CatalogError
+from indexer.errors import CatalogError, RowError
 from indexer.product import Product
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,6 @@ SUPPORTED = ".jsonl, .ndjson, .json, .csv, .json.zip (or a folder of them)"
 _ICECAT_MARKERS = ("supplier", "short_description", "img_500x500")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
-
-
-@dataclass(frozen=True)
-class RowError:
-    source: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.reason}"
 
 
 @dataclass

@@ -3,6 +3,8 @@
 The serving layer maps these to HTTP status codes in one place; the CLI prints them.
 """
 
+from dataclasses import dataclass
+
 
 class ShoprankError(Exception):
     """Base class of every error shoprank raises on purpose."""
@@ -33,3 +35,15 @@ class BackendUnavailableError(ShoprankError):
 
 class OverloadedError(ShoprankError):
     """Too much work queued (HTTP 429)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One input row skipped while reading (catalogs, reviews): where it is and why."""
+
+    source: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.reason}"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from indexer.errors import BadInputError
+from indexer.errors import BadInputError, RowError
 
 if TYPE_CHECKING:
     from indexer.base import DocError
@@ -107,19 +107,10 @@ class Review:
         return {"id": self.id, **asdict(self)}
 
 
-@dataclass(frozen=True)
-class ReviewRowError:
-    where: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
-
-
 @dataclass
 class ReviewRead:
     reviews: list[Review] = field(default_factory=list)
-    errors: list[ReviewRowError] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
 
 
 def parse_review(obj: Any) -> Review:
@@ -164,9 +155,9 @@ def read_reviews(path: str | Path) -> ReviewRead:
             try:
                 out.reviews.append(parse_review(json.loads(line)))
             except json.JSONDecodeError as exc:
-                out.errors.append(ReviewRowError(f"{path}:{n}", f"not JSON ({exc.msg})"))
+                out.errors.append(RowError(str(path), n, f"not JSON ({exc.msg})"))
             except ValueError as exc:
-                out.errors.append(ReviewRowError(f"{path}:{n}", str(exc)))
+                out.errors.append(RowError(str(path), n, str(exc)))
     return out
 
 
