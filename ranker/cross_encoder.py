@@ -7,7 +7,6 @@ checkpoint; it is loaded from a local folder whose manifest is checked first, ne
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from indexer.embedding import resolve_device
 from indexer.manifest import ModelManifest
 from indexer.product import Product
+from ranker.lazy import Once
 
 log = logging.getLogger(__name__)
 KIND = "cross-encoder"
@@ -76,23 +76,21 @@ class CrossEncoderReranker:
         self.name = self.manifest.name
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        self._model: Any = None
-        self._lock = threading.Lock()
+        self._model: Once[Any] = Once(self._open)
+
+    def _open(self) -> Any:
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        log.info("loading reranker %s on %s", self.name, self.device)
+        return CrossEncoder(
+            str(self.folder / "model"),
+            max_length=self.manifest.max_length,
+            local_files_only=True,
+            device=self.device,
+        )
 
     def load(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from sentence_transformers.cross_encoder import CrossEncoder
-
-                    log.info("loading reranker %s on %s", self.name, self.device)
-                    self._model = CrossEncoder(
-                        str(self.folder / "model"),
-                        max_length=self.manifest.max_length,
-                        local_files_only=True,
-                        device=self.device,
-                    )
-        return self._model
+        return self._model.get()
 
     def score(self, query: str, products: Sequence[Product]) -> np.ndarray:
         """Relevance in [0, 1] (sigmoid of the logit) for each product, in input order."""

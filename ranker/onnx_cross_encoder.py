@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from indexer.errors import IndexMismatchError
 from indexer.manifest import ModelManifest
 from indexer.product import Product
 from ranker.cross_encoder import KIND, passage
+from ranker.lazy import Once
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,12 @@ class OnnxCrossEncoderReranker:
         self.batch_size = batch_size
         self.threads = threads
         self.device = device
-        self._session: Any = None
+        self._session: Once[Any] = Once(self._open)
         self._tokenizer: Any = None
         self._inputs: list[str] = []
-        self._lock = threading.Lock()
 
     def load(self) -> Any:
-        if self._session is None:
-            with self._lock:
-                if self._session is None:
-                    self._session = self._open()
-        return self._session
+        return self._session.get()
 
     def _open(self) -> Any:
         import onnxruntime as ort

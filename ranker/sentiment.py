@@ -8,7 +8,6 @@ weights load on first use (or ``load()`` at server start-up), once.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ import numpy as np
 
 from indexer.embedding import resolve_device
 from indexer.manifest import ModelManifest
+from ranker.lazy import Once
 
 log = logging.getLogger(__name__)
 KIND = "sentiment"
@@ -52,22 +52,19 @@ class MiniLMSentiment:
         self.name = self.manifest.name
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._lock = threading.Lock()
+        self._loaded: Once[tuple[Any, Any]] = Once(self._open)
+
+    def _open(self) -> tuple[Any, Any]:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        log.info("loading sentiment model %s on %s", self.name, self.device)
+        path = str(self.folder / "model")
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+        return model.to(self.device).eval(), tokenizer
 
     def load(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-                    log.info("loading sentiment model %s on %s", self.name, self.device)
-                    path = str(self.folder / "model")
-                    self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-                    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
-                    self._model = model.to(self.device).eval()
-        return self._model
+        return self._loaded.get()[0]
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) per text."""
@@ -75,11 +72,11 @@ class MiniLMSentiment:
 
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        model = self.load()
+        model, tokenizer = self._loaded.get()
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
-                enc = self._tokenizer(
+                enc = tokenizer(
                     [clip_review(t) for t in texts[i : i + self.batch_size]],
                     padding=True,
                     truncation=True,
