@@ -96,12 +96,23 @@ def main(argv: list[str] | None = None) -> int:
                 "train_s": rep.train.seconds,
                 "total_s": time.perf_counter() - t,
                 "device": rep.train.device,
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "max_length": args.max_length,
             }
         )
         if lang == "en":
             extra["hu_liu_aspects"] = aspect_check(
                 MiniLMSentiment(args.models / lang, device=args.device), args.data
             )
+    # Languages not run this time keep their last measured rows (each row names its own date).
+    previous = args.out / "sentiment.json"
+    if previous.exists():
+        before = json.loads(previous.read_text())
+        ran = {r["lang"] for r in rows}
+        rows = [r for r in before.get("rows", []) if r["lang"] not in ran] + rows
+        if "en" not in ran and before.get("hu_liu_aspects"):
+            extra["hu_liu_aspects"] = before["hu_liu_aspects"]
+    rows.sort(key=lambda r: r["lang"])
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_description(),
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Review sentiment: fine-tuned MiniLM vs TF-IDF + logistic regression (same split, same run)",
         "",
         f"- date: {result['date']}; machine: {result['machine']}",
-        f"- {args.epochs} epoch(s), lr {args.lr}, max length {args.max_length} tokens (long reviews: head + tail)",
+        f"- {args.epochs} epoch(s), lr {args.lr}; long reviews keep head + tail up to the row's max length (tokens)",
         "",
         *table(
             [
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 "MiniLM F1",
                 "steps",
                 "train s",
+                "max len",
             ],
             [
                 [
@@ -140,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     r["minilm_f1"],
                     r["steps"],
                     r["train_s"],
+                    r.get("max_length", 128),
                 ]
                 for r in rows
             ],

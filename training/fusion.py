@@ -1,10 +1,16 @@
 """Learn the fusion weights with the reranker's query-level folds, then on everything.
 
-For fold i the fusion model is fitted on the train queries' candidates (unjudged ones count as
-grade 0, as the evaluation counts them), scored by that fold's cross-encoder
-(``<reranker>/folds/fold-i``, which never saw the fold's test queries), and the test queries are
-ranked by the fitted fusion (the ``full`` pipeline without diversity). The shipped fusion model is fitted on all queries
-with the shipped cross-encoder. Writes ``<out>/fusion.json`` with the cross-validated metrics.
+The fusion layer is stacked on the cross-encoder, so it must learn from cross-encoder scores the
+cross-encoder did not fit: fold i's model was trained on the judgments of every query outside fold
+i, so its scores on those queries are over-confident, and a fusion fitted on them trusts the
+cross-encoder far more than it deserves on unseen queries. Each query's candidates are therefore
+scored by the fold model that held that query out (out-of-fold scores). For fold i the fusion is
+fitted on the out-of-fold candidates of the queries outside fold i (unjudged candidates count as
+grade 0, as the evaluation counts them) and ranks fold i's queries, scored by fold i's model, which
+never saw them. The shipped fusion is fitted on the out-of-fold candidates of all queries and runs
+beside the shipped cross-encoder. Writes ``<out>/fusion.json`` with the cross-validated metrics.
+(The fold-i fusion sees scores of fold models that trained on fold i's judgments, on other
+queries: a second-order leak that full nesting would remove at k times the training cost.)
 """
 
 from __future__ import annotations
@@ -119,6 +125,17 @@ def ranked_run(cands: Candidates, queries: Sequence[str], fusion: LinearFusion) 
     return run
 
 
+def out_of_fold(fold_cands: dict[int, Candidates], folds: Sequence[dict[str, Any]]) -> Candidates:
+    """Per query: the candidates as scored by the fold model that held the query out."""
+    out: Candidates = {}
+    for f in folds:
+        cands = fold_cands[f["fold"]]
+        for q in f["test_queries"]:
+            if q in cands:
+                out[q] = cands[q]
+    return out
+
+
 def train_fusion_cv(
     reranker_dir: str | Path,
     qrels: Qrels,
@@ -134,14 +151,15 @@ def train_fusion_cv(
 ) -> FusionReport:
     reranker_dir = Path(reranker_dir)
     manifest = ModelManifest.load(reranker_dir, kind=CE_KIND)
+    if not manifest.folds:
+        raise IndexMismatchError(
+            f"{reranker_dir} has no fold models; fusion learns from out-of-fold cross-encoder "
+            "scores: retrain the reranker with --folds 5"
+        )
     cache = None if cache_dir is None else Path(cache_dir)
     queries = sorted(qrels)
-    held_out: Run = {}
-    folds = []
-    for f in manifest.folds:
-        test_q = [q for q in f["test_queries"] if q in qrels]
-        train_q = [q for q in qrels if q not in set(f["test_queries"])]
-        cands = fold_candidates(
+    fold_cands = {
+        f["fold"]: fold_candidates(
             reranker_dir,
             f["fold"],
             queries,
@@ -151,14 +169,20 @@ def train_fusion_cv(
             device=device,
             cache_dir=cache,
         )
-        model = fit_pairwise(groups_from(cands, qrels, train_q, unjudged_grade), features=features)
-        held_out.update(ranked_run(cands, test_q, model))
+        for f in manifest.folds
+    }
+    oof = out_of_fold(fold_cands, manifest.folds)
+    held_out: Run = {}
+    folds = []
+    for f in manifest.folds:
+        test = set(f["test_queries"])
+        test_q = [q for q in queries if q in test]
+        train_q = [q for q in queries if q not in test]
+        model = fit_pairwise(groups_from(oof, qrels, train_q, unjudged_grade), features=features)
+        held_out.update(ranked_run(fold_cands[f["fold"]], test_q, model))
         folds.append({"fold": f["fold"], "weights": dict(model.weights), "test_queries": len(test_q)})
         log.info("fusion fold %s: weights %s", f["fold"], {k: round(v, 3) for k, v in model.weights.items()})
-    cands = fold_candidates(
-        reranker_dir, None, queries, retriever, candidates, runtime=runtime, device=device, cache_dir=cache
-    )
-    final = fit_pairwise(groups_from(cands, qrels, queries, unjudged_grade), features=features)
+    final = fit_pairwise(groups_from(oof, qrels, queries, unjudged_grade), features=features)
     metrics = {"full": compute_metrics(held_out, qrels)} if held_out else {}
     model = LinearFusion(
         final.weights,
@@ -168,6 +192,7 @@ def train_fusion_cv(
             "reranker": manifest.name,
             "unjudged_grade": unjudged_grade,
             "runtime": runtime,
+            "stacking": "out-of-fold cross-encoder scores",
             "cross_validated": metrics,
             "folds": folds,
         },

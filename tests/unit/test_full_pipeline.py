@@ -157,3 +157,19 @@ def test_fusion_groups_count_unjudged_candidates_as_zero_or_leave_them_out():
     assert groups_from(cands, {"q": {"a": 1}}, ["q"], None) == []  # one grade: nothing to learn
     only_ce = LinearFusion({"cross_encoder": 1.0})
     assert list(ranked_run(cands, ["q"], only_ce)["q"]) == ["b", "c", "a"]
+
+
+def test_fusion_learns_from_out_of_fold_scores():
+    """Each query's candidates come from the fold model that held the query out."""
+    from training.fusion import out_of_fold
+
+    def cands(score: float) -> dict[str, list[Hit]]:
+        return {q: [Hit("p", 1.0, 1, {"cross_encoder": SourceScore(score, 1)})] for q in ("q1", "q2", "q3")}
+
+    folds = [{"fold": 0, "test_queries": ["q1", "q3"]}, {"fold": 1, "test_queries": ["q2", "unscored"]}]
+    oof = out_of_fold({0: cands(0.1), 1: cands(0.7)}, folds)
+    assert {q: hs[0].sources["cross_encoder"].score for q, hs in oof.items()} == {
+        "q1": 0.1,
+        "q3": 0.1,
+        "q2": 0.7,
+    }
