@@ -20,13 +20,19 @@ log = logging.getLogger(__name__)
 def append_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
     """Append records as JSON lines and fsync; returns how many were written."""
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
-    if not lines:
+    count = len(lines)
+    if not count:
         return 0
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.writelines(lines)
+    with open(path, "a+b") as fh:
+        # A torn last line (a crash mid-append) must not swallow the next record.
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                lines.insert(0, "\n")
+        fh.write("".join(lines).encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
-    return len(lines)
+    return count
 
 
 def read_records(path: Path, what: str = "record") -> Iterator[tuple[int, dict[str, Any]]]:

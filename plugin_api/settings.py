@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     reranker_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
     sentiment_path: Path | None = None  # a model from `shoprank train sentiment`
     review_prior_strength: float = Field(10.0, ge=0, le=10_000)  # pseudo-reviews at the prior
+    fusion_path: Path | None = None  # fusion.json from `shoprank train fusion`
+    # shopper events
+    ubi_prefix: str = Field(
+        "ubi", pattern=r"^[a-z0-9][a-z0-9_.-]{0,100}$"
+    )  # <prefix>_events, <prefix>_queries
+    event_half_life_days: float = Field(30.0, gt=0, le=3650)
+    popularity_prior: float = Field(1.0, ge=0, le=1000)
+    event_ttl_days: float = Field(365.0, ge=0, le=36500)  # events (and so profiles) older go; 0 keeps all
+    # serving
+    api_keys: tuple[str, ...] = ()  # write endpoints need one of these in X-API-Key; none: writes refused
+    max_inflight: int = Field(32, ge=1, le=10_000)  # requests served at once; more get 429
+    max_body_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
 
     @property
     def embedded_dir(self) -> Path:

@@ -126,6 +126,13 @@ class SearchBackend(Protocol):
 
 
 @runtime_checkable
+class EanLookup(Protocol):
+    """Backends that can name the product carrying an EAN (shopper events refer to products so)."""
+
+    def ids_for_eans(self, eans: Sequence[str]) -> dict[str, str]: ...
+
+
+@runtime_checkable
 class Reranker(Protocol):
     """Scores products for a query (higher = more relevant), in input order."""
 

@@ -85,6 +85,7 @@ class EmbeddedBackend:
         return fields
 
     def _index_filters(self) -> None:
+        self._ean: dict[str, str] | None = None  # built on first EAN lookup
         self._brand = np.asarray([p.brand.lower() for p in self._products], dtype=object)
         self._price = np.asarray(
             [np.nan if p.price is None else p.price for p in self._products], dtype=np.float64
@@ -170,6 +171,16 @@ class EmbeddedBackend:
             return {
                 i: float(scores[self._pos[i]]) for i in ids if i in self._pos and scores[self._pos[i]] > 0
             }
+
+    def ids_for_eans(self, eans: Sequence[str]) -> dict[str, str]:
+        """EAN → product id for the EANs some product carries."""
+        with self._lock:
+            if self._ean is None:
+                self._ean = {}
+                for p in self._products:
+                    for e in p.ean:
+                        self._ean.setdefault(e, p.id)
+            return {e: self._ean[e] for e in eans if e in self._ean}
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         with self._lock:

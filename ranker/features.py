@@ -65,11 +65,14 @@ def feature_matrix(
     signals: Mapping[str, ProductSignals] | None = None,
     affinity: Mapping[str, float] | None = None,
     prior: ReviewPrior | None = None,
+    popularity: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Rows = hits, columns = :data:`FEATURES`. A product's signals come from ``signals`` when
-    given there, else from the review aggregate stored with the product (shrunk with ``prior``)."""
+    given there, else from the review aggregate stored with the product (shrunk with ``prior``);
+    ``popularity`` and ``affinity`` (per product id) come from shopper events."""
     signals = signals or {}
     affinity = affinity or {}
+    popularity = popularity or {}
     bm25 = _minmax([h.sources["bm25"].score if "bm25" in h.sources else None for h in hits])
     out = np.zeros((len(hits), len(FEATURES)), dtype=np.float64)
     for i, h in enumerate(hits):
@@ -87,7 +90,9 @@ def feature_matrix(
             "sentiment": 0.0 if sig.sentiment is None else float(np.clip(sig.sentiment, -1, 1)),
             "review_count": min(1.0, math.log1p(max(0, sig.review_count)) / math.log1p(1000)),
             "rating": 0.0 if sig.rating is None else float(np.clip((sig.rating - 3.0) / 2.0, -1, 1)),
-            "popularity": 0.0 if sig.popularity is None else float(np.clip(sig.popularity, 0, 1)),
+            "popularity": float(
+                np.clip(popularity.get(h.id, 0.0) if sig.popularity is None else sig.popularity, 0, 1)
+            ),
             "personal_affinity": float(np.clip(affinity.get(h.id, 0.0), -1, 1)),
         }
         out[i] = [row[f] for f in FEATURES]

@@ -33,6 +33,7 @@ class FullOptions:
     weights: Mapping[str, float] | None = None  # per-request fusion weight overrides
     explain: bool = False
     user_affinity: Mapping[str, float] = field(default_factory=dict)
+    user_id: str | None = None  # a shopper with a profile gets personal_affinity from it
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.diversity <= 1.0:
@@ -49,6 +50,8 @@ class FullPipeline:
         candidates: int = 100,
         signals: Callable[[list[str]], Mapping[str, ProductSignals]] | None = None,
         device: str = "auto",
+        popularity: Callable[[list[str]], Mapping[str, float]] | None = None,
+        personal: Callable[[str, list[Hit]], Mapping[str, float]] | None = None,
     ):
         if not 1 <= candidates <= MAX_K:
             raise BadInputError(f"candidates must be between 1 and {MAX_K}")
@@ -58,6 +61,8 @@ class FullPipeline:
         self.candidates = candidates
         self.signals = signals
         self.device = device
+        self.popularity = popularity
+        self.personal = personal
 
     def search(self, req: SearchRequest, options: FullOptions | None = None) -> SearchResult:
         opts = options or FullOptions()
@@ -72,8 +77,14 @@ class FullPipeline:
             hits = with_cross_encoder(self.reranker, req.query, hits)
             timings["rerank"] = _ms(t)
         ids = [h.id for h in hits]
+        affinity = dict(opts.user_affinity)
+        if opts.user_id and self.personal is not None:
+            affinity = {**self.personal(opts.user_id, hits), **affinity}
         x = feature_matrix(
-            hits, signals=self.signals(ids) if self.signals else None, affinity=opts.user_affinity
+            hits,
+            signals=self.signals(ids) if self.signals else None,
+            affinity=affinity,
+            popularity=self.popularity(ids) if self.popularity else None,
         )
         fusion = self.fusion.with_overrides(opts.weights)
         relevance = fusion.score(x)

@@ -217,6 +217,26 @@ class OpenSearchBackend:
             resp = self.client.mget(index=self.alias, body={"ids": ids}, **params)
         return [d for d in resp.get("docs") or [] if d.get("found")]
 
+    def ids_for_eans(self, eans: Sequence[str]) -> dict[str, str]:
+        """EAN → product id for the EANs some product carries."""
+        eans = list(dict.fromkeys(str(e) for e in eans))
+        out: dict[str, str] = {}
+        for start in range(0, len(eans), 1000):
+            chunk = eans[start : start + 1000]
+            body = {
+                "size": len(chunk) * 2,
+                "_source": ["ean"],
+                "track_total_hits": False,
+                "query": {"bool": {"filter": [{"terms": {"ean": chunk}}]}},
+            }
+            resp = self._search(body, "resolving EANs")
+            wanted = set(chunk)
+            for d in self._hits(resp):
+                for e in (d.get("_source") or {}).get("ean") or []:
+                    if e in wanted:
+                        out.setdefault(str(e), str(d["_id"]))
+        return out
+
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for d in self._mget(ids, "reading vectors", _source_includes=VECTOR_FIELD):

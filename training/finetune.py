@@ -43,6 +43,10 @@ class TrainConfig:
     amp: bool = True
     checkpoint_every: int = 200
     max_steps: int | None = None
+    # Tokens (e.g. Chinese characters the English vocabulary lacks) added to the tokenizer with
+    # fresh embeddings; the word-embedding matrix then learns at ``embedding_lr_scale`` × lr.
+    extra_tokens: tuple[str, ...] = ()
+    embedding_lr_scale: float = 20.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_length < 8:
@@ -80,6 +84,26 @@ def load_base_model(max_length: int, device: str, base_model_path: str | Path | 
     return CrossEncoder(
         str(base_model_path), num_labels=1, max_length=max_length, local_files_only=True, device=device
     )
+
+
+def extend_vocabulary(tokenizer: Any, net: Any, tokens: Sequence[str], seed: int) -> int:
+    """Add the ``tokens`` the tokenizer maps to [UNK]; their embeddings start as seeded draws from
+    the distribution of the existing ones. Returns how many were added."""
+    import torch
+
+    new = [t for t in dict.fromkeys(tokens) if tokenizer.convert_tokens_to_ids(t) == tokenizer.unk_token_id]
+    if not new:
+        return 0
+    old = net.get_input_embeddings().weight.detach()
+    n_old = old.shape[0]
+    tokenizer.add_tokens(new)
+    net.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    gen = torch.Generator().manual_seed(seed)
+    fresh = torch.randn((len(tokenizer) - n_old, old.shape[1]), generator=gen) * old.std(0) + old.mean(0)
+    with torch.no_grad():
+        net.get_input_embeddings().weight[n_old:] = fresh.to(old.dtype)
+    log.info("added %d tokens to the vocabulary (%d → %d)", len(new), n_old, len(tokenizer))
+    return len(new)
 
 
 def fine_tune(
@@ -120,6 +144,7 @@ def fine_tune(
     model = load_base_model(cfg.max_length, device, base_model_path)
     net = model[0].auto_model
     tokenizer = model.tokenizer
+    added = extend_vocabulary(tokenizer, net, cfg.extra_tokens, cfg.seed)
     net.to(device)
     net.train()
 
@@ -130,16 +155,20 @@ def fine_tune(
         else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
     )
     no_decay = ("bias", "LayerNorm.weight")
+    embed = net.get_input_embeddings().weight
+    rest = [(n, p) for n, p in net.named_parameters() if not (added and p is embed)]
     groups = [
         {
-            "params": [p for n, p in net.named_parameters() if not any(k in n for k in no_decay)],
+            "params": [p for n, p in rest if not any(k in n for k in no_decay)],
             "weight_decay": cfg.weight_decay,
         },
         {
-            "params": [p for n, p in net.named_parameters() if any(k in n for k in no_decay)],
+            "params": [p for n, p in rest if any(k in n for k in no_decay)],
             "weight_decay": 0.0,
         },
     ]
+    if added:
+        groups.append({"params": [embed], "weight_decay": 0.0, "lr": cfg.lr * cfg.embedding_lr_scale})
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     warm = max(1, int(total * cfg.warmup_ratio))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -236,7 +265,14 @@ def fine_tune(
         max_length=cfg.max_length,
         data_hash=dhash,
         data_sources=dict(data_sources or {}),
-        train_config=asdict(cfg) | {"device_used": device, "steps": step, "seconds": round(seconds, 1)},
+        train_config=asdict(cfg)
+        | {
+            "extra_tokens": len(cfg.extra_tokens),
+            "tokens_added": added,
+            "device_used": device,
+            "steps": step,
+            "seconds": round(seconds, 1),
+        },
         metrics=dict(metrics or {}),
         folds=list(folds or []),
     ).save(out)

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,6 +77,12 @@ def evaluate(model: MiniLMSentiment, test: Sequence[Review]) -> dict[str, float]
     }
 
 
+def frequent_characters(texts: Sequence[str], min_count: int = 3, limit: int = 8000) -> tuple[str, ...]:
+    """Non-ASCII characters seen at least ``min_count`` times, most frequent first."""
+    counts: Counter[str] = Counter(ch for t in texts for ch in t if ord(ch) > 127 and not ch.isspace())
+    return tuple(ch for ch, n in counts.most_common(limit) if n >= min_count)
+
+
 def train_sentiment(
     train: Sequence[Review],
     test: Sequence[Review],
@@ -95,12 +102,17 @@ def train_sentiment(
     if len({r.label for r in rows}) < 2:
         raise BadInputError("the training reviews hold one class only; a classifier needs both labels")
     baseline = tfidf_logreg_baseline(rows, list(test), lang, seed=seed)
+    cfg = config or TrainConfig()
+    if lang == "zh" and not cfg.extra_tokens:
+        # MiniLM's English vocabulary maps about two thirds of Chinese characters to [UNK]:
+        # give the frequent ones their own (trained) embeddings.
+        cfg = replace(cfg, extra_tokens=frequent_characters([clip_review(r.text) for r in rows]))
     rep = fine_tune(
         [clip_review(r.text) for r in rows],
         None,
         [float(r.label) for r in rows],
         out_dir,
-        config,
+        cfg,
         kind=KIND,
         name_prefix=f"shoprank-sentiment-{lang}",
         data_hash=data_hash(rows),

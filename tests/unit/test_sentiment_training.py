@@ -95,3 +95,33 @@ def test_long_reviews_keep_head_and_tail():
     assert len(clipped) == HEAD_WORDS + TAIL_WORDS + 1 and clip_review("short and sweet") == "short and sweet"
     zh = "好" * 100 + "差" * 100
     assert clip_review(zh).startswith("好" * 80) and clip_review(zh).endswith("差" * 40)
+
+
+def test_chinese_training_adds_the_missing_characters_to_the_vocabulary(tmp_path, minilm):
+    """MiniLM's vocabulary maps most Chinese characters to [UNK]; the zh run gives frequent ones
+    their own embeddings, and the saved model reloads with them."""
+    from transformers import AutoTokenizer
+
+    from ranker.sentiment import MiniLMSentiment
+    from training.finetune import TrainConfig
+    from training.sentiment import frequent_characters, train_sentiment
+
+    good, bad = (
+        ["质量很好，非常满意", "很好用，值得购买", "满意，物流很快"],
+        ["质量太差，很失望", "太差了，不推荐", "失望，退货了"],
+    )
+    train = _reviews(good * 3, 1, "zh") + _reviews(bad * 3, 0, "zh")
+    test = [Review("很好，满意", 1, "t-0", "t"), Review("太差，失望", 0, "t-1", "t")]
+    chars = frequent_characters([r.text for r in train])
+    assert "满" in chars and "，" in chars and "a" not in chars
+    cfg = TrainConfig(
+        epochs=14, batch_size=6, lr=1e-4, max_length=24, device="cpu", max_steps=40, checkpoint_every=0
+    )
+    rep = train_sentiment(train, test, tmp_path, cfg, lang="zh")
+    assert rep.train.losses[-1] < rep.train.losses[0]
+    model = MiniLMSentiment(tmp_path, device="cpu")
+    added = model.manifest.train_config["tokens_added"]
+    assert added > 10 and model.manifest.train_config["extra_tokens"] == len(chars)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "model", local_files_only=True)
+    assert tok.unk_token_id not in tok("满意")["input_ids"]
+    assert model.score(["很好，满意"]).shape == (1,)

@@ -1,0 +1,171 @@
+"""Shopper events on OpenSearch, in the UBI layout: ``<prefix>_events`` and ``<prefix>_queries``.
+
+Events are created with their content hash as ``_id`` (``op_type=create``), so an event sent twice
+is a 409 the store counts as a duplicate; bulk writes wait for a refresh, so an accepted event is
+searchable (and durable in the translog) before the request returns. The storefront's original
+UBI record is kept under ``raw`` (stored, not indexed). Erasing a shopper and expiring old events
+are ``delete_by_query`` calls on both indices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from indexer.errors import BackendUnavailableError
+from indexer.events import Event, EventWriteReport, QueryRecord
+from indexer.opensearch_client import client_url, os_errors
+
+log = logging.getLogger(__name__)
+
+KEYWORD = {"type": "keyword"}
+TIMESTAMP = {"type": "date", "format": "epoch_millis"}
+EVENTS_BODY: dict[str, Any] = {
+    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+    "mappings": {
+        "dynamic": False,
+        "properties": {
+            "event_id": KEYWORD,
+            "action_name": KEYWORD,
+            "client_id": KEYWORD,
+            "query_id": KEYWORD,
+            "session_id": KEYWORD,
+            "object_id": KEYWORD,
+            "object_id_field": KEYWORD,
+            "product_id": KEYWORD,
+            "position": {"type": "integer"},
+            "user_query": {"type": "keyword", "ignore_above": 1024},
+            "timestamp": TIMESTAMP,
+            "raw": {"type": "object", "enabled": False},
+        },
+    },
+}
+QUERIES_BODY: dict[str, Any] = {
+    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+    "mappings": {
+        "dynamic": False,
+        "properties": {
+            "query_id": KEYWORD,
+            "client_id": KEYWORD,
+            "user_query": {"type": "keyword", "ignore_above": 1024},
+            "query_response_object_ids": KEYWORD,
+            "timestamp": TIMESTAMP,
+        },
+    },
+}
+PAGE = 1000
+
+
+def _doc(e: Event) -> dict[str, Any]:
+    d = e.to_dict()
+    d["timestamp"] = int(round(e.timestamp * 1000))
+    return d
+
+
+class OpenSearchEventStore:
+    name = "opensearch"
+
+    def __init__(self, client: Any, *, prefix: str = "ubi"):
+        self.client = client
+        self.events_index = f"{prefix}_events"
+        self.queries_index = f"{prefix}_queries"
+        self.url = client_url(client)
+
+    def ensure_indices(self) -> None:
+        for index, body in ((self.events_index, EVENTS_BODY), (self.queries_index, QUERIES_BODY)):
+            with os_errors(self.url, f"creating {index!r}"):
+                if not self.client.indices.exists(index=index):
+                    self.client.indices.create(index=index, body=body)
+
+    def add(self, events: Sequence[Event], queries: Sequence[QueryRecord] = ()) -> EventWriteReport:
+        from opensearchpy.helpers import streaming_bulk
+
+        t0 = time.perf_counter()
+        self.ensure_indices()
+        unique = {e.id: e for e in events}
+        report = EventWriteReport(duplicates=len(events) - len(unique), queries=len(queries))
+        actions: list[dict[str, Any]] = [
+            {"_op_type": "create", "_index": self.events_index, "_id": i, "_source": _doc(e)}
+            for i, e in unique.items()
+        ]
+        actions += [
+            {
+                "_op_type": "index",
+                "_index": self.queries_index,
+                "_id": q.query_id,
+                "_source": {**q.to_dict(), "timestamp": int(round(q.timestamp * 1000))},
+            }
+            for q in queries
+        ]
+        if not actions:
+            return report
+        with os_errors(self.url, "writing shopper events"):
+            for ok, result in streaming_bulk(
+                self.client, actions, raise_on_error=False, raise_on_exception=False, refresh="wait_for"
+            ):
+                item = next(iter(result.values()))
+                if item.get("_index") == self.queries_index:
+                    if not ok:
+                        raise BackendUnavailableError(
+                            f"OpenSearch refused a query record: {item.get('error')}"
+                        )
+                    continue
+                if ok:
+                    report.stored.append(unique[str(item["_id"])])
+                elif item.get("status") == 409:
+                    report.duplicates += 1
+                else:
+                    raise BackendUnavailableError(
+                        f"OpenSearch refused event {item.get('_id')}: {item.get('error')}; nothing after it was confirmed"
+                    )
+        report.accepted = len(report.stored)
+        report.resolved = sum(e.product_id is not None for e in report.stored)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def events(self, *, since: float | None = None) -> list[Event]:
+        with os_errors(self.url, f"reading {self.events_index!r}"):
+            if not self.client.indices.exists(index=self.events_index):
+                return []
+        query: dict[str, Any] = {"match_all": {}}
+        if since is not None:
+            query = {"range": {"timestamp": {"gte": int(since * 1000)}}}
+        out: list[Event] = []
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "size": PAGE,
+                "query": query,
+                "sort": [{"timestamp": "asc"}, {"event_id": "asc"}],
+            }
+            if after is not None:
+                body["search_after"] = after
+            with os_errors(self.url, f"reading {self.events_index!r}"):
+                hits = self.client.search(index=self.events_index, body=body)["hits"]["hits"]
+            for h in hits:
+                src = dict(h["_source"])
+                src["timestamp"] = float(src["timestamp"]) / 1000.0
+                out.append(Event.from_stored(src))
+            if len(hits) < PAGE:
+                return out
+            after = hits[-1]["sort"]
+
+    def _delete(self, query: dict[str, Any], action: str) -> int:
+        gone = 0
+        for index in (self.events_index, self.queries_index):
+            with os_errors(self.url, action):
+                if not self.client.indices.exists(index=index):
+                    continue
+                resp = self.client.delete_by_query(
+                    index=index, body={"query": query}, params={"refresh": "true", "conflicts": "proceed"}
+                )
+            gone += int(resp.get("deleted", 0))
+        return gone
+
+    def erase_client(self, client_id: str) -> int:
+        return self._delete({"term": {"client_id": client_id}}, "erasing a shopper's events")
+
+    def expire(self, before: float) -> int:
+        return self._delete({"range": {"timestamp": {"lt": int(before * 1000)}}}, "expiring old events")

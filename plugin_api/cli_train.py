@@ -1,0 +1,224 @@
+"""``shoprank train reranker|sentiment|fusion`` and ``shoprank export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from plugin_api.cli_common import common, read_catalog_args, settings_from
+
+
+def cmd_train_reranker(args: argparse.Namespace) -> int:
+    from plugin_api.backends import open_retriever
+    from ranker.evaluation import load_judgments
+    from training.cv import DataPlan, train_with_cv
+    from training.reranker import TrainConfig
+
+    s = settings_from(args)
+    qrels = load_judgments(args.judgments)
+    read = read_catalog_args(args)
+    retriever = open_retriever(s)  # the index built from this catalog (`shoprank index`) mines negatives
+    plan = DataPlan(
+        max_products=args.max_products,
+        sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),
+        seed=args.seed,
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=s.device,
+        max_steps=args.max_steps,
+    )
+    rep = train_with_cv(
+        read.products,
+        qrels,
+        retriever,
+        args.out,
+        folds=args.folds,
+        plan=plan,
+        config=cfg,
+        candidates=s.rerank_candidates,
+        progress=not args.quiet,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(rep.out_dir),
+                "folds": args.folds,
+                "cross_validated": {
+                    k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()
+                },
+                "final_sources": rep.final_sources,
+                "seconds": round(rep.seconds, 1),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_train_sentiment(args: argparse.Namespace) -> int:
+    from training.finetune import TrainConfig
+    from training.sentiment import load_split, train_sentiment
+
+    train, test = load_split(args.lang, args.data, seed=args.seed)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=settings_from(args).device,
+        max_steps=args.max_steps,
+    )
+    rep = train_sentiment(
+        train,
+        test,
+        args.out,
+        cfg,
+        lang=args.lang,
+        max_train=args.max_train,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "lang": args.lang,
+                "held_out": {k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()},
+                "device": rep.train.device,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_cross_encoder, export_with_folds
+
+    quantize = not args.no_quantize
+    if args.folds:
+        reports = export_with_folds(args.reranker, quantize=quantize)
+    else:
+        reports = [export_cross_encoder(args.reranker, quantize=quantize)]
+    for rep in reports:
+        print(
+            json.dumps(
+                {
+                    "folder": str(rep.folder),
+                    "files": {
+                        p: {"file": e["file"], "mb": round(e["bytes"] / 1e6, 1)} for p, e in rep.files.items()
+                    },
+                    "probe_max_abs_logit_diff": {p: round(d, 5) for p, d in rep.max_abs_diff.items()},
+                }
+            )
+        )
+    return 0
+
+
+def cmd_train_fusion(args: argparse.Namespace) -> int:
+    from plugin_api.backends import open_retriever
+    from ranker.evaluation import load_judgments
+    from training.fusion import train_fusion_cv
+
+    s = settings_from(args)
+    rep = train_fusion_cv(
+        args.reranker,
+        load_judgments(args.judgments),
+        open_retriever(s),
+        args.out,
+        candidates=s.rerank_candidates,
+        device=s.device,
+        unjudged_grade=None if args.judged_only else 0.0,
+        features=args.features.split(",") if args.features else None,
+        runtime=s.reranker_runtime,
+        cache_dir=args.cache,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out / "fusion.json"),
+                "weights": {k: round(v, 4) for k, v in rep.model.weights.items()},
+                "cross_validated": {
+                    k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()
+                },
+            }
+        )
+    )
+    return 0
+
+
+def add_train_commands(sub: Any) -> None:
+    p = sub.add_parser("train", help="fine-tune models (reranker, sentiment) and learn the fusion")
+    tsub = p.add_subparsers(dest="model", required=True)
+    p = tsub.add_parser(
+        "reranker", help="fine-tune the cross-encoder with query-level k-fold CV, then on everything"
+    )
+    p.add_argument("--catalog", required=True, type=Path, help="the catalog the index was built from")
+    p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for the model, its manifest and the fold models"
+    )
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--folds", type=int, default=5, help="k for query-level cross-validation (0: no CV)")
+    p.add_argument("--max-products", type=int, default=3000, help="products sampled for pseudo-queries")
+    p.add_argument(
+        "--sources", default="pseudo,judgments,hard_negatives", help="training-data sources to use"
+    )
+    p.add_argument("--train-batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-steps", type=int, help="stop each training run after N steps")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    common(p)
+    p.set_defaults(func=cmd_train_reranker)
+
+    p = tsub.add_parser("sentiment", help="fine-tune the review-sentiment classifier (en or zh)")
+    p.add_argument("--lang", required=True, choices=["en", "zh"])
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "data",
+        help="the shared data folder holding reviews_en/ and reviews_zh/ (default ../shared/data)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder for the model and its manifest")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-train", type=int, help="train on a seeded sample of N reviews")
+    p.add_argument("--train-batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-steps", type=int, help="stop after N steps")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
+    p.set_defaults(func=cmd_train_sentiment)
+
+    p = tsub.add_parser("fusion", help="learn the fusion weights on the reranker's folds, then on everything")
+    p.add_argument("--reranker", required=True, type=Path, help="a reranker folder trained with --folds")
+    p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
+    p.add_argument("--out", required=True, type=Path, help="folder for fusion.json")
+    p.add_argument(
+        "--judged-only",
+        action="store_true",
+        help="learn from judged candidates only (default: unjudged candidates count as grade 0)",
+    )
+    p.add_argument("--features", help="comma-separated features to learn (default: all)")
+    p.add_argument(
+        "--reranker-runtime", choices=["torch", "onnx", "onnx-int8"], help="runtime scoring the candidates"
+    )
+    p.add_argument("--cache", type=Path, help="keep the cross-encoder scores here (reused by later runs)")
+    common(p)
+    p.set_defaults(func=cmd_train_fusion)
+
+    p = sub.add_parser("export", help="write ONNX (fp32 + int8) versions of a trained reranker")
+    p.add_argument("--reranker", required=True, type=Path, help="a folder from `shoprank train reranker`")
+    p.add_argument("--folds", action="store_true", help="also export its cross-validation fold models")
+    p.add_argument("--no-quantize", action="store_true", help="fp32 only")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,220 @@
+"""Everything the service keeps between requests, built once from settings in the app's lifespan.
+
+Routes stay thin: they translate HTTP to these methods and back. Writes go durable-first (the
+index store, the review log, the event log) and then update the in-memory views (the embedded
+backend, the event model), so an accepted write is never lost and is visible to the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from indexer.base import WriteReport
+from indexer.embedding import Embedder, embed_texts
+from indexer.errors import BadInputError, NotFoundError
+from indexer.events import Event, EventStore, EventWriteReport, QueryRecord, resolve_products
+from indexer.pipeline import check_compatible
+from indexer.product import Product
+from indexer.reviews import Review, ReviewStore
+from plugin_api.backends import (
+    embedder_from,
+    embedding_cache,
+    factory,
+    retrieval_config,
+    review_prior,
+)
+from plugin_api.settings import Settings
+from ranker.base import EanLookup, Hit, Reranker, SearchBackend, SearchResult
+from ranker.full import FullOptions, FullPipeline
+from ranker.lazy import Once
+from ranker.linear_fusion import LinearFusion
+from ranker.personalization import EventModel, PersonalizationConfig
+from ranker.recommend import Recommender, user_affinity
+from ranker.retrieval import Retriever, SearchRequest
+from ranker.review_ingest import IngestReport, ingest_reviews
+from ranker.sentiment import SentimentModel
+
+log = logging.getLogger(__name__)
+
+
+class ProductWriter(Protocol):
+    def upsert(self, products: Sequence[Product], vectors: np.ndarray) -> WriteReport: ...
+
+    def delete(self, ids: Sequence[str]) -> WriteReport: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    backend: SearchBackend
+    store: ProductWriter  # where product writes go (the embedded backend itself, or OpenSearch)
+    embedder: Embedder
+    retriever: Retriever
+    pipeline: FullPipeline
+    reviews: ReviewStore
+    events: EventStore
+    event_model: EventModel
+    recommender: Recommender
+    sentiment: Once[SentimentModel] | None = None
+    reranker: Reranker | None = None
+    started: float = field(default_factory=time.time)
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(
+        self, req: SearchRequest, opts: FullOptions, *, client_id: str | None, pipeline: str
+    ) -> tuple[SearchResult, str]:
+        """Ranked results and the query id the storefront attributes its events to."""
+        result = self.retriever.search(req) if pipeline == "hybrid" else self.pipeline.search(req, opts)
+        query_id = str(uuid.uuid4())
+        record = QueryRecord(
+            query_id, client_id or "anonymous", req.query, time.time(), tuple(h.id for h in result.hits[:100])
+        )
+        try:
+            self.events.add([], [record])
+        except Exception:  # a search must not fail because its UBI query record could not be kept
+            log.warning("could not store the ubi_queries record %s", query_id, exc_info=True)
+        return result, query_id
+
+    def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
+        return user_affinity(self.event_model, self.backend, client_id, hits)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def add_events(self, events: Sequence[Event]) -> EventWriteReport:
+        eans = [e.object_id for e in events if e.object_id and (e.object_id_field or "").lower() != "id"]
+        by_ean = self.backend.ids_for_eans(eans) if isinstance(self.backend, EanLookup) and eans else {}
+        direct = list({e.object_id for e in events if e.object_id})
+        known = set(self.backend.fetch(direct)) if direct else set()
+        resolved = resolve_products(events, by_ean, known)
+        report = self.events.add(resolved)
+        self.event_model.add(report.stored)
+        return report
+
+    def erase_user(self, client_id: str) -> int:
+        gone = self.events.erase_client(client_id)
+        had_profile = self.event_model.forget_client(client_id)
+        if not gone and not had_profile:
+            raise NotFoundError(f"no events or profile for shopper {client_id!r}")
+        return gone
+
+    def upsert_products(self, products: Sequence[Product]) -> WriteReport:
+        if not products:
+            raise BadInputError("no products to write; send at least one")
+        vectors, _ = embed_texts(
+            [p.embedding_text() for p in products],
+            self.embedder,
+            embedding_cache(self.settings, self.embedder),
+            batch_size=self.settings.batch_size,
+        )
+        report = self.store.upsert(products, vectors)
+        self.reviews.publish([p.id for p in products])
+        return report
+
+    def delete_product(self, product_id: str) -> WriteReport:
+        if not self.backend.fetch([product_id]):
+            raise NotFoundError(f"unknown product {product_id!r}")
+        return self.store.delete([product_id])
+
+    def add_reviews(self, reviews: Sequence[Review]) -> IngestReport:
+        if self.sentiment is None:
+            raise BadInputError(
+                "this service has no sentiment model to score reviews; train one with "
+                "`shoprank train sentiment` and set SHOPRANK_SENTIMENT_PATH"
+            )
+        report = ingest_reviews(
+            reviews,
+            model=self.sentiment.get(),
+            store=self.reviews,
+            known_products=lambda ids: set(self.backend.fetch(ids)),
+        )
+        if report.added:
+            touched = sorted({r.product_id for r in reviews})
+            self.reviews.publish(touched)
+        return report
+
+    def ready(self) -> dict[str, Any]:
+        """Raises when the backend cannot answer; the counts otherwise."""
+        return {"products": self.backend.count(), "events": self.event_model.events_seen}
+
+
+def events_store(s: Settings) -> EventStore:
+    if s.backend == "embedded":
+        from indexer.embedded_events import EmbeddedEventStore
+
+        return EmbeddedEventStore(s.embedded_dir)
+    from indexer.opensearch_client import make_client
+    from indexer.opensearch_events import OpenSearchEventStore
+
+    return OpenSearchEventStore(
+        make_client(s.opensearch_url, timeout=s.opensearch_timeout_s), prefix=s.ubi_prefix
+    )
+
+
+def build_services(s: Settings) -> Services:
+    """Open the backend, check the index fits the embedding model, load models and events."""
+    f = factory(s.backend)
+    embedder = embedder_from(s)
+    backend = f.search(s)
+    check_compatible(backend.manifest(), embedder, f.where(s))
+    # The embedded backend writes through to its store and updates its in-memory index itself.
+    store: ProductWriter = backend if s.backend == "embedded" else f.store(s)  # type: ignore[assignment]
+    retriever = Retriever(backend, embedder, retrieval_config(s))
+    reranker = None
+    if s.reranker_path is not None:
+        from ranker.rerankers import open_reranker
+
+        reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
+    fusion = LinearFusion.load(s.fusion_path) if s.fusion_path is not None else None
+    products_brand: dict[str, str] = {}
+
+    def brand_of(pid: str) -> str:
+        if pid not in products_brand:
+            p = backend.fetch([pid]).get(pid)
+            products_brand[pid] = p.brand if p is not None else ""
+        return products_brand[pid]
+
+    event_model = EventModel(
+        PersonalizationConfig(half_life_days=s.event_half_life_days, popularity_prior=s.popularity_prior),
+        brand_of=brand_of,
+    )
+    events = events_store(s)
+    if s.event_ttl_days > 0:
+        expired = events.expire(time.time() - s.event_ttl_days * 86400.0)
+        if expired:
+            log.info("expired %d events older than %s days", expired, s.event_ttl_days)
+    event_model.add(events.events())
+    sentiment: Once[SentimentModel] | None = None
+    if s.sentiment_path is not None:
+        from ranker.sentiment import MiniLMSentiment
+
+        path, device = s.sentiment_path, s.device
+
+        def load_sentiment() -> SentimentModel:
+            return MiniLMSentiment(path, device=device)
+
+        sentiment = Once(load_sentiment)
+    services = Services(
+        settings=s,
+        backend=backend,
+        store=store,
+        embedder=embedder,
+        retriever=retriever,
+        pipeline=FullPipeline(retriever, reranker, candidates=s.rerank_candidates, device=s.device),
+        reviews=f.reviews(s),
+        events=events,
+        event_model=event_model,
+        recommender=Recommender(backend, event_model, prior=review_prior(s), device=s.device),
+        sentiment=sentiment,
+        reranker=reranker,
+    )
+    if fusion is not None:
+        services.pipeline.fusion = fusion
+    services.pipeline.popularity = event_model.popularity
+    services.pipeline.personal = services.personal
+    return services

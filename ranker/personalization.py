@@ -1,0 +1,228 @@
+"""What shopper events teach the ranker: per-shopper profiles, product popularity, co-interaction.
+
+Built in memory from the event store (once at start, then incrementally as events arrive):
+
+* **action weights**: a purchase says more than a click, an impression says nothing on its own,
+  a declined product counts against it (``ACTION_WEIGHTS``, configurable);
+* **time decay**: every weight halves after ``half_life_days``, kept exactly with one running sum
+  per product (``Σ w·2^((t - anchor)/half_life)``), so updates are O(1);
+* **popularity** of a product in [0, 1): ``m / (m + prior · m̄)`` with ``m`` its decayed mass and
+  ``m̄`` the mean mass of products with events — a product with a few events stays near 0, and the
+  scale does not depend on how old the log is;
+* **profile** of a shopper: decayed action weight per product and per brand; the profile vector is
+  the weighted mean of the products' embeddings, and ``personal_affinity`` of a candidate is
+  ``0.5 · cos(profile, product) + 0.5 · brand share`` in [-0.5, 1];
+* **co-interaction**: two products that one shopper both engaged with (positive weight) add
+  ``min(w_a, w_b)`` to each other's count — "shoppers who viewed this also bought".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from indexer.events import Event
+
+ACTION_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {
+        "impression": 0.0,
+        "product_hover": 0.2,
+        "view": 0.3,
+        "click": 1.0,
+        "item_click": 1.0,
+        "add_to_cart": 3.0,
+        "purchase": 5.0,
+        "declined_product": -1.0,
+    }
+)
+# Actions that mean "already has it": excluded from that shopper's recommendations.
+OWNED_ACTIONS = frozenset({"purchase"})
+MAX_ITEMS_PER_CLIENT = 200  # co-interaction pairs come from a shopper's most recent items
+
+
+@dataclass(frozen=True)
+class PersonalizationConfig:
+    half_life_days: float = 30.0
+    popularity_prior: float = 1.0  # in units of the mean product mass
+    action_weights: Mapping[str, float] = field(default_factory=lambda: dict(ACTION_WEIGHTS))
+
+    def __post_init__(self) -> None:
+        if self.half_life_days <= 0:
+            raise ValueError("half_life_days must be positive")
+        if self.popularity_prior < 0:
+            raise ValueError("popularity_prior must be ≥ 0")
+
+
+@dataclass
+class ShopperProfile:
+    client_id: str
+    items: dict[str, float] = field(default_factory=dict)  # product → decayed weight (at anchor)
+    brands: dict[str, float] = field(default_factory=dict)
+    owned: set[str] = field(default_factory=set)
+    last_seen: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not any(w > 0 for w in self.items.values())
+
+    def brand_share(self, brand: str) -> float:
+        pos = {b: w for b, w in self.brands.items() if w > 0}
+        total = sum(pos.values())
+        return pos.get(brand.lower(), 0.0) / total if total > 0 else 0.0
+
+
+class EventModel:
+    """Popularity, profiles and co-interactions from events; thread-safe, updated in place."""
+
+    def __init__(
+        self, config: PersonalizationConfig | None = None, brand_of: Callable[[str], str] | None = None
+    ):
+        self.config = config or PersonalizationConfig()
+        self._brand_of = brand_of or (lambda pid: "")
+        self._lock = threading.RLock()
+        self._anchor: float | None = None
+        self._mass: dict[str, float] = defaultdict(float)
+        self._profiles: dict[str, ShopperProfile] = {}
+        self._co: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.events_seen = 0
+
+    # -- time decay ---------------------------------------------------------------------------
+    def _decay(self, t: float) -> float:
+        """2^((t - anchor) / half-life): a weight at time t in anchor units."""
+        assert self._anchor is not None
+        return 2.0 ** ((t - self._anchor) / (self.config.half_life_days * 86400.0))
+
+    def weight(self, action: str) -> float:
+        return float(self.config.action_weights.get(action, 0.0))
+
+    # -- updates ------------------------------------------------------------------------------
+    def add(self, events: Iterable[Event]) -> int:
+        """Fold events in; events without a catalog product only update the shopper's last seen."""
+        n = 0
+        with self._lock:
+            touched: dict[str, dict[str, float]] = {}
+            for e in sorted(events, key=lambda e: e.timestamp):
+                if self._anchor is None:
+                    self._anchor = e.timestamp
+                prof = self._profiles.setdefault(e.client_id, ShopperProfile(e.client_id))
+                prof.last_seen = max(prof.last_seen, e.timestamp)
+                n += 1
+                w = self.weight(e.action_name)
+                if e.product_id is None or w == 0.0:
+                    continue
+                if e.client_id not in touched:
+                    touched[e.client_id] = dict(prof.items)
+                dw = w * self._decay(e.timestamp)
+                self._mass[e.product_id] += dw
+                prof.items[e.product_id] = prof.items.get(e.product_id, 0.0) + dw
+                brand = self._brand_of(e.product_id).lower()
+                if brand:
+                    prof.brands[brand] = prof.brands.get(brand, 0.0) + dw
+                if e.action_name in OWNED_ACTIONS:
+                    prof.owned.add(e.product_id)
+            for cid, before in touched.items():
+                self._update_co(before, self._profiles[cid].items)
+            self.events_seen += n
+        return n
+
+    def _pairs(self, items: Mapping[str, float]) -> dict[tuple[str, str], float]:
+        pos = sorted(((w, p) for p, w in items.items() if w > 0), reverse=True)[:MAX_ITEMS_PER_CLIENT]
+        out = {}
+        for i, (wa, a) in enumerate(pos):
+            for wb, b in pos[i + 1 :]:
+                out[(a, b)] = min(wa, wb)
+        return out
+
+    def _update_co(self, before: Mapping[str, float], after: Mapping[str, float]) -> None:
+        for (a, b), w in self._pairs(before).items():
+            self._co[a][b] -= w
+            self._co[b][a] -= w
+        for (a, b), w in self._pairs(after).items():
+            self._co[a][b] += w
+            self._co[b][a] += w
+
+    def forget_client(self, client_id: str) -> bool:
+        """Drop a shopper's profile and their part of co-interactions (popularity keeps the
+        anonymous, aggregate mass). True when there was a profile."""
+        with self._lock:
+            prof = self._profiles.pop(client_id, None)
+            if prof is None:
+                return False
+            self._update_co(prof.items, {})
+            return True
+
+    # -- reads --------------------------------------------------------------------------------
+    def profile(self, client_id: str) -> ShopperProfile | None:
+        with self._lock:
+            return self._profiles.get(client_id)
+
+    def popularity(self, ids: Sequence[str]) -> dict[str, float]:
+        with self._lock:
+            masses = [m for m in self._mass.values() if m > 0]
+            if not masses:
+                return {}
+            mean = sum(masses) / len(masses)
+            prior = self.config.popularity_prior * mean
+            out = {}
+            for i in ids:
+                m = self._mass.get(i, 0.0)
+                if m > 0:
+                    out[i] = m / (m + prior) if m + prior > 0 else 0.0
+            return out
+
+    def trending(self, k: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+        skip = set(exclude)
+        with self._lock:
+            ranked = sorted(((m, p) for p, m in self._mass.items() if m > 0 and p not in skip), reverse=True)
+        pop = self.popularity([p for _, p in ranked[:k]])
+        return [(p, pop.get(p, 0.0)) for _, p in ranked[:k]]
+
+    def co_interactions(self, product_id: str, k: int = 50) -> dict[str, float]:
+        """Products engaged with by the same shoppers, with their share of the strongest link."""
+        with self._lock:
+            row = {p: w for p, w in self._co.get(product_id, {}).items() if w > 1e-12}
+        if not row:
+            return {}
+        top = sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        best = top[0][1]
+        return {p: w / best for p, w in top}
+
+    def profile_vector(self, profile: ShopperProfile, vectors: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Weighted mean of the embeddings of the products the shopper engaged with, unit length."""
+        acc = None
+        for p, w in profile.items.items():
+            v = vectors.get(p)
+            if v is None or w <= 0:
+                continue
+            acc = (
+                w * np.asarray(v, dtype=np.float64)
+                if acc is None
+                else acc + w * np.asarray(v, dtype=np.float64)
+            )
+        if acc is None:
+            return None
+        norm = float(np.linalg.norm(acc))
+        return (acc / norm).astype(np.float32) if norm > 0 else None
+
+    def affinity(
+        self,
+        profile: ShopperProfile,
+        candidates: Mapping[str, np.ndarray],
+        brands: Mapping[str, str],
+        profile_vector: np.ndarray | None,
+    ) -> dict[str, float]:
+        """``personal_affinity`` per candidate: half embedding cosine, half brand share."""
+        out = {}
+        for pid, v in candidates.items():
+            cos = 0.0
+            if profile_vector is not None:
+                nv = float(np.linalg.norm(v))
+                cos = float(np.dot(profile_vector, v) / nv) if nv > 0 else 0.0
+            share = profile.brand_share(brands.get(pid, ""))
+            out[pid] = 0.5 * max(-1.0, min(1.0, cos)) + 0.5 * share
+        return out

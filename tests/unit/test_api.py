@@ -1,0 +1,336 @@
+"""The HTTP service on the embedded backend (hashing embedder: no model needed), via TestClient."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from indexer.errors import BackendUnavailableError
+from plugin_api import app as app_module
+from plugin_api.app import create_app
+from plugin_api.cli import main
+from plugin_api.services import Services, build_services
+from plugin_api.settings import Settings
+from ranker.features import FEATURES
+from ranker.lazy import Once
+from tests.conftest import FIXTURES
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))
+    mp.setenv("SHOPRANK_EMBEDDER", "hashing")
+    assert (
+        main(
+            [
+                "index",
+                "--catalog",
+                str(FIXTURES / "catalog.jsonl"),
+                "--quiet",
+                "--data-dir",
+                str(root / "data"),
+            ]
+        )
+        == 0
+    )
+    mp.undo()
+    return root
+
+
+def _settings(root, tmp_path, **kw):
+    # Each test gets its own copy of the index folder, so writes never leak between tests.
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    return Settings(
+        data_dir=data, cache_dir=root / "cache", embedder="hashing", api_keys=(KEY,), device="cpu", **kw
+    )
+
+
+class FakeSentiment:
+    name = "fake"
+
+    def score(self, texts):
+        return np.asarray([-0.9 if "broke" in t or "awful" in t else 0.9 for t in texts])
+
+
+def _with_fake_sentiment(s):
+    services = build_services(s)
+    services.sentiment = Once(lambda: FakeSentiment())
+    return services
+
+
+@pytest.fixture
+def client(index_dir, tmp_path):
+    app = create_app(_settings(index_dir, tmp_path), build=_with_fake_sentiment)
+    with TestClient(app) as c:
+        yield c
+
+
+def _ev(action, client_id, pid, ts, field="id"):
+    return {
+        "action_name": action,
+        "client_id": client_id,
+        "query_id": "q-1",
+        "timestamp": ts,
+        "event_attributes": {
+            "object": {"object_id": pid, "object_id_field": field},
+            "position": {"ordinal": 0},
+            "ip": "10.0.0.1",
+        },
+    }
+
+
+def test_search_returns_products_facets_query_id_and_explanations(client):
+    r = client.get("/v1/search", params={"q": "ThinkPad notebook", "k": 3, "explain": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["results"][0]["id"] == "p01" and len(body["results"]) == 3
+    assert [x["rank"] for x in body["results"]] == [1, 2, 3]
+    assert body["query_id"] and body["facets"]["brand"]["Lenovo"] >= 1
+    assert sum(body["facets"]["price"].values()) <= body["total_candidates"]
+    top = body["results"][0]
+    assert top["product"]["title"].startswith("Lenovo ThinkPad")
+    parts = top["explanation"]["contributions"]
+    assert set(FEATURES) <= set(parts)
+    assert sum(parts.values()) == pytest.approx(top["explanation"]["relevance"], abs=1e-6)
+    # page 2 continues where page 1 ended
+    p2 = client.get("/v1/search", params={"q": "ThinkPad notebook", "k": 3, "page": 2}).json()
+    assert [x["rank"] for x in p2["results"]] == [4, 5, 6]
+    assert not {x["id"] for x in p2["results"]} & {x["id"] for x in body["results"]}
+
+
+def test_search_filters_post_body_and_hybrid_pipeline(client):
+    r = client.get("/v1/search", params=[("q", "printer"), ("brand", "Canon")])
+    assert r.status_code == 200 and {x["product"]["brand"] for x in r.json()["results"]} == {"Canon"}
+    r = client.post("/v1/search", json={"q": "printer", "k": 2, "pipeline": "hybrid", "explain": True})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2
+    assert set(r.json()["results"][0]["explanation"]["sources"]) <= {"bm25", "vector"}
+    r = client.post("/v1/search", json={"q": "printer", "weights": {"bm25": 2.0}, "explain": True})
+    assert r.status_code == 200
+    r = client.post("/v1/search", json={"q": "printer", "weights": {"clicks": 1.0}})
+    assert r.status_code == 422 and "unknown fusion feature" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"q": ""}, "q"),
+        ({"q": "x" * 10_000}, "q"),
+        ({"q": "laptop", "k": -1}, "k"),
+        ({"q": "laptop", "k": 0}, "k"),
+        ({"q": "laptop", "diversity": 2}, "diversity"),
+        ({"q": "laptop", "price_min": -5}, "price_min"),
+        ({"q": "laptop", "user_id": "has space"}, "user_id"),
+    ],
+)
+def test_bad_search_input_is_422_with_the_field(client, params, field):
+    r = client.get("/v1/search", params=params)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"].endswith(field)
+
+
+@pytest.mark.parametrize("q", ["*:*", '{"query": {"match_all": {}}}', "Ünïcödé ノート 💻", "   laptop   "])
+def test_odd_queries_are_just_text(client, q):
+    r = client.get("/v1/search", params={"q": q})
+    assert r.status_code == 200, r.text
+
+
+def test_whitespace_query_is_refused(client):
+    r = client.get("/v1/search", params={"q": "   "})
+    assert r.status_code == 422 and "empty" in r.json()["error"]
+
+
+def test_similar_items_exclude_the_product_and_unknown_is_404(client):
+    r = client.get("/v1/recommend/similar/p01", params={"k": 5})
+    assert r.status_code == 200, r.text
+    ids = [x["id"] for x in r.json()["results"]]
+    assert len(ids) == 5 and "p01" not in ids and len(set(ids)) == 5
+    assert r.json()["strategy"] == "similar"
+    assert client.get("/v1/recommend/similar/nope").status_code == 404
+
+
+def test_events_drive_user_recommendations_popularity_and_erasure(client):
+    cold = client.get("/v1/recommend/user/shopper-1").json()
+    assert cold["strategy"] == "none" and cold["results"] == []
+    now = int(time.time() * 1000)
+    events = [
+        _ev("click", "shopper-1", "p01", now - 5000),
+        _ev("add_to_cart", "shopper-1", "p02", now - 4000),
+        _ev("purchase", "shopper-1", "p02", now - 3000),
+        _ev("purchase", "shopper-2", "p01", now - 2000),
+        _ev("purchase", "shopper-2", "p02", now - 1000),
+        _ev("impression", "shopper-3", "B0SOMEASIN", now, field="asin"),
+    ]
+    r = client.post("/v1/events", json={"events": events})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 6, "duplicates": 0, "resolved": 5}
+    again = client.post("/v1/events", json={"events": events[:2]}).json()
+    assert again == {"accepted": 0, "duplicates": 2, "resolved": 0}
+
+    recs = client.get("/v1/recommend/user/shopper-1", params={"k": 5}).json()
+    assert recs["strategy"] == "profile"
+    ids = [x["id"] for x in recs["results"]]
+    assert ids and "p02" not in ids  # already bought
+    new = client.get("/v1/recommend/user/brand-new-shopper").json()
+    assert new["strategy"] == "trending" and new["results"][0]["id"] in {"p01", "p02"}
+
+    # popularity and personal affinity reach the search explanation
+    body = client.get(
+        "/v1/search", params={"q": "notebook", "user_id": "shopper-1", "explain": "true"}
+    ).json()
+    feats = {x["id"]: x["explanation"]["features"] for x in body["results"]}
+    assert feats["p02"]["popularity"] > 0 and feats["p01"]["personal_affinity"] != 0
+
+    # co-interaction: shoppers who engaged with p01 also engaged with p02
+    sim = client.get("/v1/recommend/similar/p01", params={"k": 10, "diversity": 0}).json()
+    by_id = {x["id"]: x for x in sim["results"]}
+    assert by_id["p02"]["explanation"]["features"]["co_interaction"] == pytest.approx(1.0)
+
+    # erasure needs the key, then removes the shopper's events and profile
+    assert client.delete("/v1/users/shopper-1").status_code == 401
+    r = client.delete("/v1/users/shopper-1", headers={"X-API-Key": KEY})
+    assert r.status_code == 200 and r.json()["erased_records"] >= 3
+    assert client.get("/v1/recommend/user/shopper-1").json()["strategy"] == "trending"
+    assert client.delete("/v1/users/shopper-1", headers={"X-API-Key": KEY}).status_code == 404
+
+
+def test_stored_events_survive_a_restart_without_private_fields(index_dir, tmp_path):
+    s = _settings(index_dir, tmp_path)
+    now = int(time.time() * 1000)
+    with TestClient(create_app(s)) as c:
+        assert (
+            c.post("/v1/events", json={"events": [_ev("purchase", "s9", "p03", now)]}).json()["accepted"] == 1
+        )
+    log = (s.embedded_dir / "ubi_events.jsonl").read_text()
+    assert "10.0.0.1" not in log and "p03" in log
+    with TestClient(create_app(s)) as c:
+        assert c.get("/v1/recommend/user/s9").json()["strategy"] == "profile"
+
+
+def test_bad_events_are_refused_whole_with_their_index(client):
+    good = _ev("click", "s1", "p01", int(time.time() * 1000))
+    bad = {"action_name": "click", "timestamp": 1}  # no client_id
+    r = client.post("/v1/events", json={"events": [good, bad]})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.1"
+    assert "client_id" in r.json()["error"]
+    assert client.post("/v1/events", json={"events": []}).status_code == 422
+    assert client.get("/v1/recommend/user/s1").json()["strategy"] == "none"  # nothing was stored
+
+
+def test_writes_need_a_valid_api_key(client):
+    body = {"title": "Acme rocket skates", "brand": "Acme", "price": 99}
+    assert client.put("/v1/products/x1", json=body).status_code == 401
+    r = client.put("/v1/products/x1", json=body, headers={"X-API-Key": "wrong"})
+    assert r.status_code == 401 and "wrong" not in r.text
+    assert (
+        client.post("/v1/reviews", json={"reviews": [{"product_id": "p01", "text": "ok"}]}).status_code == 401
+    )
+    assert client.delete("/v1/products/p01").status_code == 401
+
+
+def test_product_writes_show_in_search_and_delete_is_404_after(client):
+    h = {"X-API-Key": KEY}
+    r = client.put(
+        "/v1/products/x1", json={"title": "Acme rocket skates", "brand": "Acme", "price": 99}, headers=h
+    )
+    assert r.status_code == 200 and r.json()["written"] == 1
+    hits = client.get("/v1/search", params={"q": "rocket skates"}).json()["results"]
+    assert hits[0]["id"] == "x1"
+    r = client.put("/v1/products/x1", json={"id": "x2", "title": "t"}, headers=h)
+    assert r.status_code == 422
+    r = client.post("/v1/products", json={"products": [{"id": "x3", "price": 5}]}, headers=h)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "products.0"
+    assert client.delete("/v1/products/x1", headers=h).json()["deleted"] == 1
+    assert client.delete("/v1/products/x1", headers=h).status_code == 404
+    assert client.get("/v1/recommend/similar/x1").status_code == 404
+
+
+def test_reviews_change_a_products_sentiment(client):
+    h = {"X-API-Key": KEY}
+    reviews = [
+        {"product_id": "p01", "text": f"awful, it broke after {i} days", "rating": 1} for i in range(30)
+    ]
+    r = client.post("/v1/reviews", json={"reviews": reviews}, headers=h)
+    assert r.status_code == 200 and r.json()["added"] == 30, r.text
+    r = client.post("/v1/reviews", json={"reviews": [{"product_id": "ghost", "text": "fine"}]}, headers=h)
+    assert r.status_code == 200 and r.json()["added"] == 0 and "ghost" in r.json()["errors"][0]
+    top = client.get("/v1/search", params={"q": "ThinkPad notebook", "k": 1}).json()["results"][0]
+    assert top["id"] == "p01" and top["product"]["sentiment"] < -0.5 and top["product"]["review_count"] == 30
+
+
+def test_health_ready_metrics_openapi_and_storefront(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["products"] == 30
+    client.get("/v1/search", params={"q": "laptop"})
+    text = client.get("/metrics").text
+    assert 'shoprank_requests_total{endpoint="/v1/search",method="GET",status="200"}' in text
+    assert "shoprank_stage_seconds_bucket" in text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/search", "/v1/events", "/v1/recommend/similar/{product_id}", "/v1/users/{user_id}"} <= set(
+        paths
+    )
+    page = client.get("/")
+    assert page.status_code == 200 and "/v1/search" in page.text
+
+
+def test_backend_down_is_503_then_recovers(index_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(app_module, "RETRY_AFTER_S", 0.0)
+    s = _settings(index_dir, tmp_path)
+    calls = {"n": 0}
+
+    def flaky(settings: Settings) -> Services:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise BackendUnavailableError("OpenSearch at http://127.0.0.1:9 is unreachable; start it")
+        return build_services(settings)
+
+    with TestClient(create_app(s, build=flaky)) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/v1/search", params={"q": "laptop"})
+        assert r.status_code == 503 and "unreachable" in r.json()["error"]
+        assert c.get("/readyz").status_code == 200  # third build works
+        assert c.get("/v1/search", params={"q": "laptop"}).status_code == 200
+
+
+def test_overload_is_429(index_dir, tmp_path):
+    s = _settings(index_dir, tmp_path, max_inflight=1)
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow(settings: Settings) -> Services:
+        services = build_services(settings)
+        real = services.search
+
+        def blocking(*a, **kw):
+            entered.set()
+            gate.wait(10)
+            return real(*a, **kw)
+
+        services.search = blocking  # type: ignore[method-assign]
+        return services
+
+    with TestClient(create_app(s, build=slow)) as c:
+        first: dict = {}
+        t = threading.Thread(target=lambda: first.update(r=c.get("/v1/search", params={"q": "laptop"})))
+        t.start()
+        assert entered.wait(10)
+        busy = c.get("/v1/search", params={"q": "laptop"})
+        gate.set()
+        t.join(10)
+    assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
+    assert first["r"].status_code == 200
+
+
+def test_oversized_body_is_413(index_dir, tmp_path):
+    s = _settings(index_dir, tmp_path, max_body_bytes=1000)
+    with TestClient(create_app(s)) as c:
+        r = c.post("/v1/search", json={"q": "x" * 2000})
+        assert r.status_code == 413 and "smaller" in r.json()["error"]
