@@ -1,10 +1,12 @@
 """Shopper events on OpenSearch, in the UBI layout: ``<prefix>_events`` and ``<prefix>_queries``.
 
 Events are created with their content hash as ``_id`` (``op_type=create``), so an event sent twice
-is a 409 the store counts as a duplicate; bulk writes wait for a refresh, so an accepted event is
-searchable (and durable in the translog) before the request returns. The storefront's original
+is a 409 the store counts as a duplicate. A bulk write returns once the node has the events in its
+translog (durable, ``index.translog.durability: request``), without waiting for a refresh, so
+posting events and recording searches add no refresh wait; reads and deletes refresh first, so
+they see every accepted event. The storefront's original
 UBI record is kept under ``raw`` (stored, not indexed). Erasing a shopper and expiring old events
-are ``delete_by_query`` calls on both indices.
+delete the matching documents of both indices by id.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class OpenSearchEventStore:
             return report
         with os_errors(self.url, "writing shopper events"):
             for ok, result in streaming_bulk(
-                self.client, actions, raise_on_error=False, raise_on_exception=False, refresh="wait_for"
+                self.client, actions, raise_on_error=False, raise_on_exception=False
             ):
                 item = next(iter(result.values()))
                 if item.get("_index") == self.queries_index:
@@ -129,6 +131,7 @@ class OpenSearchEventStore:
         with os_errors(self.url, f"reading {self.events_index!r}"):
             if not self.client.indices.exists(index=self.events_index):
                 return []
+            self.client.indices.refresh(index=self.events_index)
         query: dict[str, Any] = {"match_all": {}}
         if since is not None:
             query = {"range": {"timestamp": {"gte": int(since * 1000)}}}
@@ -153,15 +156,39 @@ class OpenSearchEventStore:
             after = hits[-1]["sort"]
 
     def _delete(self, query: dict[str, Any], action: str) -> int:
+        """Delete the matching documents of both indices: ids by ``search_after`` pages, then bulk
+        deletes (``_delete_by_query`` lives in the reindex module, which a minimal node lacks)."""
+        from opensearchpy.helpers import bulk
+
         gone = 0
-        for index in (self.events_index, self.queries_index):
+        for index, key in ((self.events_index, "event_id"), (self.queries_index, "query_id")):
             with os_errors(self.url, action):
                 if not self.client.indices.exists(index=index):
                     continue
-                resp = self.client.delete_by_query(
-                    index=index, body={"query": query}, params={"refresh": "true", "conflicts": "proceed"}
+                self.client.indices.refresh(index=index)
+                ids: list[str] = []
+                after: list[Any] | None = None
+                while True:
+                    body: dict[str, Any] = {"size": PAGE, "_source": False, "query": query, "sort": [{key: "asc"}]}
+                    if after is not None:
+                        body["search_after"] = after
+                    hits = self.client.search(index=index, body=body)["hits"]["hits"]
+                    ids += [str(h["_id"]) for h in hits]
+                    if len(hits) < PAGE:
+                        break
+                    after = hits[-1]["sort"]
+                if not ids:
+                    continue
+                done, errors = bulk(
+                    self.client,
+                    ({"_op_type": "delete", "_index": index, "_id": i} for i in ids),
+                    raise_on_error=False,
+                    refresh=True,
                 )
-            gone += int(resp.get("deleted", 0))
+            failed = [e for e in errors if next(iter(e.values())).get("status") != 404]  # type: ignore[union-attr]
+            if failed:
+                raise BackendUnavailableError(f"OpenSearch did not delete {len(failed)} record(s) of {index!r}; retry")
+            gone += int(done)
         return gone
 
     def erase_client(self, client_id: str) -> int:

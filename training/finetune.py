@@ -87,22 +87,37 @@ def load_base_model(max_length: int, device: str, base_model_path: str | Path | 
 
 
 def extend_vocabulary(tokenizer: Any, net: Any, tokens: Sequence[str], seed: int) -> int:
-    """Add the ``tokens`` the tokenizer maps to [UNK]; their embeddings start as seeded draws from
-    the distribution of the existing ones. Returns how many were added."""
+    """Add the ``tokens`` the tokenizer maps to [UNK] to its WordPiece vocabulary (not as "added
+    tokens": thousands of those break the fast tokenizer's splitting); their embeddings start as
+    seeded draws from the distribution of the existing ones. Returns how many were added."""
     import torch
+    from tokenizers import Tokenizer
 
-    new = [t for t in dict.fromkeys(tokens) if tokenizer.convert_tokens_to_ids(t) == tokenizer.unk_token_id]
+    backend = tokenizer.backend_tokenizer
+    norm = backend.normalizer
+    unk = tokenizer.unk_token_id
+    new = [
+        t
+        for t in dict.fromkeys(tokens)
+        # only tokens the normalizer leaves as they are can ever be looked up
+        if (norm is None or norm.normalize_str(t).strip() == t) and tokenizer.convert_tokens_to_ids(t) == unk
+    ]
     if not new:
         return 0
+    data = json.loads(backend.to_str())
+    vocab = data["model"]["vocab"]
+    start = max(vocab.values()) + 1
+    for i, t in enumerate(new):
+        vocab[t] = start + i
+    tokenizer._tokenizer = Tokenizer.from_str(json.dumps(data))
     old = net.get_input_embeddings().weight.detach()
     n_old = old.shape[0]
-    tokenizer.add_tokens(new)
-    net.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    net.resize_token_embeddings(start + len(new), mean_resizing=False)
     gen = torch.Generator().manual_seed(seed)
-    fresh = torch.randn((len(tokenizer) - n_old, old.shape[1]), generator=gen) * old.std(0) + old.mean(0)
+    fresh = torch.randn((start + len(new) - n_old, old.shape[1]), generator=gen) * old.std(0) + old.mean(0)
     with torch.no_grad():
         net.get_input_embeddings().weight[n_old:] = fresh.to(old.dtype)
-    log.info("added %d tokens to the vocabulary (%d → %d)", len(new), n_old, len(tokenizer))
+    log.info("added %d tokens to the vocabulary (%d → %d)", len(new), n_old, start + len(new))
     return len(new)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -206,9 +205,9 @@ def _bulk(statuses: dict[str, int]) -> Any:
         items = []
         for line in call.body:
             op = next(iter(line))
-            if op in ("create", "index"):
+            if op in ("create", "index", "delete"):
                 meta = line[op]
-                st = statuses.get(meta["_id"], 201)
+                st = statuses.get(meta["_id"], 200 if op == "delete" else 201)
                 item = {"_index": meta["_index"], "_id": meta["_id"], "status": st}
                 if st >= 300:
                     item["error"] = {"type": "version_conflict_engine_exception"}
@@ -233,7 +232,7 @@ def test_opensearch_event_store_requests() -> None:
     assert calls[("PUT", "/ubi_events")].body == EVENTS_BODY
     assert calls[("PUT", "/ubi_queries")].body == QUERIES_BODY
     bulk = calls[("POST", "/_bulk")]
-    assert bulk.params["refresh"] == "wait_for"
+    assert "refresh" not in bulk.params  # durable in the translog; reads refresh first
     assert bulk.body[0] == {"create": {"_index": "ubi_events", "_id": a.id}}
     assert bulk.body[1] == {**a.to_dict(), "timestamp": 100000}
     assert bulk.body[4] == {"index": {"_index": "ubi_queries", "_id": "q1"}}
@@ -245,6 +244,8 @@ def test_opensearch_event_store_requests() -> None:
         "query_response_object_ids": ["p1"],
     }
 
+    node.on("POST", "/ubi_events/_refresh", (200, {}))
+    node.on("POST", "/ubi_queries/_refresh", (200, {}))
     node.on(
         "POST",
         "/ubi_events/_search",
@@ -260,12 +261,32 @@ def test_opensearch_event_store_requests() -> None:
         "query": {"range": {"timestamp": {"gte": 50000}}},
         "sort": [{"timestamp": "asc"}, {"event_id": "asc"}],
     }
-    node.on("POST", "/ubi_events/_delete_by_query", (200, {"deleted": 2}))
-    node.on("POST", "/ubi_queries/_delete_by_query", (200, {"deleted": 1}))
+
+    def ids_page(call: Call) -> tuple[int, Any]:
+        ids = {"/ubi_events/_search": ["e1", "e2"], "/ubi_queries/_search": ["q1"]}[call.path]
+        return 200, {"hits": {"hits": [{"_id": i, "sort": [i]} for i in ids]}}
+
+    node.on("POST", "/ubi_events/_search", ids_page)
+    node.on("POST", "/ubi_queries/_search", ids_page)
+    node.on("POST", "/_bulk", _bulk({}))
     assert store.erase_client("c1") == 3
-    erase = [c for c in node.calls if c.path.endswith("_delete_by_query")]
-    assert erase[0].body == {"query": {"term": {"client_id": "c1"}}} and erase[0].params["refresh"] == "true"
-    assert store.expire(before=time.time()) == 3
+    erase = [c for c in node.calls if c.path.endswith("_search")][-2:]
+    assert erase[0].body == {
+        "size": 1000,
+        "_source": False,
+        "query": {"term": {"client_id": "c1"}},
+        "sort": [{"event_id": "asc"}],
+    }
+    assert erase[1].body["sort"] == [{"query_id": "asc"}]
+    deletes = [c for c in node.calls if c.path == "/_bulk"][-2:]
+    assert deletes[0].body == [
+        {"delete": {"_index": "ubi_events", "_id": "e1"}},
+        {"delete": {"_index": "ubi_events", "_id": "e2"}},
+    ]
+    assert deletes[0].params["refresh"] == "true"
+    assert store.expire(before=100.0) == 3
+    expire = [c for c in node.calls if c.path.endswith("_search")][-2]
+    assert expire.body["query"] == {"range": {"timestamp": {"lt": 100000}}}
 
 
 def test_opensearch_backend_resolves_eans_with_one_terms_query() -> None:
