@@ -132,12 +132,16 @@ def _reranking(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
 
 
 def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
-    from ranker.full import DEFAULT_FUSION, FullPipeline
+    """``full``: with a reranker when one is given, else the text-only fusion (as the service)."""
+    from ranker.full import DEFAULT_FUSION, TEXT_FUSION, FullPipeline
     from ranker.linear_fusion import LinearFusion
 
-    reranking = _reranking(s, retriever, args)
-    fusion = LinearFusion.load(args.fusion_file) if args.fusion_file else DEFAULT_FUSION
-    return FullPipeline(retriever, reranking.reranker, fusion, candidates=s.rerank_candidates)
+    reranker = None
+    if args.reranker is not None or s.reranker_path is not None:
+        reranker = _reranking(s, retriever, args).reranker
+    default = DEFAULT_FUSION if reranker is not None else TEXT_FUSION
+    fusion = LinearFusion.load(args.fusion_file) if args.fusion_file else default
+    return FullPipeline(retriever, reranker, fusion, candidates=s.rerank_candidates)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

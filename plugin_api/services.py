@@ -32,7 +32,7 @@ from plugin_api.backends import (
 )
 from plugin_api.settings import Settings
 from ranker.base import EanLookup, Hit, Reranker, SearchBackend, SearchResult
-from ranker.full import FullOptions, FullPipeline
+from ranker.full import DEFAULT_FUSION, TEXT_FUSION, FullOptions, FullPipeline
 from ranker.lazy import Once
 from ranker.linear_fusion import LinearFusion
 from ranker.personalization import EventModel, PersonalizationConfig
@@ -213,8 +213,11 @@ def build_services(s: Settings) -> Services:
         sentiment=sentiment,
         reranker=reranker,
     )
-    if fusion is not None:
-        services.pipeline.fusion = fusion
+    # Load the models now, so the first shopper does not wait for them and /readyz means ready.
+    embedder.encode(["warm up"])
+    if reranker is not None:
+        reranker.score("warm up", [Product("warm-up", "warm up")])
+    services.pipeline.fusion = fusion or (DEFAULT_FUSION if reranker is not None else TEXT_FUSION)
     services.pipeline.popularity = event_model.popularity
     services.pipeline.personal = services.personal
     return services

@@ -1,0 +1,112 @@
+"""The storefront page in a real browser: Debian's headless Chromium driven by Playwright.
+
+Type a query, see results, open a product, see similar items; the page's impression and click
+events reach the event store. A screenshot is kept in ``test-artifacts/`` (or
+``$SHOPRANK_TEST_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from plugin_api.app import create_app
+from plugin_api.cli import main
+from plugin_api.settings import Settings
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("SHOPRANK_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(
+    os.environ.get("SHOPRANK_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}; install Debian's package: apt-get install chromium")
+    pytest.importorskip("playwright")
+    uvicorn = pytest.importorskip("uvicorn")
+    root = tmp_path_factory.mktemp("storefront")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))
+    mp.setenv("SHOPRANK_EMBEDDER", "hashing")
+    try:
+        argv = [
+            "index",
+            "--catalog",
+            str(FIXTURES / "catalog.jsonl"),
+            "--quiet",
+            "--data-dir",
+            str(root / "data"),
+        ]
+        assert main(argv) == 0
+    finally:
+        mp.undo()
+    settings = Settings(data_dir=root / "data", cache_dir=root / "cache", embedder="hashing", device="cpu")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", settings
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_search_open_product_see_similar_items(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, settings = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/")
+            page.fill("#q", "ThinkPad notebook")
+            page.press("#q", "Enter")
+            cards = page.locator("#results .card")
+            expect(cards.first).to_be_visible(timeout=15_000)
+            assert "ThinkPad" in cards.first.inner_text()
+            assert page.locator("#brands input").count() >= 1  # brand facet
+            page.check("#explain")  # "why this result" re-runs the search with explanations
+            expect(page.locator("#results .why").first).to_be_visible(timeout=15_000)
+            assert "bm25" in page.locator("#results .why").first.inner_text()
+            page.locator("#results .title").first.click()
+            similar = page.locator("#similar .card")
+            expect(similar.first).to_be_visible(timeout=15_000)
+            assert similar.count() >= 3
+            assert page.locator("#detail-title").inner_text().startswith("Lenovo ThinkPad")
+            page.screenshot(path=str(ARTIFACTS / "storefront.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "storefront.png").stat().st_size > 10_000
+    deadline = time.monotonic() + 10
+    actions: list[str] = []
+    while time.monotonic() < deadline:
+        log = settings.embedded_dir / "ubi_events.jsonl"
+        actions = (
+            [json.loads(line)["action_name"] for line in log.read_text().splitlines()] if log.exists() else []
+        )
+        if "click" in actions:
+            break
+        time.sleep(0.2)
+    assert "impression" in actions and "click" in actions
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
