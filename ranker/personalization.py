@@ -13,11 +13,13 @@ Built in memory from the event store (once at start, then incrementally as event
   the weighted mean of the products' embeddings, and ``personal_affinity`` of a candidate is
   ``0.5 · cos(profile, product) + 0.5 · brand share`` in [-0.5, 1];
 * **co-interaction**: two products that one shopper both engaged with (positive weight) add
-  ``min(w_a, w_b)`` to each other's count — "shoppers who viewed this also bought".
+  ``min(w_a, w_b)`` to each other's count — "shoppers who viewed this also bought" — read out
+  normalized like a cosine by the products' positive masses (``co / sqrt(m⁺_a · m⁺_b)``).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -87,6 +89,7 @@ class EventModel:
         self._lock = threading.RLock()
         self._anchor: float | None = None
         self._mass: dict[str, float] = defaultdict(float)
+        self._pos_mass: dict[str, float] = defaultdict(float)  # positive actions only
         self._profiles: dict[str, ShopperProfile] = {}
         self._co: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.events_seen = 0
@@ -119,6 +122,8 @@ class EventModel:
                     touched[e.client_id] = dict(prof.items)
                 dw = w * self._decay(e.timestamp)
                 self._mass[e.product_id] += dw
+                if dw > 0:
+                    self._pos_mass[e.product_id] += dw
                 prof.items[e.product_id] = prof.items.get(e.product_id, 0.0) + dw
                 brand = self._brand_of(e.product_id).lower()
                 if brand:
@@ -182,15 +187,49 @@ class EventModel:
         pop = self.popularity([p for _, p in ranked[:k]])
         return [(p, pop.get(p, 0.0)) for _, p in ranked[:k]]
 
+    def _cosine_row(self, a: str) -> dict[str, float]:
+        """Co-interaction of ``a`` with each product, normalized like a cosine:
+        ``co(a, b) / sqrt(m⁺(a) · m⁺(b))`` with ``m⁺`` the positive (decayed) mass, so that merely
+        popular products do not link to everything."""
+        ma = self._pos_mass.get(a, 0.0)
+        if ma <= 0:
+            return {}
+        out = {}
+        for b, w in self._co.get(a, {}).items():
+            mb = self._pos_mass.get(b, 0.0)
+            if w > 1e-12 and mb > 0:
+                out[b] = w / math.sqrt(ma * mb)
+        return out
+
     def co_interactions(self, product_id: str, k: int = 50) -> dict[str, float]:
-        """Products engaged with by the same shoppers, with their share of the strongest link."""
+        """Products engaged with by the same shoppers (cosine-normalized), as a share of the
+        strongest link."""
         with self._lock:
-            row = {p: w for p, w in self._co.get(product_id, {}).items() if w > 1e-12}
+            row = self._cosine_row(product_id)
         if not row:
             return {}
         top = sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         best = top[0][1]
         return {p: w / best for p, w in top}
+
+    def co_scores(self, profile: ShopperProfile, k: int = 100, max_items: int = 50) -> dict[str, float]:
+        """Collaborative score of products for a shopper: the co-interaction rows of their
+        strongest ``max_items`` products, weighted by their share of the profile, as a share of
+        the best product."""
+        items = sorted(((w, p) for p, w in profile.items.items() if w > 0), reverse=True)[:max_items]
+        total = sum(w for w, _ in items)
+        if total <= 0:
+            return {}
+        acc: dict[str, float] = defaultdict(float)
+        with self._lock:
+            for w, p in items:
+                for q, c in self._cosine_row(p).items():
+                    acc[q] += (w / total) * c
+        if not acc:
+            return {}
+        top = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        best = top[0][1]
+        return {p: v / best for p, v in top}
 
     def profile_vector(self, profile: ShopperProfile, vectors: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """Weighted mean of the embeddings of the products the shopper engaged with, unit length."""

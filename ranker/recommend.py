@@ -4,15 +4,16 @@
   (co-interaction), scored ``0.6 · cosine + 0.3 · co-interaction + 0.1 · sentiment``; the product
   itself and its duplicates (a shared EAN, the same brand + model name, or a near-identical
   embedding) are left out; MMR spreads the list.
-* **user**: neighbours of the shopper's profile vector scored ``0.7 · personal affinity + 0.3 ·
-  popularity``, without what the shopper already bought; a shopper with no profile gets the
+* **user**: neighbours of the shopper's profile vector and the products their products co-occur
+  with, scored ``0.4 · personal affinity + 0.4 · co-interaction + 0.2 · popularity``, without what
+  the shopper already bought; a shopper with no profile gets the
   trending products (popularity with time decay). Each pick says which strategy produced it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from ranker.mmr import mmr, normalize_relevance
 from ranker.personalization import EventModel
 
 SIMILAR_WEIGHTS: Mapping[str, float] = {"vector": 0.6, "co_interaction": 0.3, "sentiment": 0.1}
-USER_WEIGHTS: Mapping[str, float] = {"personal_affinity": 0.7, "popularity": 0.3}
+USER_WEIGHTS: Mapping[str, float] = {"personal_affinity": 0.4, "co_interaction": 0.4, "popularity": 0.2}
 DUPLICATE_COSINE = 0.995
 MAX_RECOMMENDATIONS = 100
 
@@ -128,16 +129,19 @@ class Recommender:
                     out[i] = s
         return out
 
-    def similar(self, product_id: str, k: int = 10, diversity: float = 0.3) -> Recommendations:
+    def similar(
+        self, product_id: str, k: int = 10, diversity: float = 0.3, exclude: Iterable[str] = ()
+    ) -> Recommendations:
         self._check(k, diversity)
+        skip = set(exclude)
         src_vec = self.backend.vectors([product_id]).get(product_id)
         source = self.backend.fetch([product_id]).get(product_id)
         if src_vec is None or source is None:
             raise NotFoundError(f"unknown product {product_id!r}; similar items need a product in the index")
-        near = self.backend.knn(src_vec, self.neighbours + 1, Filters())
+        near = self.backend.knn(src_vec, self.neighbours + 1 + len(skip), Filters())
         co = self.events.co_interactions(product_id)
         ids = list(dict.fromkeys([s.id for s in near] + list(co)))
-        ids = [i for i in ids if i != product_id]
+        ids = [i for i in ids if i != product_id and i not in skip]
         vectors = self.backend.vectors(ids)
         products = self.backend.fetch(ids)
         unit = src_vec / (np.linalg.norm(src_vec) or 1.0)
@@ -154,15 +158,20 @@ class Recommender:
         items = self._diversify(keep, parts, SIMILAR_WEIGHTS, vectors, products, k, diversity)
         return Recommendations(items, "similar")
 
-    def for_user(self, client_id: str, k: int = 10, diversity: float = 0.3) -> Recommendations:
+    def for_user(
+        self, client_id: str, k: int = 10, diversity: float = 0.3, exclude: Iterable[str] = ()
+    ) -> Recommendations:
+        """``exclude``: more products to leave out besides what the shopper bought."""
         self._check(k, diversity)
         profile = self.events.profile(client_id)
+        skip = set(exclude) | (profile.owned if profile is not None else set())
         if profile is not None and not profile.empty:
             engaged = self.backend.vectors(list(profile.items))
             pvec = self.events.profile_vector(profile, engaged)
             if pvec is not None:
-                near = self.backend.knn(pvec, self.neighbours + len(profile.owned), Filters())
-                ids = [s.id for s in near if s.id not in profile.owned]
+                near = self.backend.knn(pvec, self.neighbours + len(skip), Filters())
+                co = self.events.co_scores(profile, k=self.neighbours + len(skip))
+                ids = [i for i in dict.fromkeys([s.id for s in near] + list(co)) if i not in skip]
                 vectors = self.backend.vectors(ids)
                 products = self.backend.fetch(ids)
                 ids = [i for i in ids if i in vectors and i in products]
@@ -170,13 +179,13 @@ class Recommender:
                     "personal_affinity": self.events.affinity(
                         profile, vectors, {i: p.brand for i, p in products.items()}, pvec
                     ),
+                    "co_interaction": co,
                     "popularity": self.events.popularity(ids),
                 }
                 items = self._diversify(ids, parts, USER_WEIGHTS, vectors, products, k, diversity)
                 if items:
                     return Recommendations(items, "profile")
-        owned = profile.owned if profile is not None else set()
-        top = self.events.trending(k, exclude=owned)
+        top = self.events.trending(k, exclude=skip)
         if not top:
             return Recommendations([], "none")
         products = self.backend.fetch([p for p, _ in top])
