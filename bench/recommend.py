@@ -102,7 +102,10 @@ def run_dataset(
     split: Split = leave_last_out(events)
     pop = Popularity(split.train)
     knn = ItemKNN(split.train)
-    brands = {i: p.brand for i, p in backend.fetch(list({e.product_id for e in split.train if e.product_id})).items()}
+    brands = {
+        i: p.brand
+        for i, p in backend.fetch(list({e.product_id for e in split.train if e.product_id})).items()
+    }
     model = EventModel(brand_of=lambda pid: brands.get(pid, ""))
     model.add(split.train)
     rec = Recommender(backend, model, device="cpu")

@@ -169,7 +169,12 @@ class OpenSearchEventStore:
                 ids: list[str] = []
                 after: list[Any] | None = None
                 while True:
-                    body: dict[str, Any] = {"size": PAGE, "_source": False, "query": query, "sort": [{key: "asc"}]}
+                    body: dict[str, Any] = {
+                        "size": PAGE,
+                        "_source": False,
+                        "query": query,
+                        "sort": [{key: "asc"}],
+                    }
                     if after is not None:
                         body["search_after"] = after
                     hits = self.client.search(index=index, body=body)["hits"]["hits"]
@@ -187,7 +192,9 @@ class OpenSearchEventStore:
                 )
             failed = [e for e in errors if next(iter(e.values())).get("status") != 404]  # type: ignore[union-attr]
             if failed:
-                raise BackendUnavailableError(f"OpenSearch did not delete {len(failed)} record(s) of {index!r}; retry")
+                raise BackendUnavailableError(
+                    f"OpenSearch did not delete {len(failed)} record(s) of {index!r}; retry"
+                )
             gone += int(done)
         return gone
 

@@ -184,7 +184,9 @@ def test_profiles_co_interactions_and_forgetting() -> None:
     assert prof is not None and prof.owned == {"p2"} and prof.items["p3"] < 0
     assert prof.brand_share("lenovo") == 1.0 and prof.brand_share("HP") == 0.0
     # cosine-normalized: p1~p3 share one shopper of two each; p2 is heavier (a purchase)
-    assert model.co_interactions("p1") == pytest.approx({"p3": 1.0, "p2": (1 / 10**0.5) / (1 / 2**0.5)}, rel=1e-3)
+    assert model.co_interactions("p1") == pytest.approx(
+        {"p3": 1.0, "p2": (1 / 10**0.5) / (1 / 2**0.5)}, rel=1e-3
+    )
     vec = model.profile_vector(prof, {"p1": np.array([1.0, 0.0]), "p2": np.array([0.0, 1.0])})
     assert vec is not None and np.linalg.norm(vec) == pytest.approx(1.0) and vec[1] > vec[0]
     aff = model.affinity(prof, {"p1": np.array([0.0, 2.0]), "p3": np.array([1.0, 0.0])}, brands, vec)
