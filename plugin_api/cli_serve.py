@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from indexer.errors import BadInputError
 from plugin_api.cli_common import common, settings_from
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
@@ -36,6 +37,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"shoprank: serving {s.backend} backend on http://{s.host}:{s.port}/ (storefront at /)",
         file=sys.stderr,
     )
+    if args.workers < 1:
+        raise BadInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and s.backend == "embedded":
+        raise BadInputError(
+            "the embedded backend keeps its index and events in one process, so writes to one worker "
+            "would not reach the others: use --workers 1, or --backend opensearch to scale out"
+        )
     if args.workers > 1:
         env = {**base.model_dump(exclude_defaults=True), **overrides}
         for key, value in env.items():

@@ -171,6 +171,7 @@ def similar(
 ) -> RecommendResponse:
     """ "Similar items": vector neighbours + co-interaction + sentiment, duplicates left out."""
     services = _services(request)
+    services.sync_events()
     return _recs(services.recommender.similar(product_id, k, diversity), services)
 
 
@@ -183,6 +184,7 @@ def for_user(
 ) -> RecommendResponse:
     """Personal picks from the shopper's history; trending products for a new shopper."""
     services = _services(request)
+    services.sync_events()
     return _recs(services.recommender.for_user(user_id, k, diversity), services)
 
 

@@ -65,6 +65,8 @@ class Services:
     sentiment: Once[SentimentModel] | None = None
     reranker: Reranker | None = None
     started: float = field(default_factory=time.time)
+    last_expiry: float = 0.0
+    last_sync: float = 0.0
 
     # -- search ---------------------------------------------------------------------------------
     def search(
@@ -83,9 +85,33 @@ class Services:
         return result, query_id
 
     def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
+        self.sync_events()
         return user_affinity(self.event_model, self.backend, client_id, hits)
 
     # -- writes ---------------------------------------------------------------------------------
+    def expire_events(self, *, every_s: float = 3600.0) -> int:
+        """Delete events older than the retention time (at most once per ``every_s``)."""
+        ttl = self.settings.event_ttl_days * 86400.0
+        now = time.time()
+        if ttl <= 0 or now - self.last_expiry < every_s:
+            return 0
+        self.last_expiry = now
+        gone = self.events.expire(now - ttl)
+        if gone:
+            log.info("expired %d events older than %s days", gone, self.settings.event_ttl_days)
+        return gone
+
+    def sync_events(self, *, overlap_s: float = 300.0) -> int:
+        """Fold in events other worker processes stored (OpenSearch backend; at most every
+        ``event_sync_s``). Overlapping reads are harmless: the event model counts each id once."""
+        if self.settings.backend != "opensearch":
+            return 0
+        now = time.time()
+        if now - self.last_sync < self.settings.event_sync_s:
+            return 0
+        since, self.last_sync = self.last_sync - overlap_s, now
+        return self.event_model.add(self.events.events(since=since))
+
     def add_events(self, events: Sequence[Event]) -> EventWriteReport:
         eans = [e.object_id for e in events if e.object_id and (e.object_id_field or "").lower() != "id"]
         by_ean = self.backend.ids_for_eans(eans) if isinstance(self.backend, EanLookup) and eans else {}
@@ -94,6 +120,7 @@ class Services:
         resolved = resolve_products(events, by_ean, known)
         report = self.events.add(resolved)
         self.event_model.add(report.stored)
+        self.expire_events()
         return report
 
     def erase_user(self, client_id: str) -> int:
@@ -180,7 +207,11 @@ def build_services(s: Settings) -> Services:
         return products_brand[pid]
 
     event_model = EventModel(
-        PersonalizationConfig(half_life_days=s.event_half_life_days, popularity_prior=s.popularity_prior),
+        PersonalizationConfig(
+            half_life_days=s.event_half_life_days,
+            popularity_prior=s.popularity_prior,
+            profile_ttl_days=s.event_ttl_days,
+        ),
         brand_of=brand_of,
     )
     events = events_store(s)
@@ -218,6 +249,7 @@ def build_services(s: Settings) -> Services:
     if reranker is not None:
         reranker.score("warm up", [Product("warm-up", "warm up")])
     services.pipeline.fusion = fusion or (DEFAULT_FUSION if reranker is not None else TEXT_FUSION)
+    services.last_expiry = services.last_sync = time.time()  # expired and loaded just above
     services.pipeline.popularity = event_model.popularity
     services.pipeline.personal = services.personal
     return services

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class PersonalizationConfig:
     half_life_days: float = 30.0
     popularity_prior: float = 1.0  # in units of the mean product mass
     action_weights: Mapping[str, float] = field(default_factory=lambda: dict(ACTION_WEIGHTS))
+    # A shopper not seen for this long has no profile any more (0: profiles never expire).
+    profile_ttl_days: float = 0.0
 
     def __post_init__(self) -> None:
         if self.half_life_days <= 0:
@@ -92,6 +95,7 @@ class EventModel:
         self._pos_mass: dict[str, float] = defaultdict(float)  # positive actions only
         self._profiles: dict[str, ShopperProfile] = {}
         self._co: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._seen: set[str] = set()  # event ids folded in: adding an event twice counts once
         self.events_seen = 0
 
     # -- time decay ---------------------------------------------------------------------------
@@ -105,11 +109,15 @@ class EventModel:
 
     # -- updates ------------------------------------------------------------------------------
     def add(self, events: Iterable[Event]) -> int:
-        """Fold events in; events without a catalog product only update the shopper's last seen."""
+        """Fold events in (each event id once); events without a catalog product only update the
+        shopper's last seen. Returns how many were new."""
         n = 0
         with self._lock:
             touched: dict[str, dict[str, float]] = {}
             for e in sorted(events, key=lambda e: e.timestamp):
+                if e.id in self._seen:
+                    continue
+                self._seen.add(e.id)
                 if self._anchor is None:
                     self._anchor = e.timestamp
                 prof = self._profiles.setdefault(e.client_id, ShopperProfile(e.client_id))
@@ -162,9 +170,17 @@ class EventModel:
             return True
 
     # -- reads --------------------------------------------------------------------------------
-    def profile(self, client_id: str) -> ShopperProfile | None:
+    def profile(self, client_id: str, now: float | None = None) -> ShopperProfile | None:
+        """The shopper's profile; None for an unknown shopper or one unseen for longer than
+        ``profile_ttl_days`` before ``now`` (default: the current time)."""
         with self._lock:
-            return self._profiles.get(client_id)
+            prof = self._profiles.get(client_id)
+        ttl = self.config.profile_ttl_days * 86400.0
+        if prof is not None and ttl > 0:
+            t = time.time() if now is None else now
+            if prof.last_seen < t - ttl:
+                return None
+        return prof
 
     def popularity(self, ids: Sequence[str]) -> dict[str, float]:
         with self._lock:

@@ -142,6 +142,7 @@ def service(node, sentiment_model, tmp_path_factory):
         "SHOPRANK_EMBEDDER": "hashing",
         "SHOPRANK_API_KEYS": json.dumps([KEY]),
         "SHOPRANK_UBI_PREFIX": UBI,
+        "SHOPRANK_EVENT_SYNC_S": "0",
     }
     old = {k: os.environ.get(k) for k in ("SHOPRANK_CACHE_DIR", "SHOPRANK_EMBEDDER")}
     os.environ.update({k: env[k] for k in old})
@@ -255,6 +256,22 @@ def test_reviews_change_sentiment_and_writes_need_the_key(service):
     hits = httpx.get(f"{base}/v1/search", params={"q": "HP Pavilion notebook", "k": 5}).json()["results"]
     p02 = next(x for x in hits if x["id"] == "p02")
     assert p02["product"]["review_count"] == 25 and p02["product"]["sentiment"] < 0
+
+
+def test_events_stored_by_another_worker_reach_this_one(service, node):
+    """Several workers share the OpenSearch event indices; each folds in the others' events."""
+    from indexer.events import Event
+    from indexer.opensearch_events import OpenSearchEventStore
+
+    base, _ = service
+    assert httpx.get(f"{base}/v1/recommend/user/elsewhere").json()["strategy"] == "trending"
+    other = OpenSearchEventStore(node, prefix=UBI)
+    assert (
+        other.add([Event("purchase", "elsewhere", time.time(), object_id="p03", product_id="p03")]).accepted
+        == 1
+    )
+    recs = httpx.get(f"{base}/v1/recommend/user/elsewhere").json()
+    assert recs["strategy"] == "profile" and "p03" not in {x["id"] for x in recs["results"]}
 
 
 def test_opensearch_outage_is_503_then_recovers(service):

@@ -334,3 +334,22 @@ def test_oversized_body_is_413(index_dir, tmp_path):
     with TestClient(create_app(s)) as c:
         r = c.post("/v1/search", json={"q": "x" * 2000})
         assert r.status_code == 413 and "smaller" in r.json()["error"]
+
+
+def test_old_events_expire_with_their_profiles(index_dir, tmp_path):
+    s = _settings(index_dir, tmp_path, event_ttl_days=1)
+    old = int((time.time() - 3 * 86400) * 1000)
+    fresh = int(time.time() * 1000)
+    with TestClient(create_app(s)) as c:
+        body = {
+            "events": [
+                _ev("purchase", "old-shopper", "p01", old),
+                _ev("purchase", "new-shopper", "p02", fresh),
+            ]
+        }
+        assert c.post("/v1/events", json=body).json()["accepted"] == 2
+        assert c.get("/v1/recommend/user/old-shopper").json()["strategy"] == "trending"  # profile expired
+        assert c.get("/v1/recommend/user/new-shopper").json()["strategy"] == "profile"
+    with TestClient(create_app(s)) as c:  # a restart deletes what is past the retention time
+        log = (s.embedded_dir / "ubi_events.jsonl").read_text()
+        assert "old-shopper" not in log and "new-shopper" in log

@@ -114,3 +114,8 @@ def test_reviews_ingest_needs_a_sentiment_model_and_export_needs_a_reranker(env,
     assert "not a shoprank sentiment model" in capsys.readouterr().err
     assert main(["export", "--reranker", str(tmp_path / "none")]) == 2
     assert "not a shoprank cross-encoder model" in capsys.readouterr().err
+
+
+def test_serve_refuses_several_workers_on_the_embedded_backend(env, capsys):
+    assert main(["serve", "--workers", "2", *env]) == 2
+    assert "--workers 1" in capsys.readouterr().err

@@ -321,3 +321,20 @@ def test_a_torn_last_line_does_not_swallow_the_next_append(tmp_path) -> None:
         fh.write('{"half": ')
     assert append_records(path, [{"b": 2}, {"c": 3}]) == 2
     assert [r for _, r in read_records(path)] == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+
+def test_profiles_expire_after_their_time_to_live() -> None:
+    model = EventModel(PersonalizationConfig(profile_ttl_days=1))
+    model.add([ev("purchase", "c1", "p1", 10 * DAY)])
+    assert model.profile("c1", now=10.5 * DAY) is not None
+    assert model.profile("c1", now=11.5 * DAY) is None
+    assert (
+        EventModel().profile is not None and EventModel(PersonalizationConfig()).config.profile_ttl_days == 0
+    )
+
+
+def test_the_event_model_counts_each_event_once() -> None:
+    model = EventModel()
+    a = ev("purchase", "c1", "p1", 10.0)
+    assert model.add([a, a]) == 1 and model.add([a]) == 0
+    assert model.profile("c1").items["p1"] == pytest.approx(5.0)  # type: ignore[union-attr]
