@@ -151,13 +151,32 @@ class HashingEmbedder:
         return out
 
 
+def _onnx(precision: str) -> Callable[..., Embedder]:
+    def build(onnx_dir: str | Path | None = None, **_: object) -> Embedder:
+        from indexer.onnx_embedder import OnnxEmbedder
+
+        if onnx_dir is None:
+            raise BadInputError("the ONNX embedder needs its export folder; run `shoprank export --embedder`")
+        return OnnxEmbedder(onnx_dir, precision=precision)
+
+    return build
+
+
 EMBEDDERS: dict[str, Callable[..., Embedder]] = {
     "minilm": lambda device="auto", **_: SentenceTransformerEmbedder(device=device),
+    "minilm-onnx": _onnx("fp32"),  # the same model on onnxruntime (`shoprank export --embedder`)
+    "minilm-onnx-int8": _onnx("int8"),
     "hashing": lambda **_: HashingEmbedder(),
 }
 
 
-def make_embedder(name: str, *, device: str = "auto", model_path: str | Path | None = None) -> Embedder:
+def make_embedder(
+    name: str,
+    *,
+    device: str = "auto",
+    model_path: str | Path | None = None,
+    onnx_dir: str | Path | None = None,
+) -> Embedder:
     """Build an embedder by registry name, or from a local sentence-transformers folder."""
     if model_path:
         return SentenceTransformerEmbedder(model_path, device=device)
@@ -167,7 +186,13 @@ def make_embedder(name: str, *, device: str = "auto", model_path: str | Path | N
         raise BadInputError(
             f"unknown embedder {name!r}; choose from {', '.join(sorted(EMBEDDERS))}"
         ) from None
-    return factory(device=device)
+    return factory(device=device, onnx_dir=onnx_dir)
+
+
+def cache_id(embedder: Embedder) -> str:
+    """The embedding-cache key of an embedder: its model id unless it computes its vectors
+    differently (an int8 ONNX runtime of the same model must not share the torch vectors)."""
+    return str(getattr(embedder, "cache_id", embedder.model_id))
 
 
 class EmbeddingCache:

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from indexer.base import IndexStore
-from indexer.embedding import Embedder, EmbeddingCache, make_embedder
+from indexer.embedding import Embedder, EmbeddingCache, cache_id, make_embedder
 from indexer.errors import BadInputError
 from indexer.pipeline import check_compatible
 from indexer.reviews import ReviewPrior, ReviewStore
@@ -98,11 +98,11 @@ def factory(name: str) -> BackendFactory:
 
 
 def embedder_from(s: Settings) -> Embedder:
-    return make_embedder(s.embedder, device=s.device, model_path=s.model_path)
+    return make_embedder(s.embedder, device=s.device, model_path=s.model_path, onnx_dir=s.onnx_embedder_dir)
 
 
 def embedding_cache(s: Settings, embedder: Embedder) -> EmbeddingCache:
-    return EmbeddingCache(s.embedding_cache_dir, embedder.model_id, embedder.dimension)
+    return EmbeddingCache(s.embedding_cache_dir, cache_id(embedder), embedder.dimension)
 
 
 def retrieval_config(s: Settings) -> RetrievalConfig:

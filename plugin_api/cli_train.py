@@ -99,9 +99,31 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from indexer.errors import BadInputError
     from training.export import export_cross_encoder, export_with_folds
 
     quantize = not args.no_quantize
+    if (args.reranker is None) == (not args.export_embedder):
+        raise BadInputError("say what to export: --reranker DIR or --embedder (one of them)")
+    if args.export_embedder:
+        from plugin_api.settings import Settings
+        from training.export_embedder import export_bi_encoder
+
+        out = args.out or Settings(**{}).onnx_embedder_dir
+        done = export_bi_encoder(out, quantize=quantize)
+        print(
+            json.dumps(
+                {
+                    "folder": str(done.folder),
+                    "files": {
+                        p: {"file": e["file"], "mb": round(e["bytes"] / 1e6, 1)} for p, e in done.files.items()
+                    },
+                    "probe_max_abs_diff": {p: round(d, 6) for p, d in done.max_abs_diff.items()},
+                    "probe_min_cosine": {p: round(d, 5) for p, d in done.min_cosine.items()},
+                }
+            )
+        )
+        return 0
     if args.folds:
         reports = export_with_folds(args.reranker, quantize=quantize)
     else:
@@ -217,8 +239,17 @@ def add_train_commands(sub: Any) -> None:
     common(p)
     p.set_defaults(func=cmd_train_fusion)
 
-    p = sub.add_parser("export", help="write ONNX (fp32 + int8) versions of a trained reranker")
-    p.add_argument("--reranker", required=True, type=Path, help="a folder from `shoprank train reranker`")
+    p = sub.add_parser("export", help="write ONNX (fp32 + int8) versions of the reranker or the bi-encoder")
+    p.add_argument("--reranker", type=Path, help="a folder from `shoprank train reranker`")
+    p.add_argument(
+        "--embedder",
+        dest="export_embedder",
+        action="store_true",
+        help="export the packaged MiniLM bi-encoder (serve it with SHOPRANK_EMBEDDER=minilm-onnx[-int8])",
+    )
+    p.add_argument(
+        "--out", type=Path, help="bi-encoder export folder (default ~/.cache/shoprank/onnx/minilm)"
+    )
     p.add_argument("--folds", action="store_true", help="also export its cross-validation fold models")
     p.add_argument("--no-quantize", action="store_true", help="fp32 only")
     p.set_defaults(func=cmd_export)

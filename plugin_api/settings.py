@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     index_alias: str = Field("shoprank-products", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
     data_dir: Path = Field(default_factory=_default_data_dir)
     cache_dir: Path = Field(default_factory=_default_cache_dir)
-    embedder: str = "minilm"
+    embedder: str = "minilm"  # minilm | minilm-onnx | minilm-onnx-int8 | hashing (tests)
     model_path: Path | None = None
     device: str = "auto"
     batch_size: int = Field(64, ge=1, le=4096)
@@ -64,3 +64,8 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_dir(self) -> Path:
         return self.cache_dir / "embeddings"
+
+    @property
+    def onnx_embedder_dir(self) -> Path:
+        """Where `shoprank export --embedder` writes and the minilm-onnx embedders read."""
+        return self.cache_dir / "onnx" / "minilm"

@@ -119,3 +119,8 @@ def test_reviews_ingest_needs_a_sentiment_model_and_export_needs_a_reranker(env,
 def test_serve_refuses_several_workers_on_the_embedded_backend(env, capsys):
     assert main(["serve", "--workers", "2", *env]) == 2
     assert "--workers 1" in capsys.readouterr().err
+
+
+def test_export_needs_exactly_one_target(env, capsys):
+    assert main(["export"]) == 2
+    assert "--reranker DIR or --embedder" in capsys.readouterr().err
