@@ -353,3 +353,18 @@ def test_old_events_expire_with_their_profiles(index_dir, tmp_path):
     with TestClient(create_app(s)) as c:  # a restart deletes what is past the retention time
         log = (s.embedded_dir / "ubi_events.jsonl").read_text()
         assert "old-shopper" not in log and "new-shopper" in log
+
+
+@pytest.mark.parametrize("log_name", ["esci_ubi/ubi_queries_events.ndjson", "chorus_icecat/ubi_events_synthetic.zip"])
+def test_shared_ubi_logs_post_as_they_are(client, icecat_dir, log_name):
+    """The storefront can send the shared UBI logs' event documents unchanged."""
+    from indexer.events import read_ubi_log
+
+    path = icecat_dir.parent / log_name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    docs = [dict(e.raw) for e in read_ubi_log(path).events[:500]]
+    r = client.post("/v1/events", json={"events": docs})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] + body["duplicates"] == len(docs) and body["accepted"] > 400
