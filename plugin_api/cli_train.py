@@ -116,7 +116,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                 {
                     "folder": str(done.folder),
                     "files": {
-                        p: {"file": e["file"], "mb": round(e["bytes"] / 1e6, 1)} for p, e in done.files.items()
+                        p: {"file": e["file"], "mb": round(e["bytes"] / 1e6, 1)}
+                        for p, e in done.files.items()
                     },
                     "probe_max_abs_diff": {p: round(d, 6) for p, d in done.max_abs_diff.items()},
                     "probe_min_cosine": {p: round(d, 5) for p, d in done.min_cosine.items()},

@@ -355,7 +355,9 @@ def test_old_events_expire_with_their_profiles(index_dir, tmp_path):
         assert "old-shopper" not in log and "new-shopper" in log
 
 
-@pytest.mark.parametrize("log_name", ["esci_ubi/ubi_queries_events.ndjson", "chorus_icecat/ubi_events_synthetic.zip"])
+@pytest.mark.parametrize(
+    "log_name", ["esci_ubi/ubi_queries_events.ndjson", "chorus_icecat/ubi_events_synthetic.zip"]
+)
 def test_shared_ubi_logs_post_as_they_are(client, icecat_dir, log_name):
     """The storefront can send the shared UBI logs' event documents unchanged."""
     from indexer.events import read_ubi_log
