@@ -43,6 +43,19 @@ ProductId = Annotated[str, Path(pattern=ID_PATTERN)]
 UserId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
+class _FieldErrors(BadInputError):
+    def __init__(self, problems: list[dict[str, str]]):
+        first = problems[0]
+        super().__init__(
+            f"{first['field']}: {first['message']} ({len(problems)} problem(s); nothing was stored)"
+        )
+        self.problems = problems
+
+
+def _field_errors(problems: list[dict[str, str]]) -> ShoprankError:
+    return _FieldErrors(problems)
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.holder.get()
     return services
@@ -201,19 +214,6 @@ def post_events(request: Request, body: EventsIn) -> EventsOut:
         raise _field_errors(problems)
     rep = _services(request).add_events(events)
     return EventsOut(accepted=rep.accepted, duplicates=rep.duplicates, resolved=rep.resolved)
-
-
-class _FieldErrors(BadInputError):
-    def __init__(self, problems: list[dict[str, str]]):
-        first = problems[0]
-        super().__init__(
-            f"{first['field']}: {first['message']} ({len(problems)} problem(s); nothing was stored)"
-        )
-        self.problems = problems
-
-
-def _field_errors(problems: list[dict[str, str]]) -> ShoprankError:
-    return _FieldErrors(problems)
 
 
 @router.post("/v1/reviews", response_model=ReviewsOut, tags=["write"])
