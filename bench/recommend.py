@@ -102,11 +102,11 @@ def run_dataset(
     split: Split = leave_last_out(events)
     pop = Popularity(split.train)
     knn = ItemKNN(split.train)
-    brands = {
-        i: p.brand
-        for i, p in backend.fetch(list({e.product_id for e in split.train if e.product_id})).items()
-    }
-    model = EventModel(brand_of=lambda pid: brands.get(pid, ""))
+    seen = backend.fetch(list({e.product_id for e in split.train if e.product_id}))
+    model = EventModel(
+        brand_of=lambda pid: seen[pid].brand if pid in seen else "",
+        category_of=lambda pid: seen[pid].category if pid in seen else "",
+    )
     model.add(split.train)
     rec = Recommender(backend, model, device="cpu")
 

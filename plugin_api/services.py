@@ -198,13 +198,13 @@ def build_services(s: Settings) -> Services:
 
         reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
     fusion = LinearFusion.load(s.fusion_path) if s.fusion_path is not None else None
-    products_brand: dict[str, str] = {}
+    known: dict[str, tuple[str, str]] = {}  # product → (brand, category), for shopper profiles
 
-    def brand_of(pid: str) -> str:
-        if pid not in products_brand:
+    def facets_of(pid: str) -> tuple[str, str]:
+        if pid not in known:
             p = backend.fetch([pid]).get(pid)
-            products_brand[pid] = p.brand if p is not None else ""
-        return products_brand[pid]
+            known[pid] = (p.brand, p.category) if p is not None else ("", "")
+        return known[pid]
 
     event_model = EventModel(
         PersonalizationConfig(
@@ -212,7 +212,8 @@ def build_services(s: Settings) -> Services:
             popularity_prior=s.popularity_prior,
             profile_ttl_days=s.event_ttl_days,
         ),
-        brand_of=brand_of,
+        brand_of=lambda pid: facets_of(pid)[0],
+        category_of=lambda pid: facets_of(pid)[1],
     )
     events = events_store(s)
     if s.event_ttl_days > 0:

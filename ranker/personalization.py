@@ -9,9 +9,10 @@ Built in memory from the event store (once at start, then incrementally as event
 * **popularity** of a product in [0, 1): ``m / (m + prior · m̄)`` with ``m`` its decayed mass and
   ``m̄`` the mean mass of products with events — a product with a few events stays near 0, and the
   scale does not depend on how old the log is;
-* **profile** of a shopper: decayed action weight per product and per brand; the profile vector is
-  the weighted mean of the products' embeddings, and ``personal_affinity`` of a candidate is
-  ``0.5 · cos(profile, product) + 0.5 · brand share`` in [-0.5, 1];
+* **profile** of a shopper: decayed action weight per product, per brand and per category; the
+  profile vector is the weighted mean of the products' embeddings, and ``personal_affinity`` of a
+  candidate is ``0.5 · cos(profile, product) + 0.25 · brand share + 0.25 · category share`` in
+  [-0.5, 1];
 * **co-interaction**: two products that one shopper both engaged with (positive weight) add
   ``min(w_a, w_b)`` to each other's count — "shoppers who viewed this also bought" — read out
   normalized like a cosine by the products' positive masses (``co / sqrt(m⁺_a · m⁺_b)``).
@@ -68,6 +69,7 @@ class ShopperProfile:
     client_id: str
     items: dict[str, float] = field(default_factory=dict)  # product → decayed weight (at anchor)
     brands: dict[str, float] = field(default_factory=dict)
+    categories: dict[str, float] = field(default_factory=dict)
     owned: set[str] = field(default_factory=set)
     last_seen: float = 0.0
 
@@ -75,20 +77,32 @@ class ShopperProfile:
     def empty(self) -> bool:
         return not any(w > 0 for w in self.items.values())
 
-    def brand_share(self, brand: str) -> float:
-        pos = {b: w for b, w in self.brands.items() if w > 0}
+    @staticmethod
+    def _share(weights: Mapping[str, float], key: str) -> float:
+        pos = {k: w for k, w in weights.items() if w > 0}
         total = sum(pos.values())
-        return pos.get(brand.lower(), 0.0) / total if total > 0 else 0.0
+        return pos.get(key.lower(), 0.0) / total if total > 0 else 0.0
+
+    def brand_share(self, brand: str) -> float:
+        """The share of the shopper's positive engagement that went to this brand."""
+        return self._share(self.brands, brand)
+
+    def category_share(self, category: str) -> float:
+        return self._share(self.categories, category)
 
 
 class EventModel:
     """Popularity, profiles and co-interactions from events; thread-safe, updated in place."""
 
     def __init__(
-        self, config: PersonalizationConfig | None = None, brand_of: Callable[[str], str] | None = None
+        self,
+        config: PersonalizationConfig | None = None,
+        brand_of: Callable[[str], str] | None = None,
+        category_of: Callable[[str], str] | None = None,
     ):
         self.config = config or PersonalizationConfig()
         self._brand_of = brand_of or (lambda pid: "")
+        self._category_of = category_of or (lambda pid: "")
         self._lock = threading.RLock()
         self._anchor: float | None = None
         self._mass: dict[str, float] = defaultdict(float)
@@ -136,6 +150,9 @@ class EventModel:
                 brand = self._brand_of(e.product_id).lower()
                 if brand:
                     prof.brands[brand] = prof.brands.get(brand, 0.0) + dw
+                category = self._category_of(e.product_id).lower()
+                if category:
+                    prof.categories[category] = prof.categories.get(category, 0.0) + dw
                 if e.action_name in OWNED_ACTIONS:
                     prof.owned.add(e.product_id)
             for cid, before in touched.items():
@@ -270,14 +287,18 @@ class EventModel:
         candidates: Mapping[str, np.ndarray],
         brands: Mapping[str, str],
         profile_vector: np.ndarray | None,
+        categories: Mapping[str, str] | None = None,
     ) -> dict[str, float]:
-        """``personal_affinity`` per candidate: half embedding cosine, half brand share."""
+        """``personal_affinity`` per candidate: half embedding cosine, a quarter each brand and
+        category share."""
+        categories = categories or {}
         out = {}
         for pid, v in candidates.items():
             cos = 0.0
             if profile_vector is not None:
                 nv = float(np.linalg.norm(v))
                 cos = float(np.dot(profile_vector, v) / nv) if nv > 0 else 0.0
-            share = profile.brand_share(brands.get(pid, ""))
-            out[pid] = 0.5 * max(-1.0, min(1.0, cos)) + 0.5 * share
+            brand = profile.brand_share(brands.get(pid, ""))
+            category = profile.category_share(categories.get(pid, ""))
+            out[pid] = 0.5 * max(-1.0, min(1.0, cos)) + 0.25 * brand + 0.25 * category
         return out

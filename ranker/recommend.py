@@ -177,7 +177,11 @@ class Recommender:
                 ids = [i for i in ids if i in vectors and i in products]
                 parts = {
                     "personal_affinity": self.events.affinity(
-                        profile, vectors, {i: p.brand for i, p in products.items()}, pvec
+                        profile,
+                        vectors,
+                        {i: p.brand for i, p in products.items()},
+                        pvec,
+                        {i: p.category for i, p in products.items()},
                     ),
                     "co_interaction": co,
                     "popularity": self.events.popularity(ids),
@@ -209,4 +213,5 @@ def user_affinity(
     pvec = events.profile_vector(profile, backend.vectors(list(profile.items)))
     ids = [h.id for h in hits]
     brands = {h.id: h.product.brand for h in hits if h.product is not None}
-    return events.affinity(profile, backend.vectors(ids), brands, pvec)
+    categories = {h.id: h.product.category for h in hits if h.product is not None}
+    return events.affinity(profile, backend.vectors(ids), brands, pvec, categories)

@@ -170,7 +170,8 @@ def test_popularity_shrinks_few_events_and_decays_old_ones() -> None:
 
 def test_profiles_co_interactions_and_forgetting() -> None:
     brands = {"p1": "Lenovo", "p2": "Lenovo", "p3": "HP"}
-    model = EventModel(brand_of=lambda pid: brands.get(pid, ""))
+    cats = {"p1": "Notebook", "p2": "Mouse", "p3": "Notebook"}
+    model = EventModel(brand_of=lambda pid: brands.get(pid, ""), category_of=lambda pid: cats.get(pid, ""))
     model.add(
         [
             ev("click", "c1", "p1", 10.0),
@@ -183,14 +184,18 @@ def test_profiles_co_interactions_and_forgetting() -> None:
     prof = model.profile("c1")
     assert prof is not None and prof.owned == {"p2"} and prof.items["p3"] < 0
     assert prof.brand_share("lenovo") == 1.0 and prof.brand_share("HP") == 0.0
+    # the declined notebook (-1) cancels the clicked one (+1): all positive engagement is the mouse
+    assert prof.category_share("mouse") == 1.0 and prof.category_share("Notebook") == 0.0
     # cosine-normalized: p1~p3 share one shopper of two each; p2 is heavier (a purchase)
     assert model.co_interactions("p1") == pytest.approx(
         {"p3": 1.0, "p2": (1 / 10**0.5) / (1 / 2**0.5)}, rel=1e-3
     )
     vec = model.profile_vector(prof, {"p1": np.array([1.0, 0.0]), "p2": np.array([0.0, 1.0])})
     assert vec is not None and np.linalg.norm(vec) == pytest.approx(1.0) and vec[1] > vec[0]
-    aff = model.affinity(prof, {"p1": np.array([0.0, 2.0]), "p3": np.array([1.0, 0.0])}, brands, vec)
+    aff = model.affinity(prof, {"p1": np.array([0.0, 2.0]), "p3": np.array([1.0, 0.0])}, brands, vec, cats)
     assert aff["p1"] > aff["p3"]
+    cos_p1 = float(np.dot(vec, [0.0, 1.0]))
+    assert aff["p1"] == pytest.approx(0.5 * cos_p1 + 0.25 * 1.0 + 0.25 * 0.0)
     c2 = model.profile("c2")
     assert c2 is not None
     collab = model.co_scores(c2)
