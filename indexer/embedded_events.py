@@ -36,6 +36,7 @@ class EmbeddedEventStore:
         self._lock = threading.Lock()
         self._events: list[Event] | None = None
         self._ids: set[str] = set()
+        self._query_ids: set[str] | None = None
 
     def _load(self) -> list[Event]:
         if self._events is None:
@@ -66,13 +67,17 @@ class EmbeddedEventStore:
                 append_records(self.events_path, (e.to_dict() for e in new.values()))
                 stored.extend(new.values())
                 self._ids.update(new)
-            if queries:
-                append_records(self.queries_path, (q.to_dict() for q in queries))
+            if self._query_ids is None:
+                self._query_ids = {str(d.get("query_id")) for _, d in read_records(self.queries_path)}
+            fresh = {q.query_id: q for q in queries if q.query_id not in self._query_ids}
+            if fresh:  # a query id is stored once (as OpenSearch's _id does)
+                append_records(self.queries_path, (q.to_dict() for q in fresh.values()))
+                self._query_ids.update(fresh)
         return EventWriteReport(
             accepted=len(new),
             duplicates=len(events) - len(new),
             resolved=sum(e.product_id is not None for e in new.values()),
-            queries=len(queries),
+            queries=len(fresh),
             seconds=time.perf_counter() - t0,
             stored=list(new.values()),
         )
@@ -110,6 +115,7 @@ class EmbeddedEventStore:
                     _fsync_dir(path.parent)
                     gone += n_drop
             self._events = None  # reload on next use
+            self._query_ids = None
         return gone
 
 

@@ -343,3 +343,11 @@ def test_the_event_model_counts_each_event_once() -> None:
     a = ev("purchase", "c1", "p1", 10.0)
     assert model.add([a, a]) == 1 and model.add([a]) == 0
     assert model.profile("c1").items["p1"] == pytest.approx(5.0)  # type: ignore[union-attr]
+
+
+def test_embedded_query_records_are_stored_once(tmp_path) -> None:
+    store = EmbeddedEventStore(tmp_path)
+    q = QueryRecord("q1", "c1", "tv", 1.0)
+    assert store.add([], [q, q]).queries == 1
+    assert EmbeddedEventStore(tmp_path).add([], [q, QueryRecord("q2", "c1", "radio", 2.0)]).queries == 1
+    assert store.queries_path.read_text().count('"query_id"') == 2
