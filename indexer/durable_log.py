@@ -47,3 +47,12 @@ def read_records(path: Path, what: str = "record") -> Iterator[tuple[int, dict[s
                 yield n, json.loads(line)
             except json.JSONDecodeError:
                 log.warning("%s:%d: ignoring a torn %s", path, n, what)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (fsync the directory itself)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

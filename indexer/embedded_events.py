@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from indexer.durable_log import append_records, read_records
+from indexer.durable_log import append_records, fsync_dir, read_records
 from indexer.events import Event, EventWriteReport, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -112,16 +112,8 @@ class EmbeddedEventStore:
                     append_records(tmp, keep)  # fsync'ed before it replaces the log
                     tmp.touch()
                     os.replace(tmp, path)
-                    _fsync_dir(path.parent)
+                    fsync_dir(path.parent)
                     gone += n_drop
             self._events = None  # reload on next use
             self._query_ids = None
         return gone
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.base import DocError, WriteReport
-from indexer.durable_log import append_records, read_records
+from indexer.durable_log import append_records, fsync_dir, read_records
 from indexer.errors import BadInputError, IndexMismatchError, NotFoundError
 from indexer.manifest import Manifest
 from indexer.product import Product
@@ -97,7 +97,7 @@ class EmbeddedStore:
                     np.save(fh, np.asarray(vectors, dtype=np.float32))
                 manifest.save(tmp / "manifest.json")
                 (tmp / "updates.jsonl").touch()
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 tmp.rename(self._vdir(version))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -105,7 +105,7 @@ class EmbeddedStore:
             pointer = self.root / "CURRENT.tmp"
             pointer.write_text(version + "\n")
             os.replace(pointer, self.root / "CURRENT")
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._prune(version)
         log.info("embedded index %s built: %d products in %s", version, len(products), self.root)
         return WriteReport(
@@ -224,11 +224,3 @@ def _check_vectors(products: Sequence[Product], vectors: np.ndarray, dimension: 
         )
     if not np.all(np.isfinite(vectors)):
         raise BadInputError("vectors contain NaN or infinity")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

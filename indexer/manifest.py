@@ -132,3 +132,14 @@ class ModelManifest:
                 f"{folder} holds a {m.kind!r} model, not a {kind!r} model; point to the right folder"
             )
         return m
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file (model files named in export manifests are checked with it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -21,22 +21,13 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import IndexMismatchError
+from indexer.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
 EXPORT_FILE = "export.json"
 EXPORT_KIND = "onnx-bi-encoder"
 PRECISIONS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_export(folder: Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ checked against the export manifest (and that against the model's manifest) befo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import IndexMismatchError
-from indexer.manifest import ModelManifest
+from indexer.manifest import ModelManifest, sha256_file
 from indexer.product import Product
 from ranker.cross_encoder import KIND, passage
 from ranker.lazy import Once
@@ -31,14 +30,6 @@ EXPORT_FILE = "export.json"
 EXPORT_KIND = "onnx-export"
 # precision -> file name inside ``<model folder>/onnx``
 PRECISIONS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_export_manifest(folder: Path, source_name: str) -> dict[str, Any]:

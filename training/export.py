@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import IndexMismatchError
-from indexer.manifest import ModelManifest
+from indexer.manifest import ModelManifest, sha256_file
 from ranker.cross_encoder import KIND
-from ranker.onnx_cross_encoder import EXPORT_DIR, EXPORT_FILE, EXPORT_KIND, PRECISIONS, sha256_file
+from ranker.onnx_cross_encoder import EXPORT_DIR, EXPORT_FILE, EXPORT_KIND, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,59 @@ class ExportReport:
     max_abs_diff: dict[str, float]
 
 
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def onnx_export(module: Any, inputs: dict[str, Any], path: Path, output: str, opset: int) -> None:
+    """Trace ``module(input_ids, attention_mask, token_type_ids)`` to ``path`` with dynamic batch
+    and sequence axes (the TorchScript exporter; the dynamo one needs onnxscript)."""
+    import torch
+
+    with warnings.catch_warnings():
+        # The tracer notes that attention-mask branches become constants: true for every input
+        # shape here (a mask is always given), and checked by the probe comparisons.
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        torch.onnx.export(
+            module,
+            tuple(inputs[n] for n in INPUT_NAMES),
+            str(path),
+            input_names=INPUT_NAMES,
+            output_names=[output],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}, output: {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def quantize_int8(fp32: Path, int8: Path) -> None:
+    """onnxruntime dynamic quantization: int8 weights per channel, activations on the fly."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    log.info("quantizing to int8 (dynamic, per channel)")
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def file_entries(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    return {
+        p: {"file": f.name, "sha256": sha256_file(f), "bytes": f.stat().st_size} for p, f in files.items()
+    }
+
+
+def swap_folder(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by the finished ``tmp`` (the old folder is removed only after the swap)."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: int = OPSET) -> ExportReport:
     """Export the cross-encoder in ``folder`` to ``folder/onnx`` (replacing an older export)."""
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(folder)
@@ -73,7 +121,7 @@ def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: in
     enc = tokenizer(
         PROBES, padding=True, truncation="longest_first", max_length=manifest.max_length, return_tensors="pt"
     )
-    names = ["input_ids", "attention_mask", "token_type_ids"]
+    names = INPUT_NAMES
     with torch.no_grad():
         reference = wrapper(*(enc[n] for n in names)).numpy().reshape(-1)
 
@@ -82,27 +130,11 @@ def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: in
     tmp.mkdir(parents=True)
     fp32 = tmp / PRECISIONS["fp32"]
     log.info("exporting %s to ONNX (opset %d)", manifest.name, opset)
-    with warnings.catch_warnings():
-        # The tracer notes that attention-mask branches become constants: true for every input
-        # shape here (a mask is always given), and checked by the probe comparison below.
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
-        torch.onnx.export(
-            wrapper,
-            tuple(enc[n] for n in names),
-            str(fp32),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+    onnx_export(wrapper, enc, fp32, "logits", opset)
     files = {"fp32": fp32}
     if quantize:
-        int8 = tmp / PRECISIONS["int8"]
-        log.info("quantizing to int8 (dynamic, per channel)")
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-        files["int8"] = int8
+        files["int8"] = tmp / PRECISIONS["int8"]
+        quantize_int8(fp32, files["int8"])
     feed = {n: enc[n].numpy() for n in names}
     diffs = {}
     for precision, path in files.items():
@@ -115,10 +147,7 @@ def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: in
             f"the ONNX export of {manifest.name} differs from torch by {diffs['fp32']:.2e} "
             f"(> {FP32_TOLERANCE}); nothing was written"
         )
-    entries: dict[str, dict[str, Any]] = {
-        p: {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-        for p, path in files.items()
-    }
+    entries = file_entries(files)
     export = {
         "kind": EXPORT_KIND,
         "source": manifest.name,
@@ -133,12 +162,7 @@ def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: in
     }
     (tmp / EXPORT_FILE).write_text(json.dumps(export, indent=2, sort_keys=True), encoding="utf-8")
     out = folder / EXPORT_DIR
-    old = folder / (EXPORT_DIR + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_folder(tmp, out)
     return ExportReport(out, {p: {**e, "file": str(out / e["file"])} for p, e in entries.items()}, diffs)
 
 

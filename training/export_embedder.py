@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 
 from indexer.embedding import MINILM_ID, SentenceTransformerEmbedder
 from indexer.errors import IndexMismatchError
-from indexer.onnx_embedder import EXPORT_FILE, EXPORT_KIND, PRECISIONS, sha256_file
+from indexer.onnx_embedder import EXPORT_FILE, EXPORT_KIND, PRECISIONS
+from training.export import INPUT_NAMES, file_entries, onnx_export, quantize_int8, swap_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ class EmbedderExport:
 def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OPSET) -> EmbedderExport:
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
     st: Any = SentenceTransformer(
@@ -75,7 +74,7 @@ def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OP
 
     wrapper = Pooled(transformer).eval()
     enc = st.tokenizer(PROBES, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    names = ["input_ids", "attention_mask", "token_type_ids"]
+    names = INPUT_NAMES
     reference = st.encode(PROBES, normalize_embeddings=True, convert_to_numpy=True)
 
     out = Path(out)
@@ -84,24 +83,11 @@ def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OP
     tmp.mkdir(parents=True)
     fp32 = tmp / PRECISIONS["fp32"]
     log.info("exporting %s to ONNX (opset %d)", MINILM_ID, opset)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
-        torch.onnx.export(
-            wrapper,
-            tuple(enc[n] for n in names),
-            str(fp32),
-            input_names=names,
-            output_names=["embeddings"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "embeddings": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+    onnx_export(wrapper, enc, fp32, "embeddings", opset)
     files = {"fp32": fp32}
     if quantize:
-        int8 = tmp / PRECISIONS["int8"]
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-        files["int8"] = int8
+        files["int8"] = tmp / PRECISIONS["int8"]
+        quantize_int8(fp32, files["int8"])
     feed = {n: enc[n].numpy() for n in names}
     diffs, cosines = {}, {}
     for precision, path in files.items():
@@ -115,9 +101,7 @@ def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OP
             f"int8 min cosine {cosines.get('int8', 1.0):.4f}); nothing was written"
         )
     st.tokenizer.save_pretrained(str(tmp))  # tokenizer.json for the `tokenizers` runtime
-    entries: dict[str, dict[str, Any]] = {
-        p: {"file": f.name, "sha256": sha256_file(f), "bytes": f.stat().st_size} for p, f in files.items()
-    }
+    entries = file_entries(files)
     files_out = {p: {**e, "file": str(out / str(e["file"]))} for p, e in entries.items()}
     manifest = {
         "kind": EXPORT_KIND,
@@ -134,10 +118,5 @@ def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OP
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (tmp / EXPORT_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_folder(tmp, out)
     return EmbedderExport(out, files_out, diffs, cosines)
