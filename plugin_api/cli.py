@@ -1,5 +1,5 @@
 """The ``shoprank`` command line: index, upsert, delete, reviews, search, eval (train and export in
-``cli_train``, serve and events in ``cli_serve``)."""
+``train_cli``, serve and events in ``serve_cli``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import ShoprankError
-from plugin_api.cli_common import common as _common
-from plugin_api.cli_common import read_catalog_args as _read
-from plugin_api.cli_common import settings_from as _settings
+from plugin_api.common_cli import common as _common
+from plugin_api.common_cli import read_catalog_args as _read
+from plugin_api.common_cli import settings_from as _settings
 from plugin_api.settings import Settings
 
 log = logging.getLogger("shoprank")
@@ -304,8 +304,8 @@ def cmd_reviews_ingest(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from plugin_api.cli_serve import add_serve_commands
-    from plugin_api.cli_train import add_train_commands
+    from plugin_api.serve_cli import add_serve_commands
+    from plugin_api.train_cli import add_train_commands
 
     ap = argparse.ArgumentParser(
         prog="shoprank", description="Neural product search: index, search, evaluate."

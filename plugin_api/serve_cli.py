@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import BadInputError
-from plugin_api.cli_common import common, settings_from
+from plugin_api.common_cli import common, settings_from
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
 SERVE_FLAGS = {

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plugin_api.cli_common import common, read_catalog_args, settings_from
+from plugin_api.common_cli import common, read_catalog_args, settings_from
 
 
 def cmd_train_reranker(args: argparse.Namespace) -> int:
