@@ -10,6 +10,7 @@ from typing import Any
 from indexer.base import IndexStore
 from indexer.embedding import Embedder, EmbeddingCache, cache_id, make_embedder
 from indexer.errors import BadInputError
+from indexer.events import EventStore
 from indexer.pipeline import check_compatible
 from indexer.reviews import ReviewPrior, ReviewStore
 from plugin_api.settings import Settings
@@ -64,12 +65,25 @@ def _opensearch_reviews(s: Settings) -> ReviewStore:
     return OpenSearchReviewStore(_client(s), alias=s.index_alias, prior=review_prior(s))
 
 
+def _embedded_events(s: Settings) -> EventStore:
+    from indexer.embedded_events import EmbeddedEventStore
+
+    return EmbeddedEventStore(s.embedded_dir)
+
+
+def _opensearch_events(s: Settings) -> EventStore:
+    from indexer.opensearch_events import OpenSearchEventStore
+
+    return OpenSearchEventStore(_client(s), prefix=s.ubi_prefix)
+
+
 @dataclass(frozen=True)
 class BackendFactory:
     store: Callable[[Settings], IndexStore]
     search: Callable[[Settings], SearchBackend]
     where: Callable[[Settings], str]
     reviews: Callable[[Settings], ReviewStore]
+    events: Callable[[Settings], EventStore]
 
 
 BACKENDS = MappingProxyType(
@@ -79,12 +93,14 @@ BACKENDS = MappingProxyType(
             _embedded_backend,
             lambda s: f"the embedded index in {s.embedded_dir}",
             _embedded_reviews,
+            _embedded_events,
         ),
         "opensearch": BackendFactory(
             _opensearch_store,
             _opensearch_backend,
             lambda s: f"OpenSearch index {s.index_alias!r} at {s.opensearch_url}",
             _opensearch_reviews,
+            _opensearch_events,
         ),
     }
 )

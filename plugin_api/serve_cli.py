@@ -63,7 +63,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_events_ingest(args: argparse.Namespace) -> int:
     from indexer.events import read_ubi_log, resolve_products
     from plugin_api.backends import factory
-    from plugin_api.services import events_store
     from ranker.base import EanLookup
 
     s = settings_from(args)
@@ -80,7 +79,7 @@ def cmd_events_ingest(args: argparse.Namespace) -> int:
     by_ean = backend.ids_for_eans(eans) if isinstance(backend, EanLookup) else {}
     known = set(backend.fetch(eans)) if eans else set()
     events = resolve_products(events, by_ean, known)
-    store = events_store(s)
+    store = factory(s.backend).events(s)
     accepted = duplicates = resolved = 0
     for start in range(0, max(len(events), len(queries)), 5000):
         rep = store.add(events[start : start + 5000], queries[start : start + 5000])
@@ -104,11 +103,11 @@ def cmd_events_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_events_expire(args: argparse.Namespace) -> int:
-    from plugin_api.services import events_store
+    from plugin_api.backends import factory
 
     s = settings_from(args)
     days = args.days if args.days is not None else s.event_ttl_days
-    gone = events_store(s).expire(time.time() - days * 86400.0)
+    gone = factory(s.backend).events(s).expire(time.time() - days * 86400.0)
     print(json.dumps({"expired": gone, "older_than_days": days}))
     return 0
 

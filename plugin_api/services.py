@@ -170,19 +170,6 @@ class Services:
         return {"products": self.backend.count(), "events": self.event_model.events_seen}
 
 
-def events_store(s: Settings) -> EventStore:
-    if s.backend == "embedded":
-        from indexer.embedded_events import EmbeddedEventStore
-
-        return EmbeddedEventStore(s.embedded_dir)
-    from indexer.opensearch_client import make_client
-    from indexer.opensearch_events import OpenSearchEventStore
-
-    return OpenSearchEventStore(
-        make_client(s.opensearch_url, timeout=s.opensearch_timeout_s), prefix=s.ubi_prefix
-    )
-
-
 def build_services(s: Settings) -> Services:
     """Open the backend, check the index fits the embedding model, load models and events."""
     f = factory(s.backend)
@@ -215,7 +202,7 @@ def build_services(s: Settings) -> Services:
         brand_of=lambda pid: facets_of(pid)[0],
         category_of=lambda pid: facets_of(pid)[1],
     )
-    events = events_store(s)
+    events = f.events(s)
     if s.event_ttl_days > 0:
         expired = events.expire(time.time() - s.event_ttl_days * 86400.0)
         if expired:

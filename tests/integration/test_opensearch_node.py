@@ -14,7 +14,6 @@ from indexer.analysis import ANALYZER_VERSION
 from indexer.embedding import HashingEmbedder
 from indexer.errors import BadInputError, NotFoundError
 from indexer.manifest import Manifest
-from indexer.opensearch_client import make_client
 from indexer.opensearch_store import OpenSearchStore
 from indexer.product import Product, catalog_hash
 from ranker.base import Filters
@@ -74,14 +73,8 @@ def manifest_for(products: list[Product], dimension: int = DIM) -> Manifest:
 
 
 @pytest.fixture(scope="module")
-def client():
-    c = make_client(URL, timeout=30.0)
-    try:
-        if not c.ping():
-            raise ConnectionError("ping failed")
-    except Exception as exc:
-        pytest.skip(f"no OpenSearch node answers at {URL} ({exc}); start one with `scripts/opensearch start`")
-    return c
+def client(opensearch_client):
+    return opensearch_client
 
 
 def _store(client, request: pytest.FixtureRequest, suffix: str, **kw) -> OpenSearchStore:

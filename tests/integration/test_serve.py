@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexer.opensearch_client import make_client
 from plugin_api.cli import main
 from tests.conftest import FIXTURES
 
@@ -102,13 +101,8 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def node():
-    client = make_client(URL, timeout=30.0)
-    try:
-        if not client.ping():
-            raise ConnectionError("ping failed")
-    except Exception as exc:
-        pytest.skip(f"no OpenSearch node answers at {URL} ({exc}); start one with `scripts/opensearch start`")
+def node(opensearch_client):
+    client = opensearch_client
     yield client
     for pattern in (f"{ALIAS}*", f"{UBI}*"):
         client.indices.delete(index=pattern, ignore=[404])
