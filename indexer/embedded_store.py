@@ -32,7 +32,7 @@ from indexer.base import DocError, WriteReport
 from indexer.durable_log import append_records, fsync_dir, read_records
 from indexer.errors import BadInputError, IndexMismatchError, NotFoundError
 from indexer.manifest import Manifest
-from indexer.product import Product
+from indexer.product import Product, catalog_hash
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,11 @@ class EmbeddedStore:
             raise IndexMismatchError(
                 f"embedded index {d} is damaged ({exc}); rebuild it with `shoprank index`"
             ) from exc
+        if catalog_hash(products) != manifest.catalog_hash:
+            raise IndexMismatchError(
+                f"embedded index {d}: products.jsonl does not match the catalog hash in its manifest "
+                "(the file was changed or damaged after the build); rebuild it with `shoprank index`"
+            )
         if vectors.shape != (len(products), manifest.dimension):
             raise IndexMismatchError(
                 f"embedded index {d}: vectors {vectors.shape} do not fit {len(products)} products × "

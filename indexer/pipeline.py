@@ -50,6 +50,9 @@ def build_index(
     """Embed every product (reusing cached vectors) and write a complete new index version."""
     if not products:
         raise BadInputError("the catalog has no valid products; nothing to index (see the row errors above)")
+    # Reach the store before the long embedding step: a node that is down fails in a second,
+    # not after minutes of embedding.
+    store.manifest()
     t0 = time.perf_counter()
     texts = [p.embedding_text() for p in products]
     vectors, computed = embed_texts(texts, embedder, cache, batch_size=batch_size, progress=progress)

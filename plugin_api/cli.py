@@ -394,6 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        # The OpenSearch client logs every failed attempt with a traceback; shoprank turns the
+        # failure into one error line that says what to do, so keep theirs for --verbose.
+        for noisy in ("opensearch", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except ShoprankError as exc:

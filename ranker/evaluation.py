@@ -78,9 +78,12 @@ def condense(run: Run, qrels: Qrels) -> Run:
 
 def compute_metrics(run: Run, qrels: Qrels) -> dict[str, float]:
     """Mean metrics over the queries of ``qrels`` that have a relevant judgment."""
-    from ranx import Qrels as RQrels
-    from ranx import Run as RRun
-    from ranx import evaluate
+    try:
+        from ranx import Qrels as RQrels
+        from ranx import Run as RRun
+        from ranx import evaluate
+    except ImportError as exc:
+        raise BadInputError("offline evaluation needs ranx: pip install 'shoprank[eval]'") from exc
 
     evaluable = {q: d for q, d in qrels.items() if any(r > 0 for r in d.values())}
     if not evaluable:

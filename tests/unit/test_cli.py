@@ -70,7 +70,13 @@ def test_clear_errors(env, tmp_path, capsys):
     assert (
         main(["search", "x", "--backend", "opensearch", "--opensearch-url", "http://127.0.0.1:9", *env]) == 2
     )
-    assert "scripts/opensearch start" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "scripts/opensearch start" in err and "Traceback" not in err
+    # Indexing into a node that is down fails before embedding anything (nothing is cached).
+    down = ["--backend", "opensearch", "--opensearch-url", "http://127.0.0.1:9"]
+    assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *down, *env]) == 2
+    assert "not reachable" in capsys.readouterr().err
+    assert not list((tmp_path / "cache").rglob("*.npy"))
     assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
     capsys.readouterr()
     # The index was built with the hashing embedder; the MiniLM model does not fit it.

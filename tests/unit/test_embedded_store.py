@@ -94,6 +94,12 @@ def test_missing_and_damaged_index(tmp_path):
     np.save(vdir / "vectors.npy", np.zeros((5, 16), dtype=np.float32))
     with pytest.raises(IndexMismatchError, match="do not fit"):
         store.load()
+    # A product file edited after the build no longer matches the manifest's catalog hash.
+    good = (vdir / "products.jsonl").read_text()
+    (vdir / "products.jsonl").write_text(good.replace("Product number 1", "Product number 7"))
+    with pytest.raises(IndexMismatchError, match="catalog hash"):
+        store.load()
+    (vdir / "products.jsonl").write_text(good)
     (vdir / "manifest.json").write_text("{")
     with pytest.raises(IndexMismatchError, match="corrupt manifest"):
         store.load()

@@ -33,6 +33,12 @@ def test_no_upward_imports(package):
     assert {k: v for k, v in bad.items() if v} == {}
 
 
+def test_only_the_train_commands_reach_into_training():
+    """plugin_api serves and indexes with ranker + indexer; only the train/export CLI needs training."""
+    users = sorted(f.name for f in (ROOT / "plugin_api").rglob("*.py") if "training" in _imports(f))
+    assert users == ["train_cli.py"]
+
+
 @pytest.mark.parametrize("package", ["indexer", "ranker", "training"])
 def test_core_never_reads_environment(package):
     offenders = [
