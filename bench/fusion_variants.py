@@ -26,24 +26,37 @@ from plugin_api.backends import open_retriever  # noqa: E402
 from plugin_api.settings import Settings  # noqa: E402
 from ranker.evaluation import Run, compute_metrics, load_judgments, machine_description  # noqa: E402
 from ranker.features import FEATURES  # noqa: E402
-from ranker.linear_fusion import fit_pairwise  # noqa: E402
+from ranker.linear_fusion import fit_fusion  # noqa: E402
 from training.fusion import Candidates, fold_candidates, groups_from, out_of_fold, ranked_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10"]
 TEXT_ONLY = ["bm25", "vector", "cross_encoder"]
+LEXICAL = ["title_coverage", "field_coverage", "brand_in_query"]
+NO_CE = ["retrieval", "bm25", "vector"]
 # name -> (features learned, grade of unjudged candidates or None = judged candidates only,
 #          training scores: "in-fold" = the test fold's model on the train queries (it trained on
-#          them, so over-confident) or "oof" = each train query scored by the model that held it out)
-VARIANTS: dict[str, tuple[list[str], float | None, str]] = {
-    "fusion: bm25+vector+ce, judged only, in-fold": (TEXT_ONLY, None, "in-fold"),
-    "fusion: bm25+vector+ce, unjudged = 0, in-fold": (TEXT_ONLY, 0.0, "in-fold"),
-    "fusion: +retrieval rank, unjudged = 0, in-fold": (["retrieval", *TEXT_ONLY], 0.0, "in-fold"),
-    "fusion: bm25+vector+ce, unjudged = 0, oof": (TEXT_ONLY, 0.0, "oof"),
-    "fusion: +retrieval rank, unjudged = 0, oof": (["retrieval", *TEXT_ONLY], 0.0, "oof"),
-    "fusion: retrieval + ce, unjudged = 0, oof": (["retrieval", "cross_encoder"], 0.0, "oof"),
-    "fusion: retrieval + bm25 + vector (no ce), oof": (["retrieval", "bm25", "vector"], 0.0, "oof"),
-    "fusion: all features, unjudged = 0, oof (shipped recipe)": (list(FEATURES), 0.0, "oof"),
+#          them, so over-confident) or "oof" = each train query scored by the model that held it out,
+#          objective: "pairwise" logistic or "listnet")
+VARIANTS: dict[str, tuple[list[str], float | None, str, str]] = {
+    "pairwise: bm25+vector+ce, judged only, in-fold": (TEXT_ONLY, None, "in-fold", "pairwise"),
+    "pairwise: bm25+vector+ce, unjudged = 0, in-fold": (TEXT_ONLY, 0.0, "in-fold", "pairwise"),
+    "pairwise: +retrieval rank, unjudged = 0, in-fold": (
+        ["retrieval", *TEXT_ONLY],
+        0.0,
+        "in-fold",
+        "pairwise",
+    ),
+    "pairwise: bm25+vector+ce, unjudged = 0, oof": (TEXT_ONLY, 0.0, "oof", "pairwise"),
+    "pairwise: +retrieval rank, unjudged = 0, oof": (["retrieval", *TEXT_ONLY], 0.0, "oof", "pairwise"),
+    "pairwise: retrieval + ce, oof": (["retrieval", "cross_encoder"], 0.0, "oof", "pairwise"),
+    "pairwise: retrieval + bm25 + vector (no ce), oof": (NO_CE, 0.0, "oof", "pairwise"),
+    "pairwise: + lexical (no ce), oof": ([*NO_CE, *LEXICAL], 0.0, "oof", "pairwise"),
+    "listnet: retrieval + bm25 + vector (no ce), oof": (NO_CE, 0.0, "oof", "listnet"),
+    "listnet: + lexical (no ce), oof": ([*NO_CE, *LEXICAL], 0.0, "oof", "listnet"),
+    "listnet: + lexical + ce, oof": ([*NO_CE, "cross_encoder", *LEXICAL], 0.0, "oof", "listnet"),
+    "pairwise: all features, oof": (list(FEATURES), 0.0, "oof", "pairwise"),
+    "listnet: all features, oof (shipped recipe)": (list(FEATURES), 0.0, "oof", "listnet"),
 }
 
 
@@ -112,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             if rt == runtimes[0]:
                 runs["hybrid"].update(order_run(cands, test_q, None))
             runs[f"rerank [{rt}]"].update(order_run(cands, test_q, "cross_encoder"))
-            for name, (features, unjudged, source) in VARIANTS.items():
+            for name, (features, unjudged, source, objective) in VARIANTS.items():
                 train_cands = oof if source == "oof" else cands
-                model = fit_pairwise(groups_from(train_cands, qrels, train_q, unjudged), features=features)
+                groups = groups_from(train_cands, qrels, train_q, unjudged)
+                model = fit_fusion(objective, groups, features=features)
                 weights[f"{name} [{rt}]"].append({k: round(v, 3) for k, v in model.weights.items() if v})
                 runs[f"{name} [{rt}]"].update(ranked_run(cands, test_q, model))
     results = {name: compute_metrics(run, qrels) for name, run in runs.items()}

@@ -161,6 +161,7 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         features=args.features.split(",") if args.features else None,
         runtime=s.reranker_runtime,
         cache_dir=args.cache,
+        objective=args.objective,
     )
     print(
         json.dumps(
@@ -177,6 +178,8 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
 
 
 def add_train_commands(sub: Any) -> None:
+    from ranker.linear_fusion import OBJECTIVES
+
     p = sub.add_parser("train", help="fine-tune models (reranker, sentiment) and learn the fusion")
     tsub = p.add_subparsers(dest="model", required=True)
     p = tsub.add_parser(
@@ -233,6 +236,12 @@ def add_train_commands(sub: Any) -> None:
         help="learn from judged candidates only (default: unjudged candidates count as grade 0)",
     )
     p.add_argument("--features", help="comma-separated features to learn (default: all)")
+    p.add_argument(
+        "--objective",
+        default="listnet",
+        choices=list(OBJECTIVES),
+        help="learning-to-rank loss: listwise ListNet (default) or pairwise logistic",
+    )
     p.add_argument(
         "--reranker-runtime", choices=["torch", "onnx", "onnx-int8"], help="runtime scoring the candidates"
     )

@@ -15,12 +15,16 @@ import numpy as np
 
 from indexer.reviews import ReviewPrior, ReviewStats
 from ranker.base import Hit
+from ranker.lexical import LEXICAL_FEATURES, lexical_features
 
 FEATURES = (
     "retrieval",  # first-stage (hybrid) rank as a DCG discount 1 / log2(1 + rank), in (0, 1]
     "bm25",  # BM25 min-max normalized over the request's candidates
     "vector",  # cosine similarity of query and product embeddings
     "cross_encoder",  # fine-tuned cross-encoder relevance in [0, 1]
+    "title_coverage",  # share of the query's terms in the title, in [0, 1] (ranker.lexical)
+    "field_coverage",  # share of the query's terms in title, brand, category and attributes
+    "brand_in_query",  # 1 when the product's brand is named in the query
     "sentiment",  # review sentiment aggregate in [-1, 1], shrunk towards the prior
     "review_count",  # log1p(reviews) / log1p(1000), capped at 1
     "rating",  # (mean stars - 3) / 2 in [-1, 1], shrunk towards the prior
@@ -62,6 +66,7 @@ def _minmax(values: Sequence[float | None]) -> list[float]:
 def feature_matrix(
     hits: Sequence[Hit],
     *,
+    query: str | None = None,
     signals: Mapping[str, ProductSignals] | None = None,
     affinity: Mapping[str, float] | None = None,
     prior: ReviewPrior | None = None,
@@ -69,11 +74,13 @@ def feature_matrix(
 ) -> np.ndarray:
     """Rows = hits, columns = :data:`FEATURES`. A product's signals come from ``signals`` when
     given there, else from the review aggregate stored with the product (shrunk with ``prior``);
-    ``popularity`` and ``affinity`` (per product id) come from shopper events."""
+    ``popularity`` and ``affinity`` (per product id) come from shopper events. The lexical
+    features need the ``query`` (without it they are 0)."""
     signals = signals or {}
     affinity = affinity or {}
     popularity = popularity or {}
     bm25 = _minmax([h.sources["bm25"].score if "bm25" in h.sources else None for h in hits])
+    lexical = lexical_features(query, [h.product for h in hits])
     out = np.zeros((len(hits), len(FEATURES)), dtype=np.float64)
     for i, h in enumerate(hits):
         sig = signals.get(h.id)
@@ -94,6 +101,7 @@ def feature_matrix(
                 np.clip(popularity.get(h.id, 0.0) if sig.popularity is None else sig.popularity, 0, 1)
             ),
             "personal_affinity": float(np.clip(affinity.get(h.id, 0.0), -1, 1)),
+            **{f: float(lexical[i, j]) for j, f in enumerate(LEXICAL_FEATURES)},
         }
         out[i] = [row[f] for f in FEATURES]
     return out

@@ -27,9 +27,21 @@ SHOP_SIGNAL_WEIGHTS = {"sentiment": 0.3, "rating": 0.2, "popularity": 0.3, "pers
 # Until `shoprank train fusion` has learned weights: the cross-encoder leads, retrieval breaks ties.
 DEFAULT_FUSION = LinearFusion({"cross_encoder": 1.0, "bm25": 0.2, "vector": 0.2, **SHOP_SIGNAL_WEIGHTS})
 # Without a cross-encoder: the text weights learned by `bench/fusion_variants.py` (variant
-# "retrieval + bm25 + vector (no ce), oof", mean of the 5 folds; held-out nDCG@10 0.796, hybrid
-# 0.795) plus the shop signals.
-TEXT_FUSION = LinearFusion({"retrieval": 1.2, "bm25": 3.34, "vector": 1.07, **SHOP_SIGNAL_WEIGHTS})
+# "listnet: + lexical (no ce), oof", mean of the 5 folds' weights, each fold's within ±0.4 of it;
+# held-out nDCG@10 0.806 vs hybrid 0.795, CPU run of 2026-11-29) plus the shop signals. Title
+# coverage weighs negative next to field coverage: in these judgments, "laptop" wants laptops,
+# whose titles say "notebook", more than sleeves with "laptop" in the title.
+TEXT_FUSION = LinearFusion(
+    {
+        "retrieval": 0.58,
+        "bm25": 4.13,
+        "vector": 4.18,
+        "title_coverage": -1.32,
+        "field_coverage": 1.09,
+        "brand_in_query": 0.36,
+        **SHOP_SIGNAL_WEIGHTS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class FullPipeline:
             affinity = {**self.personal(opts.user_id, hits), **affinity}
         x = feature_matrix(
             hits,
+            query=req.query,
             signals=self.signals(ids) if self.signals else None,
             affinity=affinity,
             popularity=self.popularity(ids) if self.popularity else None,

@@ -30,7 +30,7 @@ from ranker.base import Hit, Reranker
 from ranker.cross_encoder import KIND as CE_KIND
 from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
 from ranker.features import feature_matrix
-from ranker.linear_fusion import LinearFusion, fit_pairwise
+from ranker.linear_fusion import LinearFusion, fit_fusion
 from ranker.rerank import with_cross_encoder
 from ranker.rerankers import open_reranker
 from ranker.retrieval import Retriever, SearchRequest
@@ -108,7 +108,7 @@ def groups_from(
         keep = [h for h in cands.get(q, []) if h.id in judged or unjudged_grade is not None]
         grades = [float(judged.get(h.id, unjudged_grade or 0.0)) for h in keep]
         if len(set(grades)) >= 2:
-            groups.append((feature_matrix(keep), grades))
+            groups.append((feature_matrix(keep, query=q), grades))
     return groups
 
 
@@ -119,7 +119,7 @@ def ranked_run(cands: Candidates, queries: Sequence[str], fusion: LinearFusion) 
         hits = cands.get(q, [])
         if not hits:
             continue
-        scores = fusion.score(feature_matrix(hits))
+        scores = fusion.score(feature_matrix(hits, query=q))
         order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[:RUN_DEPTH]
         run[q] = {hits[i].id: float(len(order) - r) for r, i in enumerate(order)}
     return run
@@ -148,6 +148,7 @@ def train_fusion_cv(
     features: Sequence[str] | None = None,
     runtime: str = "torch",
     cache_dir: str | Path | None = None,
+    objective: str = "listnet",
 ) -> FusionReport:
     reranker_dir = Path(reranker_dir)
     manifest = ModelManifest.load(reranker_dir, kind=CE_KIND)
@@ -178,11 +179,11 @@ def train_fusion_cv(
         test = set(f["test_queries"])
         test_q = [q for q in queries if q in test]
         train_q = [q for q in queries if q not in test]
-        model = fit_pairwise(groups_from(oof, qrels, train_q, unjudged_grade), features=features)
+        model = fit_fusion(objective, groups_from(oof, qrels, train_q, unjudged_grade), features=features)
         held_out.update(ranked_run(fold_cands[f["fold"]], test_q, model))
         folds.append({"fold": f["fold"], "weights": dict(model.weights), "test_queries": len(test_q)})
         log.info("fusion fold %s: weights %s", f["fold"], {k: round(v, 3) for k, v in model.weights.items()})
-    final = fit_pairwise(groups_from(oof, qrels, queries, unjudged_grade), features=features)
+    final = fit_fusion(objective, groups_from(oof, qrels, queries, unjudged_grade), features=features)
     metrics = {"full": compute_metrics(held_out, qrels)} if held_out else {}
     model = LinearFusion(
         final.weights,

@@ -112,9 +112,14 @@ def test_fusion_model_roundtrip_and_mismatch(tmp_path):
     m.save(tmp_path / "f.json")
     assert LinearFusion.load(tmp_path / "f.json") == m
     data = json.loads((tmp_path / "f.json").read_text())
-    (tmp_path / "g.json").write_text(json.dumps({**data, "features": ["bm25"]}))
+    (tmp_path / "g.json").write_text(json.dumps({**data, "features": ["bm25", "clicks"]}))
     with pytest.raises(IndexMismatchError, match="retrain"):
         LinearFusion.load(tmp_path / "g.json")
+    # A model saved before features were added still loads; the new features weigh 0.
+    older = [f for f in FEATURES if f not in ("title_coverage", "field_coverage", "brand_in_query")]
+    (tmp_path / "h.json").write_text(json.dumps({**data, "features": older}))
+    loaded = LinearFusion.load(tmp_path / "h.json")
+    assert loaded.weights == m.weights and loaded.vector()[FEATURES.index("title_coverage")] == 0.0
     with pytest.raises(BadInputError, match="unknown fusion feature"):
         LinearFusion({"clicks": 1.0})
 

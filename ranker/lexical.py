@@ -1,0 +1,37 @@
+"""Lexical match features of a candidate: how much of the query its fields cover.
+
+BM25 scores one bag of fields, so "laptop" matches a laptop sleeve as well as a laptop. Coverage
+asks a different question: which share of the query's terms does the *title* hold, which share do
+all the product's fields hold, and is the product's brand named in the query. The terms come from
+the same analysis chain as the index (lowercase, ASCII folding, light English stemming), so
+"Laptops" covers "laptop". Each feature lies in [0, 1]; with no query they are 0 (neutral).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from indexer.analysis import analyze
+from indexer.product import Product
+
+LEXICAL_FEATURES = ("title_coverage", "field_coverage", "brand_in_query")
+
+
+def lexical_features(query: str | None, products: Sequence[Product | None]) -> np.ndarray:
+    """Rows = products, columns = :data:`LEXICAL_FEATURES`. A missing product gets zeros."""
+    out = np.zeros((len(products), len(LEXICAL_FEATURES)), dtype=np.float64)
+    terms = set(analyze(query or ""))
+    if not terms:
+        return out
+    for i, p in enumerate(products):
+        if p is None:
+            continue
+        title = set(analyze(p.title))
+        brand = set(analyze(p.brand))
+        fields = title | brand | set(analyze(p.category)) | set(analyze(p.attribute_text()))
+        out[i, 0] = len(terms & title) / len(terms)
+        out[i, 1] = len(terms & fields) / len(terms)
+        out[i, 2] = 1.0 if brand and brand <= terms else 0.0
+    return out

@@ -1,0 +1,74 @@
+"""Lexical coverage features and the ListNet fusion objective."""
+
+import numpy as np
+import pytest
+
+from indexer.errors import BadInputError
+from indexer.product import Product
+from ranker.base import Hit, SourceScore
+from ranker.features import FEATURES, feature_matrix
+from ranker.lexical import LEXICAL_FEATURES, lexical_features
+from ranker.linear_fusion import OBJECTIVES, fit_fusion, fit_listnet
+
+LAPTOP = Product("1", "HP EliteBook 840 Laptops", brand="HP", attributes={"type": "Notebook"})
+SLEEVE = Product("2", "Kensington laptop sleeve 15.6 inch", brand="Kensington")
+MOUSE = Product("3", "Wireless mouse", brand="Logitech", attributes={"compatibility": "HP laptops"})
+
+
+def test_coverage_counts_analyzed_query_terms_per_field():
+    x = lexical_features("HP laptop", [LAPTOP, SLEEVE, MOUSE, None])
+    title, fields, brand = (LEXICAL_FEATURES.index(f) for f in LEXICAL_FEATURES)
+    # "Laptops" in the title covers "laptop" (same stemming as the index); "hp" is the brand.
+    assert x[0].tolist() == [1.0, 1.0, 1.0]
+    assert x[1, title] == 0.5 and x[1, fields] == 0.5 and x[1, brand] == 0.0
+    # The mouse names both terms only in an attribute, so only field coverage sees them.
+    assert x[2, title] == 0.0 and x[2, fields] == 1.0 and x[2, brand] == 0.0
+    assert x[3].tolist() == [0.0, 0.0, 0.0]  # a hit without its product stays neutral
+    assert not lexical_features("", [LAPTOP]).any() and not lexical_features(None, [LAPTOP]).any()
+
+
+def test_feature_matrix_fills_lexical_columns_only_with_a_query():
+    hits = [Hit("1", 1.0, 1, {"bm25": SourceScore(3.0, 1)}, LAPTOP), Hit("2", 0.5, 2, {}, SLEEVE)]
+    cols = [FEATURES.index(f) for f in LEXICAL_FEATURES]
+    assert not feature_matrix(hits)[:, cols].any()
+    x = feature_matrix(hits, query="hp laptops")
+    assert x[:, cols].tolist() == [[1.0, 1.0, 1.0], [0.5, 0.5, 0.0]]
+
+
+def _groups(seed, informative="title_coverage", n=40):
+    rng = np.random.default_rng(seed)
+    groups = []
+    for _ in range(n):
+        x = rng.uniform(0, 1, (15, len(FEATURES)))
+        grades = np.clip(np.round(3 * x[:, FEATURES.index(informative)] + 0.3 * rng.normal(size=15)), 0, 3)
+        groups.append((x, grades))
+    return groups
+
+
+def test_listnet_learns_the_informative_feature_and_is_deterministic():
+    groups = _groups(0)
+    model = fit_listnet(groups)
+    w = model.weights
+    assert max(w, key=lambda f: w[f]) == "title_coverage"
+    assert w["title_coverage"] > 5 * max(abs(w[f]) for f in FEATURES if f != "title_coverage")
+    assert fit_listnet(groups).weights == w and model.meta["objective"] == "listnet"
+    # The learned order ranks each query's top-graded product above its ungraded ones.
+    x, g = groups[0]
+    s = model.score(x)
+    assert s[np.argmax(g)] > np.median(s[g == 0])
+
+
+def test_listnet_restricted_features_and_bad_input():
+    model = fit_listnet(_groups(1), features=["bm25", "vector"])
+    assert all(model.weights[f] == 0.0 for f in FEATURES if f not in ("bm25", "vector"))
+    with pytest.raises(BadInputError, match="different grades"):
+        fit_listnet([(np.zeros((3, len(FEATURES))), [2, 2, 2])])
+    with pytest.raises(BadInputError, match="choose from"):
+        fit_listnet(_groups(1), features=["clicks"])
+
+
+def test_objective_registry_names_its_choices():
+    assert set(OBJECTIVES) == {"pairwise", "listnet"}
+    assert fit_fusion("pairwise", _groups(2)).meta["objective"] == "pairwise"
+    with pytest.raises(BadInputError, match="choose from pairwise, listnet"):
+        fit_fusion("lambdamart", _groups(2))
