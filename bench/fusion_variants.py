@@ -16,21 +16,34 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
 
 from bench.report import table  # noqa: E402
 from indexer.manifest import ModelManifest  # noqa: E402
 from plugin_api.backends import open_retriever  # noqa: E402
 from plugin_api.settings import Settings  # noqa: E402
-from ranker.evaluation import Run, compute_metrics, load_judgments, machine_description  # noqa: E402
-from ranker.features import FEATURES  # noqa: E402
-from ranker.linear_fusion import fit_fusion  # noqa: E402
+from ranker.evaluation import (  # noqa: E402
+    RUN_DEPTH,
+    Run,
+    compute_metrics,
+    diversity_at,
+    load_judgments,
+    machine_description,
+)
+from ranker.features import FEATURES, feature_matrix  # noqa: E402
+from ranker.linear_fusion import LinearFusion, fit_fusion  # noqa: E402
+from ranker.mmr import mmr, normalize_relevance  # noqa: E402
 from training.fusion import Candidates, fold_candidates, groups_from, out_of_fold, ranked_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10"]
+METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "ild@10", "distinct_brands@10"]
+SHIPPED = "listnet: all features, oof (shipped recipe)"
+MMR_DIVERSITY = 0.3  # the MMR row: shipped recipe, then MMR with λ = 1 - 0.3 over the top 10
 TEXT_ONLY = ["bm25", "vector", "cross_encoder"]
 LEXICAL = ["title_coverage", "field_coverage", "brand_in_query"]
 NO_CE = ["retrieval", "bm25", "vector"]
@@ -56,7 +69,7 @@ VARIANTS: dict[str, tuple[list[str], float | None, str, str]] = {
     "listnet: + lexical (no ce), oof": ([*NO_CE, *LEXICAL], 0.0, "oof", "listnet"),
     "listnet: + lexical + ce, oof": ([*NO_CE, "cross_encoder", *LEXICAL], 0.0, "oof", "listnet"),
     "pairwise: all features, oof": (list(FEATURES), 0.0, "oof", "pairwise"),
-    "listnet: all features, oof (shipped recipe)": (list(FEATURES), 0.0, "oof", "listnet"),
+    SHIPPED: (list(FEATURES), 0.0, "oof", "listnet"),
 }
 
 
@@ -68,6 +81,25 @@ def order_run(cands: Candidates, queries: list[str], source: str | None) -> Run:
         key = (lambda h: h.rank) if source is None else (lambda h: h.sources[source].rank or 0)
         ranked = sorted(hits, key=key)
         run[q] = {h.id: float(len(ranked) - r) for r, h in enumerate(ranked)}
+    return run
+
+
+def mmr_run(
+    cands: Candidates, queries: list[str], model: LinearFusion, vectors: Any, diversity: float
+) -> Run:
+    """The full pipeline's order with MMR: fused scores, MMR over the top 10, the rest by score."""
+    run: Run = {}
+    for q in queries:
+        hits = cands.get(q, [])
+        if not hits:
+            continue
+        scores = model.score(feature_matrix(hits, query=q))
+        vecs = vectors([h.id for h in hits])
+        emb = np.vstack([vecs[h.id] for h in hits])
+        top = mmr(normalize_relevance(scores), emb, 10, 1.0 - diversity, device="cpu").order
+        rest = sorted((i for i in range(len(hits)) if i not in set(top)), key=lambda i: (-scores[i], i))
+        order = (top + rest)[:RUN_DEPTH]
+        run[q] = {hits[i].id: float(len(order) - r) for r, i in enumerate(order)}
     return run
 
 
@@ -96,7 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     retriever = open_retriever(s)
     cache_dir = args.cache or args.out / "cache"
     runtimes = args.runtimes.split(",")
-    names = ["hybrid"] + [f"{n} [{rt}]" for rt in runtimes for n in ["rerank", *VARIANTS]]
+    mmr_name = f"{SHIPPED} + MMR (diversity {MMR_DIVERSITY})"
+    names = ["hybrid"] + [f"{n} [{rt}]" for rt in runtimes for n in ["rerank", *VARIANTS, mmr_name]]
+    backend = retriever.backend
+
+    def lookup(ids: Any) -> Any:
+        vecs, products = backend.vectors(ids), backend.fetch(ids)
+        emb = np.vstack([vecs[i] for i in ids])
+        return emb, [products[i].brand if i in products else "" for i in ids]
+
     runs: dict[str, Run] = {name: {} for name in names}
     weights: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     scoring_s: dict[str, float] = {}
@@ -131,7 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                 model = fit_fusion(objective, groups, features=features)
                 weights[f"{name} [{rt}]"].append({k: round(v, 3) for k, v in model.weights.items() if v})
                 runs[f"{name} [{rt}]"].update(ranked_run(cands, test_q, model))
-    results = {name: compute_metrics(run, qrels) for name, run in runs.items()}
+                if name == SHIPPED:
+                    runs[f"{mmr_name} [{rt}]"].update(
+                        mmr_run(cands, test_q, model, backend.vectors, MMR_DIVERSITY)
+                    )
+    results = {
+        name: {**compute_metrics(run, qrels), **diversity_at(run, lookup)} for name, run in runs.items()
+    }
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_description(),
