@@ -10,11 +10,25 @@ from typing import Any
 from plugin_api.common_cli import common, read_catalog_args, settings_from
 
 
+def train_config(args: argparse.Namespace, device: str) -> Any:
+    """The fine-tuning settings both `train reranker` and `train sentiment` take from their flags."""
+    from training.finetune import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=device,
+        max_steps=args.max_steps,
+    )
+
+
 def cmd_train_reranker(args: argparse.Namespace) -> int:
     from plugin_api.backends import open_retriever
     from ranker.evaluation import load_judgments
     from training.cv import DataPlan, train_with_cv
-    from training.reranker import TrainConfig
 
     s = settings_from(args)
     qrels = load_judgments(args.judgments)
@@ -25,15 +39,7 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
         sources=tuple(x.strip() for x in args.sources.split(",") if x.strip()),
         seed=args.seed,
     )
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.train_batch_size,
-        lr=args.lr,
-        max_length=args.max_length,
-        seed=args.seed,
-        device=s.device,
-        max_steps=args.max_steps,
-    )
+    cfg = train_config(args, s.device)
     rep = train_with_cv(
         read.products,
         qrels,
@@ -62,19 +68,10 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sentiment(args: argparse.Namespace) -> int:
-    from training.finetune import TrainConfig
     from training.sentiment import load_split, train_sentiment
 
     train, test = load_split(args.lang, args.data, seed=args.seed)
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.train_batch_size,
-        lr=args.lr,
-        max_length=args.max_length,
-        seed=args.seed,
-        device=settings_from(args).device,
-        max_steps=args.max_steps,
-    )
+    cfg = train_config(args, settings_from(args).device)
     rep = train_sentiment(
         train,
         test,
