@@ -96,3 +96,23 @@ def test_train_reranker_with_cv_then_eval_rerank(tmp_path, monkeypatch, capsys, 
         == 2
     )
     assert "needs a trained reranker" in capsys.readouterr().err
+
+
+def test_train_sentiment_flags_reach_the_training_config():
+    from plugin_api.cli import build_parser
+    from plugin_api.train_cli import train_config
+
+    args = build_parser().parse_args(
+        ["train", "sentiment", "--lang", "zh", "--out", "x", "--lr", "3e-5", "--max-length", "96"]
+        + ["--train-batch-size", "16", "--max-steps", "7", "--seed", "5", "--epochs", "2"]
+    )
+    cfg = train_config(args, "cpu")
+    assert (cfg.lr, cfg.max_length, cfg.batch_size, cfg.max_steps, cfg.seed, cfg.epochs, cfg.device) == (
+        3e-5,
+        96,
+        16,
+        7,
+        5,
+        2,
+        "cpu",
+    )
