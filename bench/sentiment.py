@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-train-en", type=int)
     ap.add_argument("--max-train-zh", type=int, default=12000)
     ap.add_argument("--max-test-zh", type=int, default=4000, help="seeded sample of the Chinese test set")
+    ap.add_argument("--seed", type=int, default=13, help="training seed (the split always uses 13)")
+    ap.add_argument(
+        "--init-from",
+        type=Path,
+        help="continue from a model an earlier run saved (MODELS-style folder for one language)",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", type=Path, default=Path("/tmp/shoprank-sentiment"))
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sentiment")
@@ -70,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
 
             test = random.Random(13).sample(test, args.max_test_zh)
         cfg = TrainConfig(
-            epochs=args.epochs, lr=args.lr, max_length=args.max_length, device=args.device, checkpoint_every=0
+            epochs=args.epochs,
+            lr=args.lr,
+            max_length=args.max_length,
+            device=args.device,
+            checkpoint_every=0,
+            seed=args.seed,
         )
         t = time.perf_counter()
         rep = train_sentiment(
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg,
             lang=lang,
             max_train=args.max_train_en if lang == "en" else args.max_train_zh,
+            init_from=args.init_from,
             progress=True,
         )
         m = rep.metrics
@@ -98,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 "device": rep.train.device,
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "max_length": args.max_length,
+                "lr": args.lr,
+                "epochs": args.epochs,
+                "init_from": str(args.init_from) if args.init_from else None,
             }
         )
         if lang == "en":

@@ -70,7 +70,7 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
 def cmd_train_sentiment(args: argparse.Namespace) -> int:
     from training.sentiment import load_split, train_sentiment
 
-    train, test = load_split(args.lang, args.data, seed=args.seed)
+    train, test = load_split(args.lang, args.data, seed=args.split_seed)
     cfg = train_config(args, settings_from(args).device)
     rep = train_sentiment(
         train,
@@ -80,6 +80,7 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
         lang=args.lang,
         max_train=args.max_train,
         seed=args.seed,
+        init_from=args.init_from,
         progress=not args.quiet,
     )
     print(
@@ -214,11 +215,22 @@ def add_train_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for the model and its manifest")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-train", type=int, help="train on a seeded sample of N reviews")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="continue training a model this command saved earlier (same --lang), e.g. for another epoch",
+    )
     p.add_argument("--train-batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--max-steps", type=int, help="stop after N steps")
-    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--seed", type=int, default=13, help="training seed (shuffling, sampling, fresh weights)")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=13,
+        help="seed of the 80/20 train/test split; keep it when continuing with --init-from",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     p.set_defaults(func=cmd_train_sentiment)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import BadInputError
+from indexer.manifest import ModelManifest
 from ranker.sentiment import KIND, MiniLMSentiment, clip_review
 from training.finetune import TrainConfig, TrainReport, fine_tune
 from training.reviews_data import (
@@ -92,10 +93,23 @@ def train_sentiment(
     lang: str,
     max_train: int | None = None,
     seed: int = 13,
+    init_from: str | Path | None = None,
     progress: bool = False,
 ) -> SentimentReport:
     """Fine-tune on ``train`` (a seeded sample of ``max_train`` when given), evaluate on ``test``
-    next to the TF-IDF baseline, and save the model with both results in its manifest."""
+    next to the TF-IDF baseline, and save the model with both results in its manifest.
+
+    ``init_from``: a sentiment model this function saved earlier (for the same language) to
+    continue training from, e.g. a second epoch with a fresh schedule; its manifest is checked."""
+    base_model_path = None
+    if init_from is not None:
+        prior = ModelManifest.load(Path(init_from), kind=KIND)  # refuses other kinds and damage
+        if not prior.name.startswith(f"shoprank-sentiment-{lang}-"):
+            raise BadInputError(
+                f"{init_from} holds {prior.name}, not a {lang} sentiment model; "
+                f"pass one trained with --lang {lang}"
+            )
+        base_model_path = Path(init_from) / "model"
     rows = list(train)
     if max_train is not None and len(rows) > max_train:
         rows = random.Random(seed).sample(rows, max_train)
@@ -116,6 +130,7 @@ def train_sentiment(
         kind=KIND,
         name_prefix=f"shoprank-sentiment-{lang}",
         data_hash=data_hash(rows),
+        base_model_path=base_model_path,
         data_sources={
             f"{lang}:{d}": sum(r.domain == d for r in rows) for d in sorted({r.domain for r in rows})
         },

@@ -116,3 +116,6 @@ def test_train_sentiment_flags_reach_the_training_config():
         2,
         "cpu",
     )
+    assert args.init_from is None and args.split_seed == 13  # the split does not move with --seed
+    more = build_parser().parse_args(["train", "sentiment", "--lang", "zh", "--out", "y", "--init-from", "x"])
+    assert str(more.init_from) == "x"

@@ -79,6 +79,32 @@ def test_sentiment_model_folder_is_checked(trained, tmp_path):
         MiniLMSentiment(bad)
 
 
+def test_training_continues_from_an_earlier_model(trained, tmp_path):
+    """``init_from`` warm-starts from a saved model (e.g. a second epoch): the first losses are
+    already those of a trained model, and the manifest names where it started."""
+    from ranker.sentiment import MiniLMSentiment
+    from training.finetune import TrainConfig
+    from training.sentiment import train_sentiment
+
+    out, first = trained
+    train = _reviews(GOOD * 2, 1, "a") + _reviews(BAD * 2, 0, "a")
+    test = [Review("really great, love it", 1, "b-0", "b"), Review("broke at once, awful", 0, "b-1", "b")]
+    cfg = TrainConfig(
+        epochs=1, batch_size=8, lr=2e-5, max_length=32, device="cpu", max_steps=3, checkpoint_every=0, seed=14
+    )
+    rep = train_sentiment(train, test, tmp_path / "more", cfg, lang="en", init_from=out)
+    assert rep.train.losses[0] < first.train.losses[0]
+    model = MiniLMSentiment(tmp_path / "more", device="cpu")
+    assert model.manifest.base_model == str(out / "model")
+    s = model.score(["love it, great quality", "awful, broke after a day"])
+    assert s[0] > s[1]
+    with pytest.raises(BadInputError, match="not a zh sentiment model"):
+        train_sentiment(train, test, tmp_path / "zh", cfg, lang="zh", init_from=out)
+    with pytest.raises(IndexMismatchError):
+        train_sentiment(train, test, tmp_path / "none", cfg, lang="en", init_from=tmp_path / "missing")
+    assert not (tmp_path / "zh").exists() and not (tmp_path / "none").exists()
+
+
 def test_one_class_training_data_is_refused(tmp_path):
     from training.sentiment import train_sentiment
 
