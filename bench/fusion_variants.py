@@ -38,6 +38,7 @@ from ranker.evaluation import (  # noqa: E402
 from ranker.features import FEATURES, feature_matrix  # noqa: E402
 from ranker.linear_fusion import LinearFusion, fit_fusion  # noqa: E402
 from ranker.mmr import mmr, normalize_relevance  # noqa: E402
+from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg  # noqa: E402
 from training.fusion import Candidates, fold_candidates, groups_from, out_of_fold, ranked_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,8 +176,14 @@ def main(argv: list[str] | None = None) -> int:
                     runs[f"{mmr_name} [{rt}]"].update(
                         mmr_run(cands, test_q, model, backend.vectors, MMR_DIVERSITY)
                     )
+    ceiling = f"ceiling: hybrid top {args.candidates} in judged order"
+    runs[ceiling] = oracle_run(runs["hybrid"], qrels)
     results = {
         name: {**compute_metrics(run, qrels), **diversity_at(run, lookup)} for name, run in runs.items()
+    }
+    base = per_query_ndcg(runs["hybrid"], qrels)
+    vs_hybrid = {
+        n: paired_bootstrap(base, per_query_ndcg(r, qrels)) for n, r in runs.items() if n != "hybrid"
     }
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": args.candidates,
         "scoring_seconds": {k: round(v, 1) for k, v in scoring_s.items()},
         "metrics": results,
+        "ndcg@10_vs_hybrid": {n: c.as_dict() for n, c in vs_hybrid.items()},
         "weights": weights,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +204,22 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {report['date']}; machine: {report['machine']}",
         f"- reranker {manifest.name}, {len(manifest.folds)} folds, hybrid top {args.candidates} candidates",
         "",
-        *table(["pipeline", *METRICS], [[n, *(m[k] for k in METRICS)] for n, m in results.items()], 4),
+        "- Δ: nDCG@10 minus hybrid's, per query, with a 95% paired bootstrap interval over the queries;"
+        " the ceiling row puts each query's candidates in judged order (the best any reranker can do)",
+        "",
+        *table(
+            ["pipeline", *METRICS, "Δ nDCG@10", "95% interval"],
+            [
+                [
+                    n,
+                    *(m[k] for k in METRICS),
+                    f"{vs_hybrid[n].delta:+.4f}" if n in vs_hybrid else "",
+                    f"[{vs_hybrid[n].low:+.4f}, {vs_hybrid[n].high:+.4f}]" if n in vs_hybrid else "",
+                ]
+                for n, m in results.items()
+            ],
+            4,
+        ),
         "",
     ]
     (args.out / "fusion_variants.md").write_text("\n".join(lines))

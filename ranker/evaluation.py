@@ -208,8 +208,40 @@ def write_outputs(
             str(m["queries"]),
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if len(results) > 1:
+        lines += comparison_lines(out, results, qrels)
     rpath.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return mpath, rpath
+
+
+def comparison_lines(out: Path, results: Mapping[str, PipelineResult], qrels: Qrels) -> list[str]:
+    """Every pipeline against the first one: nDCG@10 difference with a 95% paired bootstrap
+    interval over the queries, written to ``comparison.json``; returns the report's lines."""
+    from ranker.significance import paired_bootstrap, per_query_ndcg
+
+    names = list(results)
+    base = per_query_ndcg(results[names[0]].run, qrels)
+    rows = {n: paired_bootstrap(base, per_query_ndcg(results[n].run, qrels)) for n in names[1:]}
+    (out / "comparison.json").write_text(
+        json.dumps(
+            {"baseline": names[0], "metric": "ndcg@10", "vs": {n: c.as_dict() for n, c in rows.items()}},
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    lines = [
+        "",
+        f"nDCG@10 against `{names[0]}`, per query, 95% paired bootstrap interval (10,000 resamples of the queries):",
+        "",
+        "| pipeline | Δ nDCG@10 | 95% interval | better / worse / tied queries |",
+        "|---|---|---|---|",
+    ]
+    for n, c in rows.items():
+        lines.append(
+            f"| {n} | {c.delta:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] | {c.wins} / {c.losses} / {c.ties} |"
+        )
+    return lines
 
 
 def machine_description() -> str:

@@ -53,6 +53,12 @@ def test_index_search_eval(env, tmp_path, capsys):
         assert set(m) == keys and m["queries"] == 2 and 0 <= m["ndcg@10"] <= 1
     assert metrics["bm25"]["mrr@10"] == 1.0  # both queries put a relevant product first
     assert "| bm25 |" in (outdir / "report.md").read_text()
+    comp = json.loads((outdir / "comparison.json").read_text())  # vector and hybrid against bm25
+    assert comp["baseline"] == "bm25" and set(comp["vs"]) == {"vector", "hybrid"}
+    for name, c in comp["vs"].items():
+        assert c["queries"] == 2 and c["low"] <= c["delta"] <= c["high"]
+        assert c["mean_a"] == pytest.approx(metrics["bm25"]["ndcg@10"], abs=1e-4)
+        assert c["mean_b"] == pytest.approx(metrics[name]["ndcg@10"], abs=1e-4)
 
 
 def test_bad_rows_are_reported_and_good_rows_indexed(env, capsys):
