@@ -39,12 +39,20 @@ from ranker.features import FEATURES, feature_matrix  # noqa: E402
 from ranker.linear_fusion import LinearFusion, fit_fusion  # noqa: E402
 from ranker.mmr import mmr, normalize_relevance  # noqa: E402
 from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg  # noqa: E402
-from training.fusion import Candidates, fold_candidates, groups_from, out_of_fold, ranked_run  # noqa: E402
+from training.fusion import (  # noqa: E402
+    Candidates,
+    cross_validate_fusion,
+    fold_candidates,
+    groups_from,
+    out_of_fold,
+    ranked_run,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "ild@10", "distinct_brands@10"]
-SHIPPED = "listnet: all features, oof (shipped recipe)"
-MMR_DIVERSITY = 0.3  # the MMR row: shipped recipe, then MMR with λ = 1 - 0.3 over the top 10
+SHIPPED = "listnet: all features, oof"
+RECIPE = "`train fusion` recipe: nested CV picks all features or all but the cross-encoder"
+MMR_DIVERSITY = 0.3  # the MMR row: the `train fusion` recipe, then MMR with λ = 1 - 0.3 over the top 10
 TEXT_ONLY = ["bm25", "vector", "cross_encoder"]
 LEXICAL = ["title_coverage", "field_coverage", "brand_in_query"]
 NO_CE = ["retrieval", "bm25", "vector"]
@@ -129,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     retriever = open_retriever(s)
     cache_dir = args.cache or args.out / "cache"
     runtimes = args.runtimes.split(",")
-    mmr_name = f"{SHIPPED} + MMR (diversity {MMR_DIVERSITY})"
-    names = ["hybrid"] + [f"{n} [{rt}]" for rt in runtimes for n in ["rerank", *VARIANTS, mmr_name]]
+    mmr_name = f"{RECIPE} + MMR (diversity {MMR_DIVERSITY})"
+    names = ["hybrid"] + [f"{n} [{rt}]" for rt in runtimes for n in ["rerank", *VARIANTS, RECIPE, mmr_name]]
     backend = retriever.backend
 
     def lookup(ids: Any) -> Any:
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return emb, [products[i].brand if i in products else "" for i in ids]
 
     runs: dict[str, Run] = {name: {} for name in names}
-    weights: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    weights: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     scoring_s: dict[str, float] = {}
     for rt in runtimes:
         t = time.perf_counter()
@@ -172,10 +180,20 @@ def main(argv: list[str] | None = None) -> int:
                 model = fit_fusion(objective, groups, features=features)
                 weights[f"{name} [{rt}]"].append({k: round(v, 3) for k, v in model.weights.items() if v})
                 runs[f"{name} [{rt}]"].update(ranked_run(cands, test_q, model))
-                if name == SHIPPED:
-                    runs[f"{mmr_name} [{rt}]"].update(
-                        mmr_run(cands, test_q, model, backend.vectors, MMR_DIVERSITY)
-                    )
+        # The shipped recipe, the same code `shoprank train fusion` runs (nested feature-set choice).
+        cv = cross_validate_fusion(fold_cands, manifest.folds, qrels)
+        runs[f"{RECIPE} [{rt}]"] = cv.held_out
+        weights[f"{RECIPE} [{rt}]"] = [
+            {"feature_set": f["feature_set"], **{k: round(v, 3) for k, v in f["weights"].items() if v}}
+            for f in cv.folds
+        ]
+        for f in manifest.folds:
+            test_q = [q for q in f["test_queries"] if q in qrels]
+            runs[f"{mmr_name} [{rt}]"].update(
+                mmr_run(
+                    fold_cands[f["fold"]], test_q, cv.fold_models[f["fold"]], backend.vectors, MMR_DIVERSITY
+                )
+            )
     ceiling = f"ceiling: hybrid top {args.candidates} in judged order"
     runs[ceiling] = oracle_run(runs["hybrid"], qrels)
     results = {

@@ -160,12 +160,14 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         runtime=s.reranker_runtime,
         cache_dir=args.cache,
         objective=args.objective,
+        select=not args.no_select,
     )
     print(
         json.dumps(
             {
                 "out": str(args.out / "fusion.json"),
                 "weights": {k: round(v, 4) for k, v in rep.model.weights.items()},
+                "feature_set": rep.model.meta.get("feature_set"),
                 "cross_validated": {
                     k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()
                 },
@@ -245,6 +247,11 @@ def add_train_commands(sub: Any) -> None:
         help="learn from judged candidates only (default: unjudged candidates count as grade 0)",
     )
     p.add_argument("--features", help="comma-separated features to learn (default: all)")
+    p.add_argument(
+        "--no-select",
+        action="store_true",
+        help="keep the cross-encoder even when nested CV finds the fusion better without it",
+    )
     p.add_argument(
         "--objective",
         default="listnet",

@@ -89,7 +89,10 @@ class FullPipeline:
         timings: dict[str, float] = dict(first.timings_ms)
         if not hits:
             return SearchResult([], first.mode, timings)
-        if self.reranker is not None:
+        fusion = self.fusion.with_overrides(opts.weights)
+        # A fusion that weighs the cross-encoder 0 (e.g. `train fusion` found it does not help)
+        # does not pay for it; a per-request weight turns it back on.
+        if self.reranker is not None and fusion.weights.get("cross_encoder", 0.0) != 0.0:
             t = time.perf_counter()
             hits = with_cross_encoder(self.reranker, req.query, hits)
             timings["rerank"] = _ms(t)
@@ -104,7 +107,6 @@ class FullPipeline:
             affinity=affinity,
             popularity=self.popularity(ids) if self.popularity else None,
         )
-        fusion = self.fusion.with_overrides(opts.weights)
         relevance = fusion.score(x)
         t = time.perf_counter()
         lam = 1.0 - opts.diversity

@@ -29,11 +29,12 @@ from indexer.manifest import ModelManifest
 from ranker.base import Hit, Reranker
 from ranker.cross_encoder import KIND as CE_KIND
 from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
-from ranker.features import feature_matrix
+from ranker.features import FEATURES, feature_matrix
 from ranker.linear_fusion import LinearFusion, fit_fusion
 from ranker.rerank import with_cross_encoder
 from ranker.rerankers import open_reranker
 from ranker.retrieval import Retriever, SearchRequest
+from ranker.significance import per_query_ndcg
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,98 @@ def out_of_fold(fold_cands: dict[int, Candidates], folds: Sequence[dict[str, Any
     return out
 
 
+def feature_sets(features: Sequence[str] | None, select: bool) -> dict[str, tuple[str, ...]]:
+    """The candidate feature sets: the requested ones (default all) and, with ``select``, the same
+    without the cross-encoder."""
+    base = tuple(features) if features else FEATURES
+    sets = {"requested": base}
+    if select and "cross_encoder" in base and len(base) > 1:
+        sets["without cross_encoder"] = tuple(f for f in base if f != "cross_encoder")
+    return sets
+
+
+@dataclass
+class FusionCV:
+    held_out: Run  # each fold's test queries ranked by that fold's fusion
+    folds: list[dict[str, Any]]  # per fold: weights, feature set, inner scores
+    fold_models: dict[int, LinearFusion]
+    final: LinearFusion  # fitted on every query with the winning feature set
+    feature_set: str
+    set_scores: dict[str, float]  # cross-validated nDCG@10 per feature set (empty: no choice)
+    feature_sets: dict[str, tuple[str, ...]]
+
+
+def cross_validate_fusion(
+    fold_cands: dict[int, Candidates],
+    folds_spec: Sequence[dict[str, Any]],
+    qrels: Qrels,
+    *,
+    objective: str = "listnet",
+    unjudged_grade: float | None = 0.0,
+    features: Sequence[str] | None = None,
+    select: bool = True,
+) -> FusionCV:
+    """The fusion's cross-validation on already scored candidates (``fold_cands[i]``: fold i's
+    cross-encoder over every query), learning from out-of-fold scores; with ``select``, the
+    feature set is chosen by nested CV (see :func:`train_fusion_cv`)."""
+    queries = sorted(qrels)
+    oof = out_of_fold(fold_cands, folds_spec)
+    # Each query's training group once (features over its out-of-fold candidates).
+    group_of = {q: groups_from(oof, qrels, [q], unjudged_grade) for q in queries}
+    sets = feature_sets(features, select)
+
+    def fit(train_q: Sequence[str], feats: Sequence[str]) -> LinearFusion:
+        return fit_fusion(objective, [g for q in train_q for g in group_of[q]], features=feats)
+
+    def cv_ndcg(pool: Sequence[str], feats: Sequence[str]) -> float:
+        """Mean held-out nDCG@10 over ``pool`` with the reranker's folds restricted to it."""
+        held: Run = {}
+        for f in folds_spec:
+            test = set(f["test_queries"])
+            test_q = [q for q in pool if q in test]
+            train_q = [q for q in pool if q not in test]
+            if test_q and any(group_of[q] for q in train_q):
+                held.update(ranked_run(fold_cands[f["fold"]], test_q, fit(train_q, feats)))
+        per_q = per_query_ndcg(held, {q: qrels[q] for q in pool})
+        return float(np.mean(list(per_q.values()))) if per_q else 0.0
+
+    def choose(pool: Sequence[str]) -> tuple[str, dict[str, float]]:
+        if len(sets) == 1:
+            return next(iter(sets)), {}
+        scores = {name: cv_ndcg(pool, feats) for name, feats in sets.items()}
+        return max(scores, key=lambda n: (scores[n], n == next(iter(sets)))), scores
+
+    held_out: Run = {}
+    folds = []
+    fold_models: dict[int, LinearFusion] = {}
+    for f in folds_spec:
+        test = set(f["test_queries"])
+        test_q = [q for q in queries if q in test]
+        train_q = [q for q in queries if q not in test]
+        # Nested: the feature set is chosen on this fold's training queries only.
+        chosen, inner = choose(train_q)
+        model = fit(train_q, sets[chosen])
+        fold_models[f["fold"]] = model
+        held_out.update(ranked_run(fold_cands[f["fold"]], test_q, model))
+        folds.append(
+            {
+                "fold": f["fold"],
+                "weights": dict(model.weights),
+                "test_queries": len(test_q),
+                "feature_set": chosen,
+                **({"inner_ndcg@10": {k: round(v, 4) for k, v in inner.items()}} if inner else {}),
+            }
+        )
+        log.info(
+            "fusion fold %s (%s): weights %s",
+            f["fold"],
+            chosen,
+            {k: round(v, 3) for k, v in model.weights.items()},
+        )
+    chosen, overall = choose(queries)
+    return FusionCV(held_out, folds, fold_models, fit(queries, sets[chosen]), chosen, overall, sets)
+
+
 def train_fusion_cv(
     reranker_dir: str | Path,
     qrels: Qrels,
@@ -149,7 +242,15 @@ def train_fusion_cv(
     runtime: str = "torch",
     cache_dir: str | Path | None = None,
     objective: str = "listnet",
+    select: bool = True,
 ) -> FusionReport:
+    """Cross-validated fusion over the reranker's folds; see the module docstring.
+
+    With ``select``, the feature set is itself chosen by cross-validation: the requested features
+    and the same without the cross-encoder compete, nested inside each outer fold (so the reported
+    held-out metrics include the choice), and the shipped model uses the set that wins over all
+    queries. A fusion that weighs the cross-encoder 0 lets ``full`` skip it at serving time.
+    """
     reranker_dir = Path(reranker_dir)
     manifest = ModelManifest.load(reranker_dir, kind=CE_KIND)
     if not manifest.folds:
@@ -172,33 +273,37 @@ def train_fusion_cv(
         )
         for f in manifest.folds
     }
-    oof = out_of_fold(fold_cands, manifest.folds)
-    held_out: Run = {}
-    folds = []
-    for f in manifest.folds:
-        test = set(f["test_queries"])
-        test_q = [q for q in queries if q in test]
-        train_q = [q for q in queries if q not in test]
-        model = fit_fusion(objective, groups_from(oof, qrels, train_q, unjudged_grade), features=features)
-        held_out.update(ranked_run(fold_cands[f["fold"]], test_q, model))
-        folds.append({"fold": f["fold"], "weights": dict(model.weights), "test_queries": len(test_q)})
-        log.info("fusion fold %s: weights %s", f["fold"], {k: round(v, 3) for k, v in model.weights.items()})
-    final = fit_fusion(objective, groups_from(oof, qrels, queries, unjudged_grade), features=features)
-    metrics = {"full": compute_metrics(held_out, qrels)} if held_out else {}
+    cv = cross_validate_fusion(
+        fold_cands,
+        manifest.folds,
+        qrels,
+        objective=objective,
+        unjudged_grade=unjudged_grade,
+        features=features,
+        select=select,
+    )
+    metrics = {"full": compute_metrics(cv.held_out, qrels)} if cv.held_out else {}
     model = LinearFusion(
-        final.weights,
-        final.bias,
+        cv.final.weights,
+        cv.final.bias,
         {
-            **dict(final.meta),
+            **dict(cv.final.meta),
             "reranker": manifest.name,
             "unjudged_grade": unjudged_grade,
             "runtime": runtime,
             "stacking": "out-of-fold cross-encoder scores",
             "cross_validated": metrics,
-            "folds": folds,
+            "feature_set": cv.feature_set,
+            "feature_sets": {k: list(v) for k, v in cv.feature_sets.items()},
+            **(
+                {"feature_set_cv_ndcg@10": {k: round(v, 4) for k, v in cv.set_scores.items()}}
+                if cv.set_scores
+                else {}
+            ),
+            "folds": cv.folds,
         },
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "fusion.json")
-    return FusionReport(model, metrics, folds)
+    return FusionReport(model, metrics, cv.folds)

@@ -97,6 +97,23 @@ def test_train_reranker_with_cv_then_eval_rerank(tmp_path, monkeypatch, capsys, 
     )
     assert "needs a trained reranker" in capsys.readouterr().err
 
+    # `train fusion` on the fold models: the feature set (with or without the cross-encoder) is
+    # chosen by nested CV and recorded; --no-select keeps the requested set.
+    fusion_args = ["train", "fusion", "--reranker", str(out), "--judgments", str(judgments), *env]
+    assert main([*fusion_args, "--out", str(tmp_path / "fusion")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads((tmp_path / "fusion" / "fusion.json").read_text())
+    meta = saved["meta"]
+    assert res["feature_set"] == meta["feature_set"] in {"requested", "without cross_encoder"}
+    assert set(meta["feature_set_cv_ndcg@10"]) == {"requested", "without cross_encoder"}
+    assert len(meta["folds"]) == 2 and all(f["feature_set"] in meta["feature_sets"] for f in meta["folds"])
+    if meta["feature_set"] == "without cross_encoder":
+        assert saved["weights"].get("cross_encoder", 0.0) == 0.0
+    assert "ndcg@10" in meta["cross_validated"]["full"]
+    assert main([*fusion_args, "--out", str(tmp_path / "fusion2"), "--no-select"]) == 0
+    meta2 = json.loads((tmp_path / "fusion2" / "fusion.json").read_text())["meta"]
+    assert meta2["feature_set"] == "requested" and "feature_set_cv_ndcg@10" not in meta2
+
 
 def test_train_sentiment_flags_reach_the_training_config():
     from plugin_api.cli import build_parser

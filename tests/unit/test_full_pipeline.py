@@ -68,6 +68,35 @@ def test_no_diversity_is_relevance_order_and_overrides_apply(retriever):
     assert res2.hits[0].id == best.id
 
 
+def test_a_fusion_without_the_cross_encoder_does_not_run_it(retriever):
+    class Counting(CheapFirst):
+        calls = 0
+
+        def score(self, query, products):
+            Counting.calls += 1
+            return super().score(query, products)
+
+    no_ce = LinearFusion({"bm25": 1.0, "vector": 1.0})
+    pipe = FullPipeline(retriever, Counting(), no_ce, candidates=10)
+    res = pipe.search(SearchRequest("wireless", k=3), FullOptions(explain=True))
+    assert res.hits and Counting.calls == 0 and "rerank" not in res.timings_ms
+    assert all(h.explanation["features"]["cross_encoder"] == 0.0 for h in res.hits)
+    # a per-request weight turns it back on
+    res = pipe.search(SearchRequest("wireless", k=3), FullOptions(weights={"cross_encoder": 1.0}))
+    assert Counting.calls == 1 and "rerank" in res.timings_ms
+
+
+def test_feature_sets_for_selection():
+    from training.fusion import feature_sets
+
+    assert feature_sets(None, False) == {"requested": FEATURES}
+    sets = feature_sets(None, True)
+    assert sets["requested"] == FEATURES and "cross_encoder" not in sets["without cross_encoder"]
+    assert len(sets["without cross_encoder"]) == len(FEATURES) - 1
+    assert feature_sets(["bm25", "vector"], True) == {"requested": ("bm25", "vector")}  # nothing to drop
+    assert feature_sets(["cross_encoder"], True) == {"requested": ("cross_encoder",)}
+
+
 def test_missing_signals_and_reranker_degrade_gracefully(retriever):
     pipe = FullPipeline(retriever, None, candidates=10)
     res = pipe.search(SearchRequest("speaker", k=3), FullOptions(explain=True))
@@ -178,3 +207,44 @@ def test_fusion_learns_from_out_of_fold_scores():
         "q3": 0.1,
         "q2": 0.7,
     }
+
+
+def test_cross_validated_fusion_keeps_an_informative_cross_encoder():
+    """Nested selection: with grades that only the cross-encoder explains, every fold and the
+    final model keep it; the held-out run covers every query once."""
+    from training.fusion import cross_validate_fusion
+
+    rng = np.random.default_rng(7)
+    queries = [f"q{i}" for i in range(20)]
+    ce = {q: rng.uniform(0, 1, 8) for q in queries}
+    noise = {q: rng.uniform(0, 1, 8) for q in queries}
+    qrels = {q: {f"{q}-{j}": int(round(3 * ce[q][j])) for j in range(8)} for q in queries}
+
+    def cands(shift: float) -> dict[str, list[Hit]]:
+        return {
+            q: [
+                Hit(
+                    f"{q}-{j}",
+                    1.0,
+                    j + 1,
+                    {
+                        "cross_encoder": SourceScore(float(ce[q][j]) + shift, j + 1),
+                        "bm25": SourceScore(float(noise[q][j]), j + 1),
+                    },
+                )
+                for j in range(8)
+            ]
+            for q in queries
+        }
+
+    folds = [{"fold": 0, "test_queries": queries[:10]}, {"fold": 1, "test_queries": queries[10:]}]
+    cv = cross_validate_fusion({0: cands(0.0), 1: cands(0.01)}, folds, qrels)
+    assert set(cv.held_out) == set(queries) and set(cv.fold_models) == {0, 1}
+    assert (
+        cv.feature_set == "requested" and cv.set_scores["requested"] > cv.set_scores["without cross_encoder"]
+    )
+    assert all(f["feature_set"] == "requested" for f in cv.folds) and cv.final.weights["cross_encoder"] > 0
+    fixed = cross_validate_fusion(
+        {0: cands(0.0), 1: cands(0.01)}, folds, qrels, features=["bm25"], select=True
+    )
+    assert fixed.feature_set == "requested" and fixed.set_scores == {}  # nothing to choose between
