@@ -48,6 +48,64 @@ def aspect_check(model: MiniLMSentiment, data: Path) -> dict[str, float]:
     }
 
 
+def render(result: dict) -> list[str]:
+    """The Markdown report of a ``sentiment.json`` result."""
+    rows = result["rows"]
+    extra = result
+    lines = [
+        "# Review sentiment: fine-tuned MiniLM vs TF-IDF + logistic regression (same split, same run)",
+        "",
+        f"- date: {result['date']}; machine: {result['machine']}",
+        "- long reviews keep head + tail up to the row's max length (tokens); `from` names the model a"
+        " row's run continued (a further epoch with a fresh schedule)",
+        "",
+        *table(
+            [
+                "lang",
+                "train",
+                "test",
+                "baseline acc",
+                "baseline F1",
+                "MiniLM acc",
+                "MiniLM F1",
+                "steps",
+                "train s",
+                "max len",
+                "lr",
+                "from",
+                "date",
+            ],
+            [
+                [
+                    r["lang"],
+                    r["train"],
+                    r["test"],
+                    r["baseline_acc"],
+                    r["baseline_f1"],
+                    r["minilm_acc"],
+                    r["minilm_f1"],
+                    r["steps"],
+                    r["train_s"],
+                    r.get("max_length", 128),
+                    f"{r['lr']:g}" if "lr" in r else "–",
+                    "/".join(Path(r["init_from"]).parts[-2:]) if r.get("init_from") else "base MiniLM",
+                    r.get("date", "–")[:16],
+                ]
+                for r in rows
+            ],
+            4,
+        ),
+    ]
+    if extra.get("hu_liu_aspects"):
+        a = extra["hu_liu_aspects"]
+        lines += [
+            "",
+            f"Hu & Liu aspect sentences (|Σ aspect polarity| ≥ 1): {int(a['sentences'])} sentences, "
+            f"sign accuracy {a['sign_accuracy']:.4f} (positive share {a['positive_share']:.4f}).",
+        ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -137,50 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sentiment.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        "# Review sentiment: fine-tuned MiniLM vs TF-IDF + logistic regression (same split, same run)",
-        "",
-        f"- date: {result['date']}; machine: {result['machine']}",
-        f"- {args.epochs} epoch(s), lr {args.lr}; long reviews keep head + tail up to the row's max length (tokens)",
-        "",
-        *table(
-            [
-                "lang",
-                "train",
-                "test",
-                "baseline acc",
-                "baseline F1",
-                "MiniLM acc",
-                "MiniLM F1",
-                "steps",
-                "train s",
-                "max len",
-            ],
-            [
-                [
-                    r["lang"],
-                    r["train"],
-                    r["test"],
-                    r["baseline_acc"],
-                    r["baseline_f1"],
-                    r["minilm_acc"],
-                    r["minilm_f1"],
-                    r["steps"],
-                    r["train_s"],
-                    r.get("max_length", 128),
-                ]
-                for r in rows
-            ],
-            4,
-        ),
-    ]
-    if extra.get("hu_liu_aspects"):
-        a = extra["hu_liu_aspects"]
-        lines += [
-            "",
-            f"Hu & Liu aspect sentences (|Σ aspect polarity| ≥ 1): {int(a['sentences'])} sentences, "
-            f"sign accuracy {a['sign_accuracy']:.4f} (positive share {a['positive_share']:.4f}).",
-        ]
+    lines = render(result)
     (args.out / "sentiment.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
