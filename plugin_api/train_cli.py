@@ -148,20 +148,34 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     from training.fusion import train_fusion_cv
 
     s = settings_from(args)
-    rep = train_fusion_cv(
-        args.reranker,
-        load_judgments(args.judgments),
-        open_retriever(s),
-        args.out,
-        candidates=s.rerank_candidates,
-        device=s.device,
-        unjudged_grade=None if args.judged_only else 0.0,
-        features=args.features.split(",") if args.features else None,
-        runtime=s.reranker_runtime,
-        cache_dir=args.cache,
-        objective=args.objective,
-        select=not args.no_select,
-    )
+    if args.reranker is None:
+        from training.fusion import train_text_fusion_cv
+
+        rep = train_text_fusion_cv(
+            load_judgments(args.judgments),
+            open_retriever(s),
+            args.out,
+            candidates=s.rerank_candidates,
+            folds=args.folds,
+            unjudged_grade=None if args.judged_only else 0.0,
+            features=args.features.split(",") if args.features else None,
+            objective=args.objective,
+        )
+    else:
+        rep = train_fusion_cv(
+            args.reranker,
+            load_judgments(args.judgments),
+            open_retriever(s),
+            args.out,
+            candidates=s.rerank_candidates,
+            device=s.device,
+            unjudged_grade=None if args.judged_only else 0.0,
+            features=args.features.split(",") if args.features else None,
+            runtime=s.reranker_runtime,
+            cache_dir=args.cache,
+            objective=args.objective,
+            select=not args.no_select,
+        )
     print(
         json.dumps(
             {
@@ -238,7 +252,12 @@ def add_train_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_train_sentiment)
 
     p = tsub.add_parser("fusion", help="learn the fusion weights on the reranker's folds, then on everything")
-    p.add_argument("--reranker", required=True, type=Path, help="a reranker folder trained with --folds")
+    p.add_argument(
+        "--reranker",
+        type=Path,
+        help="a reranker folder trained with --folds (without it: text features only, own k-fold CV)",
+    )
+    p.add_argument("--folds", type=int, default=5, help="k for the query-level CV without --reranker")
     p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
     p.add_argument("--out", required=True, type=Path, help="folder for fusion.json")
     p.add_argument(

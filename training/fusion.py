@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.errors import IndexMismatchError
+from indexer.errors import BadInputError, IndexMismatchError
 from indexer.manifest import ModelManifest
 from ranker.base import Hit, Reranker
 from ranker.cross_encoder import KIND as CE_KIND
@@ -35,6 +35,7 @@ from ranker.rerank import with_cross_encoder
 from ranker.rerankers import open_reranker
 from ranker.retrieval import Retriever, SearchRequest
 from ranker.significance import per_query_ndcg
+from training.folds import kfold_queries
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,15 @@ Candidates = dict[str, list[Hit]]
 
 
 def score_candidates(
-    queries: Sequence[str], retriever: Retriever, reranker: Reranker, candidates: int
+    queries: Sequence[str], retriever: Retriever, reranker: Reranker | None, candidates: int
 ) -> Candidates:
     """Per query: the first stage's top ``candidates`` (with products), each with its
-    cross-encoder score. The expensive part of fusion training, done once per reranker."""
+    cross-encoder score (none when ``reranker`` is None). The expensive part of fusion training,
+    done once per reranker."""
     out: Candidates = {}
     for q in queries:
         hits = [h for h in retriever.search(SearchRequest(q, k=candidates)).hits if h.product is not None]
-        out[q] = with_cross_encoder(reranker, q, hits) if hits else []
+        out[q] = with_cross_encoder(reranker, q, hits) if hits and reranker is not None else hits
     return out
 
 
@@ -227,6 +229,65 @@ def cross_validate_fusion(
         )
     chosen, overall = choose(queries)
     return FusionCV(held_out, folds, fold_models, fit(queries, sets[chosen]), chosen, overall, sets)
+
+
+TEXT_FEATURES = ("retrieval", "bm25", "vector", "title_coverage", "field_coverage", "brand_in_query")
+
+
+def train_text_fusion_cv(
+    qrels: Qrels,
+    retriever: Retriever,
+    out: str | Path,
+    *,
+    candidates: int = 100,
+    folds: int = 5,
+    seed: int = 13,
+    unjudged_grade: float | None = 0.0,
+    features: Sequence[str] | None = None,
+    objective: str = "listnet",
+) -> FusionReport:
+    """Fusion without a cross-encoder: the first stage's top ``candidates`` per query, weights
+    learned by query-level k-fold (near-duplicate queries stay on one side,
+    :func:`~training.folds.kfold_queries`) over the text features (default :data:`TEXT_FEATURES`),
+    then fitted on every query. For a shop with judgments but no trained reranker."""
+    feats = tuple(features) if features else TEXT_FEATURES
+    if "cross_encoder" in feats:
+        raise BadInputError(
+            "fusion without --reranker cannot learn a cross_encoder weight; drop it from --features"
+        )
+    queries = sorted(qrels)
+    try:
+        splits = kfold_queries(queries, k=folds, seed=seed)
+    except ValueError as exc:
+        raise BadInputError(f"{exc}; use fewer --folds or more judged queries") from None
+    spec = [{"fold": i, "test_queries": test} for i, (_, test) in enumerate(splits)]
+    cands = score_candidates(queries, retriever, None, candidates)
+    cv = cross_validate_fusion(
+        {f["fold"]: cands for f in spec},
+        spec,
+        qrels,
+        objective=objective,
+        unjudged_grade=unjudged_grade,
+        features=feats,
+        select=False,
+    )
+    metrics = {"full": compute_metrics(cv.held_out, qrels)} if cv.held_out else {}
+    model = LinearFusion(
+        cv.final.weights,
+        cv.final.bias,
+        {
+            **dict(cv.final.meta),
+            "reranker": None,
+            "feature_set": "text (no reranker)",
+            "unjudged_grade": unjudged_grade,
+            "cross_validated": metrics,
+            "folds": [{**f, "test_queries": len(spec[f["fold"]]["test_queries"])} for f in cv.folds],
+        },
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "fusion.json")
+    return FusionReport(model, metrics, cv.folds)
 
 
 def train_fusion_cv(

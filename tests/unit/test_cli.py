@@ -136,3 +136,41 @@ def test_serve_refuses_several_workers_on_the_embedded_backend(env, capsys):
 def test_export_needs_exactly_one_target(env, capsys):
     assert main(["export"]) == 2
     assert "--reranker DIR or --embedder" in capsys.readouterr().err
+
+
+def test_train_fusion_without_a_reranker_learns_text_weights(env, tmp_path, capsys):
+    assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
+    judgments = tmp_path / "j.csv"
+    judgments.write_text(
+        "query,docid,rating\nthinkpad,p01,3\nthinkpad,p02,1\nprinter,p16,2\nprinter,p17,3\nprinter,p14,0\n"
+        "headphones,p07,3\nheadphones,p08,1\nlaptop,p01,3\nlaptop,p18,1\n"
+    )
+    capsys.readouterr()
+    base = ["train", "fusion", "--judgments", str(judgments), "--folds", "2", *env]
+    assert main([*base, "--out", str(tmp_path / "fusion")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads((tmp_path / "fusion" / "fusion.json").read_text())
+    assert saved["weights"]["cross_encoder"] == 0.0 and saved["meta"]["reranker"] is None
+    assert len(saved["meta"]["folds"]) == 2 and 0.0 <= res["cross_validated"]["full"]["ndcg@10"] <= 1.0
+    assert any(saved["weights"][f] != 0.0 for f in ("bm25", "vector", "retrieval"))
+    # the learned file drives `full` in eval
+    out = tmp_path / "eval"
+    fusion_file = str(tmp_path / "fusion" / "fusion.json")
+    args = [
+        "eval",
+        "--no-index",
+        "--judgments",
+        str(judgments),
+        "--pipelines",
+        "hybrid,full",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--fusion-file", fusion_file, "--quiet", *env]) == 0
+    assert set(json.loads((out / "metrics.json").read_text())) == {"hybrid", "full"}
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "bad"), "--features", "bm25,cross_encoder"]) == 2
+    assert "cannot learn a cross_encoder weight" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "bad"), "--folds", "9"]) == 2
+    assert "fewer --folds" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
