@@ -260,10 +260,10 @@ def train_text_fusion_cv(
         splits = kfold_queries(queries, k=folds, seed=seed)
     except ValueError as exc:
         raise BadInputError(f"{exc}; use fewer --folds or more judged queries") from None
-    spec = [{"fold": i, "test_queries": test} for i, (_, test) in enumerate(splits)]
+    spec: list[dict[str, Any]] = [{"fold": i, "test_queries": test} for i, (_, test) in enumerate(splits)]
     cands = score_candidates(queries, retriever, None, candidates)
     cv = cross_validate_fusion(
-        {f["fold"]: cands for f in spec},
+        {i: cands for i in range(len(spec))},
         spec,
         qrels,
         objective=objective,
