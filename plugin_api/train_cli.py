@@ -148,33 +148,28 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     from training.fusion import train_fusion_cv
 
     s = settings_from(args)
+    shared: dict[str, Any] = {
+        "candidates": s.rerank_candidates,
+        "unjudged_grade": None if args.judged_only else 0.0,
+        "features": args.features.split(",") if args.features else None,
+        "objective": args.objective,
+    }
+    qrels, retriever = load_judgments(args.judgments), open_retriever(s)
     if args.reranker is None:
         from training.fusion import train_text_fusion_cv
 
-        rep = train_text_fusion_cv(
-            load_judgments(args.judgments),
-            open_retriever(s),
-            args.out,
-            candidates=s.rerank_candidates,
-            folds=args.folds,
-            unjudged_grade=None if args.judged_only else 0.0,
-            features=args.features.split(",") if args.features else None,
-            objective=args.objective,
-        )
+        rep = train_text_fusion_cv(qrels, retriever, args.out, folds=args.folds, **shared)
     else:
         rep = train_fusion_cv(
             args.reranker,
-            load_judgments(args.judgments),
-            open_retriever(s),
+            qrels,
+            retriever,
             args.out,
-            candidates=s.rerank_candidates,
             device=s.device,
-            unjudged_grade=None if args.judged_only else 0.0,
-            features=args.features.split(",") if args.features else None,
             runtime=s.reranker_runtime,
             cache_dir=args.cache,
-            objective=args.objective,
             select=not args.no_select,
+            **shared,
         )
     print(
         json.dumps(

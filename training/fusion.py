@@ -231,6 +231,20 @@ def cross_validate_fusion(
     return FusionCV(held_out, folds, fold_models, fit(queries, sets[chosen]), chosen, overall, sets)
 
 
+def save_fusion(cv: FusionCV, qrels: Qrels, out: str | Path, meta: dict[str, Any]) -> FusionReport:
+    """Write ``out/fusion.json``: the final weights, ``meta``, the held-out metrics and the folds."""
+    metrics = {"full": compute_metrics(cv.held_out, qrels)} if cv.held_out else {}
+    model = LinearFusion(
+        cv.final.weights,
+        cv.final.bias,
+        {**dict(cv.final.meta), **meta, "cross_validated": metrics, "folds": cv.folds},
+    )
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "fusion.json")
+    return FusionReport(model, metrics, cv.folds)
+
+
 TEXT_FEATURES = ("retrieval", "bm25", "vector", "title_coverage", "field_coverage", "brand_in_query")
 
 
@@ -271,23 +285,12 @@ def train_text_fusion_cv(
         features=feats,
         select=False,
     )
-    metrics = {"full": compute_metrics(cv.held_out, qrels)} if cv.held_out else {}
-    model = LinearFusion(
-        cv.final.weights,
-        cv.final.bias,
-        {
-            **dict(cv.final.meta),
-            "reranker": None,
-            "feature_set": "text (no reranker)",
-            "unjudged_grade": unjudged_grade,
-            "cross_validated": metrics,
-            "folds": [{**f, "test_queries": len(spec[f["fold"]]["test_queries"])} for f in cv.folds],
-        },
+    return save_fusion(
+        cv,
+        qrels,
+        out,
+        {"reranker": None, "feature_set": "text (no reranker)", "unjudged_grade": unjudged_grade},
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "fusion.json")
-    return FusionReport(model, metrics, cv.folds)
 
 
 def train_fusion_cv(
@@ -343,17 +346,15 @@ def train_fusion_cv(
         features=features,
         select=select,
     )
-    metrics = {"full": compute_metrics(cv.held_out, qrels)} if cv.held_out else {}
-    model = LinearFusion(
-        cv.final.weights,
-        cv.final.bias,
+    return save_fusion(
+        cv,
+        qrels,
+        out,
         {
-            **dict(cv.final.meta),
             "reranker": manifest.name,
             "unjudged_grade": unjudged_grade,
             "runtime": runtime,
             "stacking": "out-of-fold cross-encoder scores",
-            "cross_validated": metrics,
             "feature_set": cv.feature_set,
             "feature_sets": {k: list(v) for k, v in cv.feature_sets.items()},
             **(
@@ -361,10 +362,5 @@ def train_fusion_cv(
                 if cv.set_scores
                 else {}
             ),
-            "folds": cv.folds,
         },
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "fusion.json")
-    return FusionReport(model, metrics, cv.folds)
