@@ -11,6 +11,10 @@ never saw them. The shipped fusion is fitted on the out-of-fold candidates of al
 beside the shipped cross-encoder. Writes ``<out>/fusion.json`` with the cross-validated metrics.
 (The fold-i fusion sees scores of fold models that trained on fold i's judgments, on other
 queries: a second-order leak that full nesting would remove at k times the training cost.)
+
+The feature set is cross-validated too (:func:`cross_validate_fusion`): with and without the
+cross-encoder, chosen inside each fold's training queries. Without a reranker,
+:func:`train_text_fusion_cv` learns the text features with its own query-level folds.
 """
 
 from __future__ import annotations
