@@ -209,12 +209,12 @@ def write_outputs(
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if len(results) > 1:
-        lines += comparison_lines(out, results, qrels)
+        lines += write_comparison(out, results, qrels)
     rpath.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return mpath, rpath
 
 
-def comparison_lines(out: Path, results: Mapping[str, PipelineResult], qrels: Qrels) -> list[str]:
+def write_comparison(out: Path, results: Mapping[str, PipelineResult], qrels: Qrels) -> list[str]:
     """Every pipeline against the first one: nDCG@10 difference with a 95% paired bootstrap
     interval over the queries, written to ``comparison.json``; returns the report's lines."""
     from ranker.significance import paired_bootstrap, per_query_ndcg
