@@ -4,15 +4,20 @@ For each language: ``shoprank train sentiment`` logic (80/20 split by product; C
 product ids, so reviews are split one by one), the baseline fitted on the same training reviews,
 both scored on the held-out 20%. English also gets an aspect check on the Hu & Liu annotations:
 sentences whose aspect labels sum to a clear sign (|Σ| ≥ 1) are scored by the model, and
-accuracy is the share whose predicted sign matches. Writes ``OUT/sentiment.json`` and ``.md``.
+accuracy is the share whose predicted sign matches. ``--blend`` also stacks the n-gram head
+(:mod:`training.sentiment_blend`) and scores all three on the same test sample; ``--trained DIR``
+scores an earlier run's model instead of fine-tuning one. Writes ``OUT/sentiment.json`` and ``.md``.
 
     python -m bench.sentiment --langs en,zh [--max-train-zh 12000] [--epochs 1]
+    python -m bench.sentiment --langs zh --trained MODELS/zh --blend --models MODELS
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -22,12 +27,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import table  # noqa: E402
+from indexer.manifest import ModelManifest  # noqa: E402
 from ranker.evaluation import machine_description  # noqa: E402
 from ranker.sentiment import MiniLMSentiment  # noqa: E402
 from training.finetune import TrainConfig  # noqa: E402
 from training.reviews_data import read_hu_liu  # noqa: E402
 from training.sentiment import load_split, train_sentiment  # noqa: E402
 from training.sentiment_baseline import DEFAULT_DATA  # noqa: E402
+from training.sentiment_blend import blend_sentiment, split_heldout  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,6 +55,10 @@ def aspect_check(model: MiniLMSentiment, data: Path) -> dict[str, float]:
     }
 
 
+def _gain(g: dict | None) -> str:
+    return f"{g['delta']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]" if g else "–"
+
+
 def render(result: dict) -> list[str]:
     """The Markdown report of a ``sentiment.json`` result."""
     rows = result["rows"]
@@ -58,6 +69,9 @@ def render(result: dict) -> list[str]:
         f"- date: {result['date']}; machine: {result['machine']}",
         "- long reviews keep head + tail up to the row's max length (tokens); `from` names the model a"
         " row's run continued (a further epoch with a fresh schedule)",
+        "- stacked: MiniLM + the TF-IDF n-gram head (`shoprank train sentiment-blend`), stacking weights"
+        " learnt on the held-out reviews outside the test sample; all columns of a stacked row are"
+        " scored on the same test reviews, with a paired bootstrap interval on the accuracy gain",
         "",
         *table(
             [
@@ -74,6 +88,9 @@ def render(result: dict) -> list[str]:
                 "lr",
                 "from",
                 "date",
+                "stacked acc",
+                "stacked F1",
+                "stacked − baseline acc [95%]",
             ],
             [
                 [
@@ -90,12 +107,23 @@ def render(result: dict) -> list[str]:
                     f"{r['lr']:g}" if "lr" in r else "–",
                     "/".join(Path(r["init_from"]).parts[-2:]) if r.get("init_from") else "base MiniLM",
                     r.get("date", "–")[:16],
+                    r.get("blend_acc", "–"),
+                    r.get("blend_f1", "–"),
+                    _gain(r.get("blend_gain")),
                 ]
                 for r in rows
             ],
             4,
         ),
     ]
+    for r in rows:
+        if "blend_acc" in r:
+            lines += [
+                "",
+                f"{r['lang']} stacked: n-gram head C = {r['head_C']:g} (chosen by a CV of the stack over the"
+                f" {r['dev']} dev reviews, which also learnt the stacking weights); the head alone"
+                f" scores {r['head_acc']:.4f} on the test reviews.",
+            ]
     if extra.get("hu_liu_aspects"):
         a = extra["hu_liu_aspects"]
         lines += [
@@ -122,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="continue from a model an earlier run saved (MODELS-style folder for one language)",
     )
+    ap.add_argument(
+        "--trained",
+        type=Path,
+        help="skip fine-tuning: score a model an earlier run saved (one language, its own split seed 13)",
+    )
+    ap.add_argument(
+        "--blend",
+        action="store_true",
+        help="also stack the n-gram head (weights learnt on the held-out reviews outside the test sample)",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", type=Path, default=Path("/tmp/shoprank-sentiment"))
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sentiment")
@@ -129,54 +167,80 @@ def main(argv: list[str] | None = None) -> int:
     rows, extra = [], {}
     for lang in args.langs.split(","):
         train, test = load_split(lang, args.data)
-        if lang == "zh" and args.max_test_zh and len(test) > args.max_test_zh:
-            import random
-
-            test = random.Random(13).sample(test, args.max_test_zh)
-        cfg = TrainConfig(
-            epochs=args.epochs,
-            lr=args.lr,
-            max_length=args.max_length,
-            device=args.device,
-            checkpoint_every=0,
-            seed=args.seed,
-        )
+        dev: list = []
+        n_test = args.max_test_zh if lang == "zh" and args.max_test_zh else 0
+        if args.blend:  # the held-out rows not in the test sample learn the stacking weights
+            dev, test = split_heldout(test, n_test if 0 < n_test < len(test) else len(test) // 2)
+        elif n_test and len(test) > n_test:
+            test = random.Random(13).sample(test, n_test)
         t = time.perf_counter()
-        rep = train_sentiment(
-            train,
-            test,
-            args.models / lang,
-            cfg,
-            lang=lang,
-            max_train=args.max_train_en if lang == "en" else args.max_train_zh,
-            init_from=args.init_from,
-            progress=True,
-        )
-        m = rep.metrics
-        rows.append(
-            {
-                "lang": lang,
-                "train": int(m["train"]["n_train"]),
-                "test": int(m["minilm"]["n_test"]),
-                "baseline_acc": m["tfidf_logreg"]["accuracy"],
-                "baseline_f1": m["tfidf_logreg"]["macro_f1"],
-                "minilm_acc": m["minilm"]["accuracy"],
-                "minilm_f1": m["minilm"]["macro_f1"],
-                "steps": rep.train.steps,
-                "train_s": rep.train.seconds,
-                "total_s": time.perf_counter() - t,
-                "device": rep.train.device,
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "max_length": args.max_length,
-                "lr": args.lr,
-                "epochs": args.epochs,
-                "init_from": str(args.init_from) if args.init_from else None,
-            }
-        )
-        if lang == "en":
-            extra["hu_liu_aspects"] = aspect_check(
-                MiniLMSentiment(args.models / lang, device=args.device), args.data
+        if args.trained is None:
+            model_dir = args.models / lang
+            rep = train_sentiment(
+                train,
+                test,
+                model_dir,
+                TrainConfig(
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    max_length=args.max_length,
+                    device=args.device,
+                    checkpoint_every=0,
+                    seed=args.seed,
+                ),
+                lang=lang,
+                max_train=args.max_train_en if lang == "en" else args.max_train_zh,
+                init_from=args.init_from,
+                progress=True,
             )
+            m, trained = rep.metrics, {"steps": rep.train.steps, "seconds": rep.train.seconds}
+            device, lr, max_length, init_from = rep.train.device, args.lr, args.max_length, args.init_from
+        else:  # an earlier run's model: its own manifest says how it was trained
+            model_dir = args.trained
+            man = ModelManifest.load(model_dir, kind="sentiment")
+            m, trained = man.metrics["held_out"], man.train_config
+            device, lr, max_length = trained.get("device_used", "?"), trained["lr"], man.max_length
+            base = Path(man.base_model).parent  # a continued model names the earlier model's model/
+            init_from = base if (base / "manifest.json").exists() else None
+        row = {
+            "lang": lang,
+            "train": int(m["train"]["n_train"]),
+            "test": int(m["minilm"]["n_test"]),
+            "baseline_acc": m["tfidf_logreg"]["accuracy"],
+            "baseline_f1": m["tfidf_logreg"]["macro_f1"],
+            "minilm_acc": m["minilm"]["accuracy"],
+            "minilm_f1": m["minilm"]["macro_f1"],
+            "steps": int(trained["steps"]),
+            "train_s": float(trained["seconds"]),
+            "device": device,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "max_length": max_length,
+            "lr": lr,
+            "epochs": args.epochs,
+            "init_from": str(init_from) if init_from else None,
+        }
+        if args.blend:
+            shutil.rmtree(args.models / f"{lang}-blend", ignore_errors=True)
+            b = blend_sentiment(
+                model_dir, train, dev, test, args.models / f"{lang}-blend", lang=lang, device=args.device
+            )
+            row.update(
+                test=int(b["blend"]["n_test"]),
+                dev=int(b["n_dev"]),
+                baseline_acc=b["tfidf_logreg"]["accuracy"],
+                baseline_f1=b["tfidf_logreg"]["macro_f1"],
+                minilm_acc=b["minilm"]["accuracy"],
+                minilm_f1=b["minilm"]["macro_f1"],
+                blend_acc=b["blend"]["accuracy"],
+                blend_f1=b["blend"]["macro_f1"],
+                blend_gain=b["blend_minus_tfidf"],
+                head_acc=b["ngram_head"]["accuracy"],
+                head_C=b["head_C"]["chosen"],
+            )
+        row["total_s"] = time.perf_counter() - t
+        rows.append(row)
+        if lang == "en":
+            extra["hu_liu_aspects"] = aspect_check(MiniLMSentiment(model_dir, device=args.device), args.data)
     # Languages not run this time keep their last measured rows (each row names its own date).
     previous = args.out / "sentiment.json"
     if previous.exists():

@@ -1,4 +1,4 @@
-"""``shoprank train reranker|sentiment|fusion`` and ``shoprank export``."""
+"""``shoprank train reranker|sentiment|sentiment-blend|fusion`` and ``shoprank export``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from plugin_api.common_cli import common, read_catalog_args, settings_from
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def train_config(args: argparse.Namespace, device: str) -> Any:
@@ -90,6 +92,30 @@ def cmd_train_sentiment(args: argparse.Namespace) -> int:
                 "lang": args.lang,
                 "held_out": {k: {m: round(v, 4) for m, v in d.items()} for k, d in rep.metrics.items()},
                 "device": rep.train.device,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_train_sentiment_blend(args: argparse.Namespace) -> int:
+    from training.sentiment import load_split
+    from training.sentiment_blend import blend_sentiment, split_heldout
+
+    train, heldout = load_split(args.lang, args.data, seed=args.split_seed)
+    dev, test = split_heldout(heldout, args.test_size or len(heldout) // 2)
+    metrics = blend_sentiment(
+        args.model, train, dev, test, args.out, lang=args.lang, device=settings_from(args).device
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "lang": args.lang,
+                "held_out": {
+                    k: {m: round(v, 4) for m, v in d.items()} if isinstance(d, dict) else d
+                    for k, d in metrics.items()
+                },
             }
         )
     )
@@ -220,7 +246,7 @@ def add_train_commands(sub: Any) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared" / "data",
+        default=DATA,
         help="the shared data folder holding reviews_en/ and reviews_zh/ (default ../shared/data)",
     )
     p.add_argument("--out", required=True, type=Path, help="folder for the model and its manifest")
@@ -245,6 +271,23 @@ def add_train_commands(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     p.set_defaults(func=cmd_train_sentiment)
+
+    p = tsub.add_parser(
+        "sentiment-blend",
+        help="stack a TF-IDF n-gram head onto a trained sentiment model (weights learnt on held-out reviews)",
+    )
+    p.add_argument("--model", required=True, type=Path, help="a folder from `shoprank train sentiment`")
+    p.add_argument("--lang", required=True, choices=["en", "zh"])
+    p.add_argument("--data", type=Path, default=DATA, help="the shared data folder (default ../shared/data)")
+    p.add_argument("--out", required=True, type=Path, help="a new folder for the stacked model")
+    p.add_argument(
+        "--test-size",
+        type=int,
+        help="held-out reviews kept for the test (default half); the rest learn the stacking weights",
+    )
+    p.add_argument("--split-seed", type=int, default=13, help="the 80/20 split the model was trained with")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
+    p.set_defaults(func=cmd_train_sentiment_blend)
 
     p = tsub.add_parser("fusion", help="learn the fusion weights on the reranker's folds, then on everything")
     p.add_argument(

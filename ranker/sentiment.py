@@ -2,7 +2,9 @@
 
 A score is in [-1, 1]: ``2 · P(positive) - 1``. The model folder holds ``model/`` (a one-logit
 MiniLM sequence classifier and its tokenizer) and a ``sentiment`` manifest, checked before load;
-weights load on first use (or ``load()`` at server start-up), once.
+weights load on first use (or ``load()`` at server start-up), once. A folder made by
+``shoprank train sentiment-blend`` also holds ``ngram/``, an n-gram head stacked onto MiniLM's
+probability (:mod:`ranker.ngram_sentiment`); its manifest says so under ``train_config.ngram_head``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.embedding import resolve_device
+from indexer.errors import IndexMismatchError
 from indexer.manifest import ModelManifest
 from ranker.lazy import Once
+from ranker.ngram_sentiment import HEAD_DIR, NgramHead
 
 log = logging.getLogger(__name__)
 KIND = "sentiment"
@@ -53,6 +57,13 @@ class MiniLMSentiment:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self._loaded: Once[tuple[Any, Any]] = Once(self._open)
+        self.blended = bool(self.manifest.train_config.get("ngram_head"))
+        if self.blended and not (self.folder / HEAD_DIR / "head.json").exists():
+            raise IndexMismatchError(
+                f"{self.folder}'s manifest names an n-gram head but {HEAD_DIR}/ is missing; "
+                "rebuild it with `shoprank train sentiment-blend`"
+            )
+        self._head: Once[NgramHead] = Once(lambda: NgramHead.load(self.folder / HEAD_DIR))
 
     def _open(self) -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -64,10 +75,19 @@ class MiniLMSentiment:
         return model.to(self.device).eval(), tokenizer
 
     def load(self) -> Any:
+        if self.blended:
+            self._head.get()
         return self._loaded.get()[0]
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """P(positive) per text."""
+        """P(positive) per text: MiniLM's, stacked with the n-gram head's when the model has one."""
+        p = self.minilm_probabilities(texts)
+        if self.blended and len(p):
+            return self._head.get().combine(p, texts).astype(np.float32)
+        return p
+
+    def minilm_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """P(positive) per text from the fine-tuned MiniLM alone."""
         import torch
 
         if not texts:

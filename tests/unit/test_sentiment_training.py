@@ -151,3 +151,79 @@ def test_chinese_training_adds_the_missing_characters_to_the_vocabulary(tmp_path
     tok = AutoTokenizer.from_pretrained(tmp_path / "model", local_files_only=True)
     assert tok.unk_token_id not in tok("满意")["input_ids"]
     assert model.score(["很好，满意"]).shape == (1,)
+
+
+def test_blend_stacks_an_ngram_head_into_a_new_folder(trained, tmp_path):
+    """``blend_sentiment`` learns the stack on dev reviews, scores MiniLM, the baseline and the
+    stack on test reviews, and writes a new model; the source folder is left as it was."""
+    from ranker.sentiment import MiniLMSentiment
+    from training.sentiment_blend import blend_sentiment
+
+    src, _ = trained
+    before = (src / "manifest.json").read_text()
+    train = _reviews(GOOD * 2, 1, "a") + _reviews(BAD * 2, 0, "a")
+    dev = _reviews(["great, love it", "excellent, very happy"], 1, "d") + _reviews(
+        ["awful, broke", "terrible waste of money"], 0, "e"
+    )
+    test = _reviews(["really great, love it"], 1, "t") + _reviews(["broke at once, awful"], 0, "u")
+    metrics = blend_sentiment(src, train, dev, test, tmp_path / "blend", lang="en", device="cpu")
+    assert set(metrics) >= {"minilm", "tfidf_logreg", "blend", "blend_minus_tfidf"}
+    assert metrics["blend"]["n_test"] == 2 and metrics["n_dev"] == 4
+    assert metrics["head_C"]["chosen"] in (4.0, 16.0, 64.0) and "dev_cv@16" in metrics["head_C"]
+    gain = metrics["blend_minus_tfidf"]
+    assert gain["low"] <= gain["delta"] <= gain["high"]
+    model = MiniLMSentiment(tmp_path / "blend", device="cpu")
+    assert model.blended and model.name.startswith("shoprank-sentiment-en-blend-")
+    assert model.manifest.base_model == str(src) and model.manifest.metrics["source"] in before
+    texts = ["love it, great quality", "awful, broke after a day"]
+    from ranker.ngram_sentiment import HEAD_DIR, NgramHead
+
+    head = NgramHead.load(tmp_path / "blend" / HEAD_DIR)
+    np.testing.assert_allclose(
+        model.probabilities(texts), head.combine(model.minilm_probabilities(texts), texts), atol=1e-6
+    )
+    assert model.score(texts)[0] > model.score(texts)[1]
+    assert (src / "manifest.json").read_text() == before and not (src / HEAD_DIR).exists()
+
+    # Refusals: same or non-empty folder, a model that is already blended, the wrong language.
+    for out in (src, tmp_path / "blend"):
+        with pytest.raises(BadInputError, match="not an empty new folder"):
+            blend_sentiment(src, train, dev, test, out, lang="en", device="cpu")
+    with pytest.raises(BadInputError, match="already carries an n-gram head"):
+        blend_sentiment(tmp_path / "blend", train, dev, test, tmp_path / "again", lang="en", device="cpu")
+    with pytest.raises(BadInputError, match="not a zh sentiment model"):
+        blend_sentiment(src, train, dev, test, tmp_path / "zh", lang="zh", device="cpu")
+    with pytest.raises(BadInputError, match="one class only"):
+        blend_sentiment(src, train, dev[:2], test, tmp_path / "one", lang="en", device="cpu")
+    assert not any((tmp_path / n).exists() for n in ("again", "zh", "one"))
+    # A manifest that names a head whose files are gone is refused at load.
+    (tmp_path / "blend" / HEAD_DIR / "head.json").unlink()
+    with pytest.raises(IndexMismatchError, match="n-gram head but ngram/ is missing"):
+        MiniLMSentiment(tmp_path / "blend")
+
+
+def test_sentiment_blend_command_writes_the_stacked_model(trained, tmp_path, monkeypatch, capsys):
+    import training.sentiment as sentiment
+    from plugin_api.cli import main
+    from ranker.sentiment import MiniLMSentiment
+
+    src, _ = trained
+    train = _reviews(GOOD * 2, 1, "a") + _reviews(BAD * 2, 0, "a")
+    heldout = _reviews(["great, love it", "excellent, very happy", "really great"], 1, "h") + _reviews(
+        ["awful, broke", "terrible waste of money", "broke at once, awful"], 0, "n"
+    )
+    # Interleave so that both halves of the seeded held-out split hold both labels.
+    heldout = [r for pair in zip(heldout[:3], heldout[3:], strict=True) for r in pair]
+    seen = {}
+
+    def fake_split(lang, data, *, seed=13, **_):
+        seen.update(lang=lang, data=str(data), seed=seed)
+        return train, heldout
+
+    monkeypatch.setattr(sentiment, "load_split", fake_split)
+    args = ["train", "sentiment-blend", "--model", str(src), "--lang", "en", "--data", str(tmp_path)]
+    assert main([*args, "--out", str(tmp_path / "b"), "--test-size", "2", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert seen == {"lang": "en", "data": str(tmp_path), "seed": 13}
+    assert out["held_out"]["blend"]["n_test"] == 2 and out["held_out"]["n_dev"] == 4
+    assert MiniLMSentiment(tmp_path / "b").blended
