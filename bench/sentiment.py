@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "max_length": max_length,
             "lr": lr,
-            "epochs": args.epochs,
+            "epochs": int(trained.get("epochs", args.epochs)) if args.trained else args.epochs,
             "init_from": str(init_from) if init_from else None,
         }
         if args.blend:
