@@ -26,6 +26,7 @@ import numpy as np
 from indexer.errors import BadInputError
 from ranker.ngram_sentiment import HEAD_DIR, NgramHead, logit
 from ranker.sentiment import MiniLMSentiment
+from ranker.significance import paired_bootstrap
 from training.reviews_data import Review
 from training.sentiment import data_hash
 from training.sentiment_baseline import DEFAULT_C, SEED, make_pipeline
@@ -61,14 +62,19 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def accuracy_gain(
     y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, *, samples: int = 2000, seed: int = SEED
-) -> dict[str, float]:
+) -> dict[str, float | int]:
     """Accuracy of ``p_new`` minus that of ``p_old`` on the same reviews, with a seeded paired
-    bootstrap 95% interval (reviews resampled with replacement)."""
-    diff = ((p_new >= 0.5) == y).astype(float) - ((p_old >= 0.5) == y).astype(float)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"delta": float(diff.mean()), "low": float(low), "high": float(high)}
+    bootstrap 95% interval (reviews resampled with replacement; wins = reviews only ``p_new`` gets
+    right)."""
+    correct_old = {f"{i:07d}": float(ok) for i, ok in enumerate((p_old >= 0.5) == y)}
+    correct_new = {f"{i:07d}": float(ok) for i, ok in enumerate((p_new >= 0.5) == y)}
+    out = paired_bootstrap(correct_old, correct_new, samples=samples, seed=seed).as_dict()
+    return {
+        "reviews": out.pop("queries"),
+        "accuracy_old": out.pop("mean_a"),
+        "accuracy_new": out.pop("mean_b"),
+        **out,
+    }
 
 
 def blend_sentiment(

@@ -69,3 +69,16 @@ def test_heldout_split_keeps_the_bench_sample_as_test():
     assert len(dev) == 30 and not {r.text for r in dev} & {r.text for r in test}
     with pytest.raises(BadInputError, match="between 1 and 49"):
         split_heldout(rows, 50)
+
+
+def test_accuracy_gain_counts_the_reviews_each_side_gets_right():
+    from training.sentiment_blend import accuracy_gain
+
+    y = np.array([1, 1, 0, 0, 1, 0])
+    old = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1])  # right on 0, 1, 5
+    new = np.array([0.9, 0.8, 0.3, 0.4, 0.7, 0.6])  # right on 0, 1, 2, 3, 4
+    gain = accuracy_gain(y, new, old)
+    assert gain["delta"] == pytest.approx(2 / 6, abs=1e-4)
+    assert (gain["wins"], gain["losses"], gain["ties"], gain["reviews"]) == (3, 1, 2, 6)
+    assert gain["accuracy_old"] == pytest.approx(0.5) and gain["accuracy_new"] == pytest.approx(5 / 6, abs=1e-4)
+    assert gain["low"] <= gain["delta"] <= gain["high"]
