@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import sys
 import time
@@ -171,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         n_test = args.max_test_zh if lang == "zh" and args.max_test_zh else 0
         if args.blend:  # the held-out rows not in the test sample learn the stacking weights
             dev, test = split_heldout(test, n_test if 0 < n_test < len(test) else len(test) // 2)
-        elif n_test and len(test) > n_test:
-            test = random.Random(13).sample(test, n_test)
+        elif 0 < n_test < len(test):
+            _, test = split_heldout(test, n_test)
         t = time.perf_counter()
         if args.trained is None:
             model_dir = args.models / lang

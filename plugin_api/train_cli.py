@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from plugin_api.common_cli import common, read_catalog_args, settings_from
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from training.sentiment_baseline import DEFAULT_DATA
 
 
 def train_config(args: argparse.Namespace, device: str) -> Any:
@@ -246,7 +245,7 @@ def add_train_commands(sub: Any) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        default=DATA,
+        default=DEFAULT_DATA,
         help="the shared data folder holding reviews_en/ and reviews_zh/ (default ../shared/data)",
     )
     p.add_argument("--out", required=True, type=Path, help="folder for the model and its manifest")
@@ -278,7 +277,9 @@ def add_train_commands(sub: Any) -> None:
     )
     p.add_argument("--model", required=True, type=Path, help="a folder from `shoprank train sentiment`")
     p.add_argument("--lang", required=True, choices=["en", "zh"])
-    p.add_argument("--data", type=Path, default=DATA, help="the shared data folder (default ../shared/data)")
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (default ../shared/data)"
+    )
     p.add_argument("--out", required=True, type=Path, help="a new folder for the stacked model")
     p.add_argument(
         "--test-size",

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from indexer.errors import BadInputError
 from indexer.manifest import ModelManifest
 from ranker.sentiment import KIND, MiniLMSentiment, clip_review
@@ -64,18 +66,22 @@ def load_split(
     return split.train, split.test
 
 
-def evaluate(model: MiniLMSentiment, test: Sequence[Review]) -> dict[str, float]:
+def classification_scores(y: Sequence[int] | np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of P(positive) ``p`` thresholded at 0.5 against labels ``y``."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    t = time.perf_counter()
-    pred = (model.probabilities([r.text for r in test]) >= 0.5).astype(int)
-    y = [r.label for r in test]
+    pred = (np.asarray(p) >= 0.5).astype(int)
     return {
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, average="macro")),
-        "n_test": float(len(test)),
-        "predict_seconds": time.perf_counter() - t,
+        "n_test": float(len(pred)),
     }
+
+
+def evaluate(model: MiniLMSentiment, test: Sequence[Review]) -> dict[str, float]:
+    t = time.perf_counter()
+    scores = classification_scores([r.label for r in test], model.probabilities([r.text for r in test]))
+    return {**scores, "predict_seconds": time.perf_counter() - t}
 
 
 def frequent_characters(texts: Sequence[str], min_count: int = 3, limit: int = 8000) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from ranker.ngram_sentiment import HEAD_DIR, NgramHead, logit
 from ranker.sentiment import MiniLMSentiment
 from ranker.significance import paired_bootstrap
 from training.reviews_data import Review
-from training.sentiment import data_hash
+from training.sentiment import classification_scores, data_hash
 from training.sentiment_baseline import DEFAULT_C, SEED, make_pipeline
 
 log = logging.getLogger(__name__)
@@ -47,17 +47,6 @@ def split_heldout(
     test = random.Random(seed).sample(list(heldout), n_test)
     chosen = {id(r) for r in test}
     return [r for r in heldout if id(r) not in chosen], test
-
-
-def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    pred = (p >= 0.5).astype(int)
-    return {
-        "accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, average="macro")),
-        "n_test": float(len(y)),
-    }
 
 
 def accuracy_gain(
@@ -148,10 +137,10 @@ def blend_sentiment(
     q_test = baseline.predict_proba(texts_test)[:, 1]
     blended = head.combine(p_test, texts_test)
     metrics: dict[str, Any] = {
-        "minilm": _scores(y_test, p_test),
-        "tfidf_logreg": _scores(y_test, q_test),
-        "ngram_head": _scores(y_test, head.ngram_probabilities(texts_test)),
-        "blend": _scores(y_test, blended),
+        "minilm": classification_scores(y_test, p_test),
+        "tfidf_logreg": classification_scores(y_test, q_test),
+        "ngram_head": classification_scores(y_test, head.ngram_probabilities(texts_test)),
+        "blend": classification_scores(y_test, blended),
         "blend_minus_tfidf": accuracy_gain(y_test, blended, q_test, seed=seed),
         "head_C": {"chosen": best, **{f"dev_cv@{c:g}": heads[c][2] for c in C_grid}},
         "n_dev": float(len(dev)),

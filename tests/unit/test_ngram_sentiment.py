@@ -80,5 +80,7 @@ def test_accuracy_gain_counts_the_reviews_each_side_gets_right():
     gain = accuracy_gain(y, new, old)
     assert gain["delta"] == pytest.approx(2 / 6, abs=1e-4)
     assert (gain["wins"], gain["losses"], gain["ties"], gain["reviews"]) == (3, 1, 2, 6)
-    assert gain["accuracy_old"] == pytest.approx(0.5) and gain["accuracy_new"] == pytest.approx(5 / 6, abs=1e-4)
+    assert gain["accuracy_old"] == pytest.approx(0.5) and gain["accuracy_new"] == pytest.approx(
+        5 / 6, abs=1e-4
+    )
     assert gain["low"] <= gain["delta"] <= gain["high"]
