@@ -1,8 +1,9 @@
 """Fusion variants, cross-validated: which features and which training pairs make ``full`` good.
 
 For each fold of a reranker trained with ``shoprank train reranker --folds K``, the fold's
-cross-encoder scores the hybrid top-N of every dev query once (cached in ``OUT/cache``, the same
-cache ``shoprank train fusion --cache`` uses); then each
+cross-encoder scores the candidates of every dev query once — the hybrid top N plus the strict
+keyword leg's top ``--strict`` that the hybrid list lacks, as ``full`` gathers them (cached in
+``OUT/cache``, the same cache ``shoprank train fusion --cache`` uses); then each
 variant's linear fusion is fitted on the fold's train queries and ranks its test queries. All
 variants therefore see the same held-out cross-encoder scores; only the fusion differs.
 Writes ``OUT/fusion_variants.json`` and ``OUT/fusion_variants.md``.
@@ -38,6 +39,7 @@ from ranker.evaluation import (  # noqa: E402
 from ranker.features import FEATURES, feature_matrix  # noqa: E402
 from ranker.linear_fusion import LinearFusion, fit_fusion  # noqa: E402
 from ranker.mmr import mmr, normalize_relevance  # noqa: E402
+from ranker.retrieval import STRICT_CANDIDATES  # noqa: E402
 from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg  # noqa: E402
 from training.fusion import (  # noqa: E402
     Candidates,
@@ -55,6 +57,7 @@ RECIPE = "`train fusion` recipe: nested CV picks all features or all but the cro
 MMR_DIVERSITY = 0.3  # the MMR row: the `train fusion` recipe, then MMR with λ = 1 - 0.3 over the top 10
 TEXT_ONLY = ["bm25", "vector", "cross_encoder"]
 LEXICAL = ["title_coverage", "field_coverage", "brand_in_query"]
+KEYWORD = ["all_terms", "strict_match"]
 NO_CE = ["retrieval", "bm25", "vector"]
 # name -> (features learned, grade of unjudged candidates or None = judged candidates only,
 #          training scores: "in-fold" = the test fold's model on the train queries (it trained on
@@ -77,18 +80,28 @@ VARIANTS: dict[str, tuple[list[str], float | None, str, str]] = {
     "listnet: retrieval + bm25 + vector (no ce), oof": (NO_CE, 0.0, "oof", "listnet"),
     "listnet: + lexical (no ce), oof": ([*NO_CE, *LEXICAL], 0.0, "oof", "listnet"),
     "listnet: + lexical + ce, oof": ([*NO_CE, "cross_encoder", *LEXICAL], 0.0, "oof", "listnet"),
+    "listnet: + lexical + keyword (no ce), oof": ([*NO_CE, *LEXICAL, *KEYWORD], 0.0, "oof", "listnet"),
+    "listnet: + lexical + keyword + ce, oof": (
+        [*NO_CE, "cross_encoder", *LEXICAL, *KEYWORD],
+        0.0,
+        "oof",
+        "listnet",
+    ),
     "pairwise: all features, oof": (list(FEATURES), 0.0, "oof", "pairwise"),
     SHIPPED: (list(FEATURES), 0.0, "oof", "listnet"),
 }
 
 
 def order_run(cands: Candidates, queries: list[str], source: str | None) -> Run:
-    """Rank by the first stage (source None) or by one source's rank."""
+    """Rank by the first stage (source None: its own list only, without the strict leg's extra
+    candidates, rank 0) or by one source's rank over all candidates."""
     run: Run = {}
     for q in queries:
         hits = cands.get(q, [])
-        key = (lambda h: h.rank) if source is None else (lambda h: h.sources[source].rank or 0)
-        ranked = sorted(hits, key=key)
+        if source is None:
+            ranked = sorted((h for h in hits if h.rank >= 1), key=lambda h: h.rank)
+        else:
+            ranked = sorted(hits, key=lambda h: h.sources[source].rank or 0)
         run[q] = {h.id: float(len(ranked) - r) for r, h in enumerate(ranked)}
     return run
 
@@ -119,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
     )
     ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument(
+        "--strict",
+        type=int,
+        default=STRICT_CANDIDATES,
+        help="strict keyword leg's extra candidates (0: none)",
+    )
     ap.add_argument(
         "--cache", type=Path, help="cross-encoder score cache (default OUT/cache; share with train fusion)"
     )
@@ -161,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime=rt,
                 device=s.device,
                 cache_dir=cache_dir,
+                strict=args.strict,
             )
             for f in manifest.folds
         }
@@ -194,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                     fold_cands[f["fold"]], test_q, cv.fold_models[f["fold"]], backend.vectors, MMR_DIVERSITY
                 )
             )
-    ceiling = f"ceiling: hybrid top {args.candidates} in judged order"
-    runs[ceiling] = oracle_run(runs["hybrid"], qrels)
+    ceiling = f"ceiling: the candidates in judged order (hybrid top {args.candidates} + strict {args.strict})"
+    every = fold_cands[manifest.folds[0]["fold"]]  # every fold's candidates are the same products
+    runs[ceiling] = oracle_run(
+        {q: {h.id: float(-i) for i, h in enumerate(every.get(q, []))} for q in queries}, qrels
+    )
     results = {
         name: {**compute_metrics(run, qrels), **diversity_at(run, lookup)} for name, run in runs.items()
     }
@@ -209,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "reranker": manifest.name,
         "folds": len(manifest.folds),
         "candidates": args.candidates,
+        "strict_candidates": args.strict,
         "scoring_seconds": {k: round(v, 1) for k, v in scoring_s.items()},
         "metrics": results,
         "ndcg@10_vs_hybrid": {n: c.as_dict() for n, c in vs_hybrid.items()},
@@ -220,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Fusion variants (query-level k-fold, held-out)",
         "",
         f"- date: {report['date']}; machine: {report['machine']}",
-        f"- reranker {manifest.name}, {len(manifest.folds)} folds, hybrid top {args.candidates} candidates",
+        f"- reranker {manifest.name}, {len(manifest.folds)} folds; candidates: hybrid top {args.candidates}"
+        f" + the strict keyword leg's top {args.strict} (those the hybrid list lacks)",
         "",
         "- Δ: nDCG@10 minus hybrid's, per query, with a 95% paired bootstrap interval over the queries;"
         " the ceiling row puts each query's candidates in judged order (the best any reranker can do)",

@@ -18,6 +18,10 @@ TEXT_FIELDS = ("title", "name", "brand", "category", "description", "attributes_
 COMBINED_FIELD = "all_text"
 COMBINED_SOURCES = ("title", "brand", "name", "category", "description")
 SEARCH_FIELDS = (*TEXT_FIELDS, COMBINED_FIELD)
+# The strict keyword leg (``SearchBackend.strict_lexical``): every query term in one of these
+# fields, each term scored by its best field. Unlike the combined field it reads attribute values
+# ("Bluetooth" as a connectivity attribute), the way a classic shop search engine does.
+STRICT_FIELDS = TEXT_FIELDS
 
 # Default lexical scoring: BM25 on the combined field (other fields can be boosted per setup).
 # Chosen by a small grid on the Chorus dev judgments: `python -m bench.tune_lexical` (bench/README.md).

@@ -141,7 +141,9 @@ def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
         reranker = _reranking(s, retriever, args).reranker
     default = DEFAULT_FUSION if reranker is not None else TEXT_FUSION
     fusion = LinearFusion.load(args.fusion_file) if args.fusion_file else default
-    return FullPipeline(retriever, reranker, fusion, candidates=s.rerank_candidates)
+    return FullPipeline(
+        retriever, reranker, fusion, candidates=s.rerank_candidates, strict_candidates=s.strict_candidates
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ranker.retrieval import STRICT_CANDIDATES
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "shoprank"
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     weight_vector: float = Field(0.5, ge=0)
     reranker_path: Path | None = None
     rerank_candidates: int = Field(100, ge=1, le=1000)
+    # reranking candidates the strict keyword leg adds (every query term in some field); 0 = none
+    strict_candidates: int = Field(STRICT_CANDIDATES, ge=0, le=1000)
     # torch (the trained weights), onnx (fp32 export) or onnx-int8 (quantized export)
     reranker_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
     sentiment_path: Path | None = None  # a model from `shoprank train sentiment`

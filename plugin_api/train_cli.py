@@ -175,6 +175,7 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     s = settings_from(args)
     shared: dict[str, Any] = {
         "candidates": s.rerank_candidates,
+        "strict": s.strict_candidates,
         "unjudged_grade": None if args.judged_only else 0.0,
         "features": args.features.split(",") if args.features else None,
         "objective": args.objective,

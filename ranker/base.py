@@ -82,6 +82,9 @@ class SourceScore:
 
 @dataclass(frozen=True)
 class Hit:
+    """A ranked product. ``rank`` is 1-based; 0 marks a reranking candidate that only the strict
+    keyword leg brought (the first stage did not rank it)."""
+
     id: str
     score: float
     rank: int
@@ -110,6 +113,11 @@ class SearchBackend(Protocol):
         self, query: str, vector: np.ndarray, n: int, filters: Filters
     ) -> tuple[list[Scored], list[Scored]]:
         """Both candidate lists (one round trip where the engine allows)."""
+        ...
+
+    def strict_lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
+        """The strict keyword leg: products holding every query term in one of the text fields,
+        each term scored by its best field's BM25 (see :class:`~ranker.bm25.BestFieldBM25`)."""
         ...
 
     def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:

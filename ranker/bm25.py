@@ -125,3 +125,42 @@ class BM25Index:
         if not cols:
             return np.zeros(self.n_docs, dtype=bool)
         return np.asarray(self.matrix[:, cols].getnnz(axis=1) > 0).ravel()
+
+
+class BestFieldBM25:
+    """Per-term best-field BM25 with every term required: the classic keyword engine.
+
+    Each field is scored on its own (its own lengths and idf, boost 1). A query term scores the
+    best of its fields (a ``dis_max`` with tie-breaker 0, as Solr's edismax or an OpenSearch
+    ``dis_max`` per term), the terms' scores add up, and only documents holding *every* term in
+    some field match. The OpenSearch backend sends the same query (``strict_lexical_body``).
+    """
+
+    def __init__(
+        self,
+        docs: Sequence[Mapping[str, Sequence[str]]],
+        fields: Sequence[str],
+        params: BM25Params | None = None,
+    ):
+        if not fields:
+            raise BadInputError("the strict keyword match needs at least one field")
+        self.fields = tuple(fields)
+        self.n_docs = len(docs)
+        self._per_field = [BM25Index(docs, {f: 1.0}, params) for f in self.fields]
+
+    def scores(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(score, match) per document: the summed best-field BM25 of the distinct terms, and
+        whether the document holds every one of them (no terms: nothing matches)."""
+        uniq = list(dict.fromkeys(terms))
+        total = np.zeros(self.n_docs, dtype=np.float64)
+        match = np.full(self.n_docs, bool(uniq))
+        for t in uniq:
+            best = np.zeros(self.n_docs, dtype=np.float64)
+            for idx in self._per_field:
+                j = idx.vocab.get(t)
+                if j is not None:
+                    col = np.asarray(idx.matrix[:, j].toarray(), dtype=np.float64).ravel()
+                    np.maximum(best, col, out=best)
+            total += best
+            match &= best > 0
+        return total, match

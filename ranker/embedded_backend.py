@@ -27,10 +27,11 @@ from indexer.schema import (
     DEFAULT_FIELD_BOOSTS,
     DEFAULT_SYNONYM_WEIGHT,
     SEARCH_FIELDS,
+    STRICT_FIELDS,
     text_fields,
 )
 from ranker.base import Filters, Scored
-from ranker.bm25 import BM25Index, BM25Params
+from ranker.bm25 import BestFieldBM25, BM25Index, BM25Params
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class EmbeddedBackend:
             self._terms = [self._analyze(p) for p in snap.products]
             self._index_filters()
             self._bm25: BM25Index | None = None
+            self._strict: BestFieldBM25 | None = None
         log.info("embedded backend: %d products, version %s", len(self._products), snap.version)
 
     def _analyze(self, p: Product) -> dict[str, list[str]]:
@@ -99,6 +101,12 @@ class EmbeddedBackend:
             if self._bm25 is None:
                 self._bm25 = BM25Index(self._terms, self.field_boosts, self.bm25_params)
             return self._bm25
+
+    def _strict_index(self) -> BestFieldBM25:
+        with self._lock:
+            if self._strict is None:
+                self._strict = BestFieldBM25(self._terms, STRICT_FIELDS, self.bm25_params)
+            return self._strict
 
     def _mask(self, filters: Filters) -> np.ndarray | None:
         if filters.empty:
@@ -134,6 +142,16 @@ class EmbeddedBackend:
         with self._lock:
             scores = self._lexical_scores(query)
             ok = scores > 0
+            mask = self._mask(filters)
+            if mask is not None:
+                ok &= mask
+            return self._top(scores, ok, n)
+
+    def strict_lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
+        with self._lock:
+            if not len(self._products):
+                return []
+            scores, ok = self._strict_index().scores(analyze(query))
             mask = self._mask(filters)
             if mask is not None:
                 ok &= mask
@@ -220,6 +238,7 @@ class EmbeddedBackend:
                 self._vectors = np.vstack([self._vectors, np.vstack(new_rows)])
             self._index_filters()
             self._bm25 = None
+            self._strict = None
         return report
 
     def delete(self, ids: Sequence[str]) -> WriteReport:
@@ -235,4 +254,5 @@ class EmbeddedBackend:
                 self._pos = {p.id: j for j, p in enumerate(self._products)}
                 self._index_filters()
                 self._bm25 = None
+                self._strict = None
         return report

@@ -16,6 +16,7 @@ import numpy as np
 from indexer.reviews import ReviewPrior, ReviewStats
 from ranker.base import Hit
 from ranker.lexical import LEXICAL_FEATURES, lexical_features
+from ranker.retrieval import STRICT_SOURCE
 
 FEATURES = (
     "retrieval",  # first-stage (hybrid) rank as a DCG discount 1 / log2(1 + rank), in (0, 1]
@@ -25,6 +26,8 @@ FEATURES = (
     "title_coverage",  # share of the query's terms in the title, in [0, 1] (ranker.lexical)
     "field_coverage",  # share of the query's terms in title, brand, category and attributes
     "brand_in_query",  # 1 when the product's brand is named in the query
+    "all_terms",  # 1 when every query term is in one of the product's text fields
+    "strict_match",  # 1 when the strict keyword leg retrieved it (all terms, best-field BM25 top N)
     "sentiment",  # review sentiment aggregate in [-1, 1], shrunk towards the prior
     "review_count",  # log1p(reviews) / log1p(1000), capped at 1
     "rating",  # (mean stars - 3) / 2 in [-1, 1], shrunk towards the prior
@@ -89,11 +92,13 @@ def feature_matrix(
             sig = signals_from_reviews(stats, prior) if stats is not None else ProductSignals()
         vec = h.sources.get("vector")
         ce = h.sources.get("cross_encoder")
+        strict = h.sources.get(STRICT_SOURCE)
         row = {
             "retrieval": 0.0 if not h.rank or h.rank < 1 else 1.0 / math.log2(1 + h.rank),
             "bm25": bm25[i],
             "vector": 0.0 if vec is None or vec.score is None else float(vec.score),
             "cross_encoder": 0.0 if ce is None or ce.score is None else float(ce.score),
+            "strict_match": 0.0 if strict is None or strict.rank is None else 1.0,
             "sentiment": 0.0 if sig.sentiment is None else float(np.clip(sig.sentiment, -1, 1)),
             "review_count": min(1.0, math.log1p(max(0, sig.review_count)) / math.log1p(1000)),
             "rating": 0.0 if sig.rating is None else float(np.clip((sig.rating - 3.0) / 2.0, -1, 1)),

@@ -2,7 +2,9 @@
 
 BM25 scores one bag of fields, so "laptop" matches a laptop sleeve as well as a laptop. Coverage
 asks a different question: which share of the query's terms does the *title* hold, which share do
-all the product's fields hold, and is the product's brand named in the query. The terms come from
+all the product's fields hold, does some field hold every one of them (the strict keyword leg's
+match rule, read over the same fields: name and description too), and is the product's brand named
+in the query. The terms come from
 the same analysis chain as the index (lowercase, ASCII folding, light English stemming), so
 "Laptops" covers "laptop". Each feature lies in [0, 1]; with no query they are 0 (neutral).
 """
@@ -16,7 +18,7 @@ import numpy as np
 from indexer.analysis import analyze
 from indexer.product import Product
 
-LEXICAL_FEATURES = ("title_coverage", "field_coverage", "brand_in_query")
+LEXICAL_FEATURES = ("title_coverage", "field_coverage", "brand_in_query", "all_terms")
 
 
 def lexical_features(query: str | None, products: Sequence[Product | None]) -> np.ndarray:
@@ -34,4 +36,6 @@ def lexical_features(query: str | None, products: Sequence[Product | None]) -> n
         out[i, 0] = len(terms & title) / len(terms)
         out[i, 1] = len(terms & fields) / len(terms)
         out[i, 2] = 1.0 if brand and brand <= terms else 0.0
+        rest = terms - fields
+        out[i, 3] = 1.0 if not rest or rest <= set(analyze(p.name)) | set(analyze(p.description)) else 0.0
     return out

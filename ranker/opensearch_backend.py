@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.analysis import analyze
 from indexer.errors import BadInputError
 from indexer.manifest import Manifest
 from indexer.opensearch_client import client_url, os_errors, raise_response_error
@@ -23,6 +24,7 @@ from indexer.schema import (
     DEFAULT_FIELD_BOOSTS,
     DEFAULT_SYNONYM_WEIGHT,
     SEARCH_FIELDS,
+    STRICT_FIELDS,
     VECTOR_FIELD,
     product_from_document,
 )
@@ -131,6 +133,31 @@ class OpenSearchBackend:
             boolean["filter"] = clauses
         return {"size": n, "_source": False, "track_total_hits": False, "query": {"bool": boolean}}
 
+    @staticmethod
+    def strict_lexical_body(query: str, n: int, filters: Filters) -> dict[str, Any] | None:
+        """Every analyzed query term must match one of :data:`STRICT_FIELDS`; each term scores its
+        best field (``dis_max``, tie-breaker 0), as :class:`~ranker.bm25.BestFieldBM25`. The
+        terms go through the index analyzer (no synonyms). None when the query has no terms."""
+        terms = list(dict.fromkeys(analyze(query)))
+        if not terms:
+            return None
+        must = [
+            {
+                "dis_max": {
+                    "queries": [
+                        {"match": {f: {"query": t, "operator": "and", "analyzer": INDEX_ANALYZER}}}
+                        for f in STRICT_FIELDS
+                    ]
+                }
+            }
+            for t in terms
+        ]
+        boolean: dict[str, Any] = {"must": must}
+        clauses = filter_clauses(filters)
+        if clauses:
+            boolean["filter"] = clauses
+        return {"size": n, "_source": False, "track_total_hits": False, "query": {"bool": boolean}}
+
     def knn_body(self, vector: np.ndarray, n: int, filters: Filters) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "vector": [float(x) for x in np.asarray(vector, dtype=np.float32).ravel()],
@@ -172,6 +199,13 @@ class OpenSearchBackend:
     def lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
         self._check_n(n)
         return self._lexical_hits(self._search(self.lexical_body(query, n, filters), "a BM25 search"))
+
+    def strict_lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
+        self._check_n(n)
+        body = self.strict_lexical_body(query, n, filters)
+        if body is None:
+            return []
+        return self._lexical_hits(self._search(body, "a strict keyword search"))
 
     def knn(self, vector: np.ndarray, n: int, filters: Filters) -> list[Scored]:
         self._check_n(n)

@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 1000
 DEFAULT_WEIGHTS = MappingProxyType({"bm25": 1.0, "vector": 0.5})
 MAX_K = 1000
+# The source name of the strict keyword leg (``SearchBackend.strict_lexical``) on a hit.
+STRICT_SOURCE = "strict"
+# Reranking candidates the strict keyword leg adds beyond the hybrid top N by default (every query
+# term in some field, best-field BM25). 40 matches how deep the Chorus dev judgments were pooled
+# from one keyword engine; bench/README.md ("strict keyword leg") has the measurements.
+STRICT_CANDIDATES = 40
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,12 @@ class Retriever:
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.encode([query])[0]
 
-    def search(self, req: SearchRequest) -> SearchResult:
+    def search(self, req: SearchRequest, *, strict: int = 0) -> SearchResult:
+        """The top ``req.k`` of the requested mode. With ``strict`` > 0 (reranking candidates), the
+        strict keyword leg's top ``strict`` products that the list lacks follow it, with rank 0
+        (not ranked by the first stage) and a ``strict`` source on every hit."""
+        if not isinstance(strict, int) or not 0 <= strict <= MAX_K:
+            raise BadInputError(f"strict candidates must be an integer between 0 and {MAX_K}, got {strict!r}")
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         n = max(req.k, self.config.candidates) if req.mode is Mode.HYBRID else req.k
@@ -99,18 +110,26 @@ class Retriever:
         else:
             fused = next(iter(lists.values()))
         top = fused[: req.k]
+        extra: list[Scored] = []
+        if strict:
+            t = time.perf_counter()
+            lists[STRICT_SOURCE] = self.backend.strict_lexical(req.query, strict, req.filters)
+            timings["strict"] = _ms(t)
+            seen = {s.id for s in top}
+            extra = [Scored(s.id, 0.0) for s in lists[STRICT_SOURCE] if s.id not in seen]
+        ranked = [(s, r) for r, s in enumerate(top, start=1)] + [(s, 0) for s in extra]
 
         sources = {
             name: {s.id: (s.score, r) for r, s in enumerate(items, start=1)} for name, items in lists.items()
         }
-        if self.config.fill_missing_scores and top:
+        if self.config.fill_missing_scores and ranked:
             t = time.perf_counter()
-            self._fill_missing(req.query, vec, top, sources)
+            self._fill_missing(req.query, vec, [s for s, _ in ranked], sources)
             timings["fill"] = _ms(t)
         products = {}
-        if req.with_products and top:
+        if req.with_products and ranked:
             t = time.perf_counter()
-            products = self.backend.fetch([s.id for s in top])
+            products = self.backend.fetch([s.id for s, _ in ranked])
             timings["fetch"] = _ms(t)
         hits = [
             Hit(
@@ -122,7 +141,7 @@ class Retriever:
                 },
                 product=products.get(s.id),
             )
-            for r, s in enumerate(top, start=1)
+            for s, r in ranked
         ]
         timings["total"] = _ms(t0)
         return SearchResult(hits=hits, mode=req.mode, timings_ms=timings)

@@ -37,7 +37,7 @@ from ranker.features import FEATURES, feature_matrix
 from ranker.linear_fusion import LinearFusion, fit_fusion
 from ranker.rerank import with_cross_encoder
 from ranker.rerankers import open_reranker
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.retrieval import STRICT_CANDIDATES, Retriever, SearchRequest
 from ranker.significance import per_query_ndcg
 from training.folds import kfold_queries
 
@@ -55,14 +55,20 @@ Candidates = dict[str, list[Hit]]
 
 
 def score_candidates(
-    queries: Sequence[str], retriever: Retriever, reranker: Reranker | None, candidates: int
+    queries: Sequence[str],
+    retriever: Retriever,
+    reranker: Reranker | None,
+    candidates: int,
+    strict: int = STRICT_CANDIDATES,
 ) -> Candidates:
-    """Per query: the first stage's top ``candidates`` (with products), each with its
+    """Per query: the first stage's top ``candidates`` plus the strict keyword leg's top ``strict``
+    (with products; as :class:`~ranker.full.FullPipeline` gathers them), each with its
     cross-encoder score (none when ``reranker`` is None). The expensive part of fusion training,
     done once per reranker."""
     out: Candidates = {}
     for q in queries:
-        hits = [h for h in retriever.search(SearchRequest(q, k=candidates)).hits if h.product is not None]
+        result = retriever.search(SearchRequest(q, k=candidates), strict=strict)
+        hits = [h for h in result.hits if h.product is not None]
         out[q] = with_cross_encoder(reranker, q, hits) if hits and reranker is not None else hits
     return out
 
@@ -77,6 +83,7 @@ def fold_candidates(
     runtime: str = "torch",
     device: str = "auto",
     cache_dir: Path | None = None,
+    strict: int = STRICT_CANDIDATES,
 ) -> Candidates:
     """:func:`score_candidates` with fold ``fold``'s model (None: the shipped model), cached in
     ``cache_dir`` (when given) under the model name, fold, depth and runtime, so fusion training
@@ -88,13 +95,13 @@ def fold_candidates(
     path = None
     if cache_dir is not None:
         tag = "final" if fold is None else f"fold{fold}"
-        path = cache_dir / f"{name}-{tag}-n{candidates}-{runtime}.pkl"
+        path = cache_dir / f"{name}-{tag}-n{candidates}-s{strict}-{runtime}.pkl"
         if path.exists():
             cached: Candidates = pickle.loads(path.read_bytes())
             if set(queries) <= set(cached):
                 return cached
     reranker = open_reranker(folder, runtime=runtime, device=device)
-    cands = score_candidates(queries, retriever, reranker, candidates)
+    cands = score_candidates(queries, retriever, reranker, candidates, strict)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -249,7 +256,16 @@ def save_fusion(cv: FusionCV, qrels: Qrels, out: str | Path, meta: dict[str, Any
     return FusionReport(model, metrics, cv.folds)
 
 
-TEXT_FEATURES = ("retrieval", "bm25", "vector", "title_coverage", "field_coverage", "brand_in_query")
+TEXT_FEATURES = (
+    "retrieval",
+    "bm25",
+    "vector",
+    "title_coverage",
+    "field_coverage",
+    "brand_in_query",
+    "all_terms",
+    "strict_match",
+)
 
 
 def train_text_fusion_cv(
@@ -258,6 +274,7 @@ def train_text_fusion_cv(
     out: str | Path,
     *,
     candidates: int = 100,
+    strict: int = STRICT_CANDIDATES,
     folds: int = 5,
     seed: int = 13,
     unjudged_grade: float | None = 0.0,
@@ -279,7 +296,7 @@ def train_text_fusion_cv(
     except ValueError as exc:
         raise BadInputError(f"{exc}; use fewer --folds or more judged queries") from None
     spec: list[dict[str, Any]] = [{"fold": i, "test_queries": test} for i, (_, test) in enumerate(splits)]
-    cands = score_candidates(queries, retriever, None, candidates)
+    cands = score_candidates(queries, retriever, None, candidates, strict)
     cv = cross_validate_fusion(
         {i: cands for i in range(len(spec))},
         spec,
@@ -293,7 +310,13 @@ def train_text_fusion_cv(
         cv,
         qrels,
         out,
-        {"reranker": None, "feature_set": "text (no reranker)", "unjudged_grade": unjudged_grade},
+        {
+            "reranker": None,
+            "feature_set": "text (no reranker)",
+            "unjudged_grade": unjudged_grade,
+            "candidates": candidates,
+            "strict_candidates": strict,
+        },
     )
 
 
@@ -304,6 +327,7 @@ def train_fusion_cv(
     out: str | Path,
     *,
     candidates: int = 100,
+    strict: int = STRICT_CANDIDATES,
     device: str = "auto",
     unjudged_grade: float | None = 0.0,
     features: Sequence[str] | None = None,
@@ -338,6 +362,7 @@ def train_fusion_cv(
             runtime=runtime,
             device=device,
             cache_dir=cache,
+            strict=strict,
         )
         for f in manifest.folds
     }
@@ -357,6 +382,8 @@ def train_fusion_cv(
         {
             "reranker": manifest.name,
             "unjudged_grade": unjudged_grade,
+            "candidates": candidates,
+            "strict_candidates": strict,
             "runtime": runtime,
             "stacking": "out-of-fold cross-encoder scores",
             "feature_set": cv.feature_set,

@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from indexer.analysis import analyze
 from indexer.embedding import HashingEmbedder
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.pipeline import build_index, check_compatible
 from indexer.product import Product
+from indexer.schema import text_fields
 from ranker.base import Filters, Mode
 from ranker.retrieval import Retriever, SearchRequest
 from tests.conftest import opensearch_available, opensearch_url
@@ -173,3 +175,40 @@ def test_upsert_and_delete_are_searchable(fresh):
     assert "p09" not in fresh.search("quasar trackball", mode="hybrid", k=30)
     assert fresh.retriever.backend.fetch(["p09"]) == {}
     assert fresh.retriever.backend.count() == len(fresh.products)  # +1 new, -1 deleted
+
+
+def _terms(p: Product) -> set[str]:
+    return {t for text in text_fields(p).values() for t in analyze(text or "")}
+
+
+@pytest.mark.parametrize(
+    "query,found",
+    [("wireless logitech", True), ("black", True), ("notebook sleeve", True), ("ThinkPad Xerox", False)],
+)
+def test_strict_keyword_leg_returns_exactly_the_products_holding_every_term(bench, query, found):
+    want = {p.id for p in bench.products if set(analyze(query)) <= _terms(p)}
+    assert bool(want) is found
+    got = bench.retriever.backend.strict_lexical(query, 100, Filters())
+    assert {s.id for s in got} == want
+    assert [s.score for s in got] == sorted((s.score for s in got), reverse=True)
+    assert all(s.score > 0 for s in got)
+    cheap = bench.retriever.backend.strict_lexical(query, 100, Filters(price_max=100))
+    by_id = {p.id: p for p in bench.products}
+    assert {s.id for s in cheap} == {i for i in want if (by_id[i].price or 0) <= 100}
+
+
+def test_strict_candidates_follow_the_first_stage_with_rank_0(bench):
+    res = bench.retriever.search(SearchRequest("black", k=3), strict=50)
+    first = [h for h in res.hits if h.rank >= 1]
+    extra = [h for h in res.hits if h.rank == 0]
+    assert [h.rank for h in first] == [1, 2, 3] and res.hits[:3] == first
+    assert extra and len({h.id for h in res.hits}) == len(res.hits)
+    for h in extra:
+        assert h.sources["strict"].rank is not None and h.product is not None
+        assert h.sources["bm25"].score is not None and h.sources["vector"].score is not None
+    strict_ids = {s.id for s in bench.retriever.backend.strict_lexical("black", 50, Filters())}
+    assert {h.id for h in res.hits if h.sources["strict"].rank is not None} == strict_ids
+    plain = bench.retriever.search(SearchRequest("black", k=3)).hits
+    assert [h.id for h in plain] == [h.id for h in first] and all("strict" not in h.sources for h in plain)
+    with pytest.raises(BadInputError, match="strict candidates"):
+        bench.retriever.search(SearchRequest("black", k=3), strict=-1)

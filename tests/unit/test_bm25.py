@@ -7,7 +7,8 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from indexer.analysis import analyze
-from ranker.bm25 import BM25Index, BM25Params
+from indexer.errors import BadInputError
+from ranker.bm25 import BestFieldBM25, BM25Index, BM25Params
 
 CORPUS = [
     "Lenovo ThinkPad notebook with Intel Core i5",
@@ -68,3 +69,24 @@ def test_matches_and_empty_query():
     assert idx.matches(["notebook"]).tolist() == [True, True, False, False, True] + [False] * 5
     assert not idx.scores(["zzz"]).any()
     assert not idx.matches([]).any()
+
+
+def test_best_field_bm25_is_a_per_term_dis_max_that_needs_every_term():
+    titles = [analyze(t) for t in CORPUS]
+    descs = [analyze(t) for t in reversed(CORPUS)]
+    docs = [{"t": a, "d": b} for a, b in zip(titles, descs, strict=True)]
+    ours = BestFieldBM25(docs, ["t", "d"])
+    refs = [LuceneIdfBM25(titles, k1=1.2, b=0.75), LuceneIdfBM25(descs, k1=1.2, b=0.75)]
+    for q in QUERIES:
+        terms = list(dict.fromkeys(analyze(q)))  # a repeated term counts once
+        per_term = [np.maximum(*(r.get_scores([t]) for r in refs)) for t in terms]
+        scores, match = ours.scores(analyze(q))
+        np.testing.assert_allclose(scores, np.sum(per_term, axis=0), rtol=1e-5, atol=1e-6)
+        # a match holds every term in one field or another, never because of one term alone
+        has = [[t in set(a) | set(b) for t in terms] for a, b in zip(titles, descs, strict=True)]
+        assert match.tolist() == [bool(terms) and all(h) for h in has]
+    # The first document says "notebook" in its title and "drive" in its other field: a match.
+    _, match = ours.scores(analyze("notebook drive"))
+    assert match[0] and not ours.scores([])[1].any()
+    with pytest.raises(BadInputError, match="at least one field"):
+        BestFieldBM25(docs, [])

@@ -248,3 +248,19 @@ def test_cross_validated_fusion_keeps_an_informative_cross_encoder():
         {0: cands(0.0), 1: cands(0.01)}, folds, qrels, features=["bm25"], select=True
     )
     assert fixed.feature_set == "requested" and fixed.set_scores == {}  # nothing to choose between
+
+
+def test_strict_keyword_candidates_join_the_pool_and_can_win(retriever):
+    # Weigh only "the strict keyword leg found it": the products holding "black" that the hybrid
+    # top 3 lacks (rank 0, retrieval feature 0) must come up.
+    fusion = LinearFusion({"strict_match": 1.0})
+    pipe = FullPipeline(retriever, None, fusion, candidates=3, strict_candidates=20)
+    res = pipe.search(SearchRequest("black", k=6), FullOptions(explain=True))
+    feats = [h.explanation["features"] for h in res.hits]
+    assert all(f["strict_match"] == 1.0 and f["all_terms"] == 1.0 for f in feats)
+    assert any(f["retrieval"] == 0.0 for f in feats)  # brought by the strict leg alone
+    none = FullPipeline(retriever, None, fusion, candidates=3, strict_candidates=0)
+    res0 = none.search(SearchRequest("black", k=6), FullOptions(explain=True))
+    assert len(res0.hits) == 6 and all(h.explanation["features"]["retrieval"] > 0 for h in res0.hits)
+    with pytest.raises(BadInputError, match="strict candidates"):
+        FullPipeline(retriever, None, fusion, strict_candidates=-1)

@@ -13,17 +13,21 @@ from ranker.linear_fusion import OBJECTIVES, fit_fusion, fit_listnet
 LAPTOP = Product("1", "HP EliteBook 840 Laptops", brand="HP", attributes={"type": "Notebook"})
 SLEEVE = Product("2", "Kensington laptop sleeve 15.6 inch", brand="Kensington")
 MOUSE = Product("3", "Wireless mouse", brand="Logitech", attributes={"compatibility": "HP laptops"})
+DOCK = Product("4", "USB-C dock", brand="Targus", name="HP dock", description="for any laptop")
 
 
 def test_coverage_counts_analyzed_query_terms_per_field():
-    x = lexical_features("HP laptop", [LAPTOP, SLEEVE, MOUSE, None])
-    title, fields, brand = (LEXICAL_FEATURES.index(f) for f in LEXICAL_FEATURES)
+    x = lexical_features("HP laptop", [LAPTOP, SLEEVE, MOUSE, None, DOCK])
+    title, fields, brand, all_terms = (LEXICAL_FEATURES.index(f) for f in LEXICAL_FEATURES)
     # "Laptops" in the title covers "laptop" (same stemming as the index); "hp" is the brand.
-    assert x[0].tolist() == [1.0, 1.0, 1.0]
-    assert x[1, title] == 0.5 and x[1, fields] == 0.5 and x[1, brand] == 0.0
+    assert x[0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert x[1, title] == 0.5 and x[1, fields] == 0.5 and x[1, brand] == 0.0 and x[1, all_terms] == 0.0
     # The mouse names both terms only in an attribute, so only field coverage sees them.
-    assert x[2, title] == 0.0 and x[2, fields] == 1.0 and x[2, brand] == 0.0
-    assert x[3].tolist() == [0.0, 0.0, 0.0]  # a hit without its product stays neutral
+    assert x[2, title] == 0.0 and x[2, fields] == 1.0 and x[2, brand] == 0.0 and x[2, all_terms] == 1.0
+    assert x[3].tolist() == [0.0, 0.0, 0.0, 0.0]  # a hit without its product stays neutral
+    # Name and description count for "every term in some field" (the strict leg's fields), not
+    # for field coverage.
+    assert x[4, fields] == 0.0 and x[4, all_terms] == 1.0
     assert not lexical_features("", [LAPTOP]).any() and not lexical_features(None, [LAPTOP]).any()
 
 
@@ -32,7 +36,7 @@ def test_feature_matrix_fills_lexical_columns_only_with_a_query():
     cols = [FEATURES.index(f) for f in LEXICAL_FEATURES]
     assert not feature_matrix(hits)[:, cols].any()
     x = feature_matrix(hits, query="hp laptops")
-    assert x[:, cols].tolist() == [[1.0, 1.0, 1.0], [0.5, 0.5, 0.0]]
+    assert x[:, cols].tolist() == [[1.0, 1.0, 1.0, 1.0], [0.5, 0.5, 0.0, 0.0]]
 
 
 def _groups(seed, informative="title_coverage", n=40):
@@ -72,3 +76,14 @@ def test_objective_registry_names_its_choices():
     assert fit_fusion("pairwise", _groups(2)).meta["objective"] == "pairwise"
     with pytest.raises(BadInputError, match="choose from pairwise, listnet"):
         fit_fusion("lambdamart", _groups(2))
+
+
+def test_strict_match_is_whether_the_strict_keyword_leg_ranked_the_hit():
+    hits = [
+        Hit("1", 1.0, 1, {"strict": SourceScore(4.0, 2)}, LAPTOP),
+        Hit("2", 0.5, 2, {"strict": SourceScore(None, None)}, SLEEVE),
+        Hit("3", 0.2, 0, {}, MOUSE),
+    ]
+    x = feature_matrix(hits, query="hp laptop")
+    assert x[:, FEATURES.index("strict_match")].tolist() == [1.0, 0.0, 0.0]
+    assert x[:, FEATURES.index("retrieval")].tolist()[2] == 0.0  # rank 0: not ranked by the first stage

@@ -462,6 +462,37 @@ def test_lexical_request_and_scores() -> None:
     assert len(FIELDS) == len(DEFAULT_FIELD_BOOSTS)
 
 
+def strict_term(term: str) -> dict[str, Any]:
+    """One required term of the strict keyword leg: its best field's BM25, no synonyms."""
+    fields = ["title", "name", "brand", "category", "description", "attributes_text"]
+    return {
+        "dis_max": {
+            "queries": [
+                {"match": {f: {"query": term, "operator": "and", "analyzer": "shoprank_text"}}}
+                for f in fields
+            ]
+        }
+    }
+
+
+def test_strict_lexical_request_requires_every_analyzed_term() -> None:
+    node = search_node(("b", 9.0), ("a", 4.5))
+    backend = OpenSearchBackend(fake_client(node))
+    assert backend.strict_lexical("Laptops HP laptop", 40, FILTERS) == [Scored("b", 9.0), Scored("a", 4.5)]
+    assert node.calls[0].body == {
+        "size": 40,
+        "_source": False,
+        "track_total_hits": False,
+        "query": {"bool": {"must": [strict_term("laptop"), strict_term("hp")], "filter": FILTER_DSL}},
+    }
+    # Query syntax is data: the words become match values, nothing else.
+    backend.strict_lexical(INJECTION, 5, Filters())
+    terms = ["title", "foo", "or", "match_all"]
+    assert node.calls[1].body["query"] == {"bool": {"must": [strict_term(t) for t in terms]}}
+    # A query without a single term asks nothing.
+    assert backend.strict_lexical("*:* !!", 5, Filters()) == [] and len(node.calls) == 2
+
+
 def _strings(obj: Any) -> list[str]:
     if isinstance(obj, dict):
         return [s for k, v in obj.items() for s in [k, *_strings(v)]]
