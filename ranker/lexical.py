@@ -17,6 +17,7 @@ import numpy as np
 
 from indexer.analysis import analyze
 from indexer.product import Product
+from indexer.schema import STRICT_FIELDS, text_fields
 
 LEXICAL_FEATURES = ("title_coverage", "field_coverage", "brand_in_query", "all_terms")
 
@@ -30,12 +31,11 @@ def lexical_features(query: str | None, products: Sequence[Product | None]) -> n
     for i, p in enumerate(products):
         if p is None:
             continue
-        title = set(analyze(p.title))
-        brand = set(analyze(p.brand))
-        fields = title | brand | set(analyze(p.category)) | set(analyze(p.attribute_text()))
+        tokens = {f: set(analyze(text or "")) for f, text in text_fields(p).items()}
+        title, brand = tokens["title"], tokens["brand"]
+        fields = title | brand | tokens["category"] | tokens["attributes_text"]
         out[i, 0] = len(terms & title) / len(terms)
         out[i, 1] = len(terms & fields) / len(terms)
         out[i, 2] = 1.0 if brand and brand <= terms else 0.0
-        rest = terms - fields
-        out[i, 3] = 1.0 if not rest or rest <= set(analyze(p.name)) | set(analyze(p.description)) else 0.0
+        out[i, 3] = 1.0 if terms <= set().union(*(tokens[f] for f in STRICT_FIELDS)) else 0.0
     return out
