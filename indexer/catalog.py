@@ -2,7 +2,7 @@
 
 Generic schema (one product per JSONL line, CSV row or JSON array element)::
 
-    id           string, required, unique
+    id           string (or integer), required, unique; see ``indexer.product.ID_RULE``
     title        string, required
     description  string
     brand        string
@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import logging
+import math
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import CatalogError, RowError
-from indexer.product import Product
+from indexer.product import Product, check_id
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ SUPPORTED = ".jsonl, .ndjson, .json, .csv, .json.zip (or a folder of them)"
 _ICECAT_MARKERS = ("supplier", "short_description", "img_500x500")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
+MAX_EANS = 1000
+MAX_EAN_CHARS = 64
 
 
 @dataclass
@@ -223,10 +226,12 @@ def _parse_price(v: Any, scale: float = 1.0) -> float | None:
         raise ValueError(f"price must be a number, got {v!r}")
     try:
         price = float(v) / scale
+    except OverflowError:
+        price = math.inf
     except (TypeError, ValueError):
         raise ValueError(f"price must be a number, got {v!r}") from None
-    if price != price or price < 0:
-        raise ValueError(f"price must be a number >= 0, got {v!r}")
+    if not math.isfinite(price) or price < 0:
+        raise ValueError(f"price must be a number >= 0, got {str(v)[:40]}")
     return price
 
 
@@ -235,17 +240,39 @@ def _str(v: Any) -> str:
         return ""
     if isinstance(v, (dict, list)):
         raise ValueError(f"expected text, got {type(v).__name__}")
-    return str(v).strip()
+    return _unicode(str(v).strip())
+
+
+def _unicode(s: str) -> str:
+    """``s`` if it can be stored as UTF-8 (JSON can carry lone surrogates, files cannot)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"text {s[:40]!r} is not valid Unicode (a lone surrogate)") from None
+    return s
 
 
 def _eans(v: Any) -> tuple[str, ...]:
     if v is None:
         return ()
     if isinstance(v, str):
-        return (v,) if v else ()
-    if isinstance(v, list):
-        return tuple(str(e) for e in v if e)
-    raise ValueError(f"ean must be a string or a list, got {type(v).__name__}")
+        v = [v]
+    if not isinstance(v, list):
+        raise ValueError(f"ean must be a string or a list, got {type(v).__name__}")
+    out = tuple(_str(e) for e in v if e)
+    if len(out) > MAX_EANS or any(len(e) > MAX_EAN_CHARS for e in out):
+        raise ValueError(f"ean holds at most {MAX_EANS} codes of at most {MAX_EAN_CHARS} characters each")
+    return out
+
+
+def _attr_number(k: Any, v: float) -> float:
+    try:
+        x = float(v)
+    except OverflowError:
+        x = math.inf
+    if not math.isfinite(x):
+        raise ValueError(f"attribute {k!r} must be a finite number, got {str(v)[:40]}")
+    return x
 
 
 def product_from_record(rec: Mapping[str, Any]) -> Product:
@@ -261,14 +288,16 @@ def _from_generic(rec: Mapping[str, Any]) -> Product:
         raise ValueError(f"attributes must be an object, got {type(attrs).__name__}")
     clean: dict[str, str | float | bool] = {}
     for k, v in attrs.items():
-        if isinstance(v, (str, bool)):
-            clean[str(k)] = v
+        if isinstance(v, bool):
+            clean[_unicode(str(k))] = v
+        elif isinstance(v, str):
+            clean[_unicode(str(k))] = _unicode(v)
         elif isinstance(v, (int, float)):
-            clean[str(k)] = float(v)
+            clean[_unicode(str(k))] = _attr_number(k, v)
         elif v is not None:
             raise ValueError(f"attribute {k!r} must be text, a number or a bool")
     return Product(
-        id=_str(rec["id"]),
+        id=check_id(rec["id"]),
         title=_str(rec["title"]),
         description=_str(rec.get("description")),
         brand=_str(rec.get("brand")),
@@ -290,16 +319,16 @@ def _from_icecat(rec: Mapping[str, Any]) -> Product:
             continue
         kind, _, key = k[5:].partition("_")
         if kind == "t":
-            attrs[key] = str(v)
+            attrs[key] = _unicode(str(v))
         elif kind == "n" and isinstance(v, (int, float)) and not isinstance(v, bool):
-            attrs[key] = float(v)
+            attrs[key] = _attr_number(k, v)
         elif kind == "b":
             attrs[key] = bool(v)
     category = str(attrs.get("product_type", ""))
     if category.isdigit():  # a few Icecat records carry "1" as the product type
         category = ""
     return Product(
-        id=_str(rec["id"]),
+        id=check_id(rec["id"]),
         title=_str(rec.get("title")) or _str(rec.get("name")),
         description=_str(rec.get("short_description")),
         brand=_str(rec.get("supplier")),

@@ -33,6 +33,10 @@ class BackendUnavailableError(ShoprankError):
     """The search backend cannot be reached (HTTP 503)."""
 
 
+class FeatureUnavailableError(ShoprankError):
+    """The service runs without what this call needs (a model it was not given): HTTP 503."""
+
+
 class OverloadedError(ShoprankError):
     """Too much work queued (HTTP 429)."""
 

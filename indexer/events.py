@@ -17,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import re
+import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +28,15 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from indexer.errors import BadInputError, RowError
+from indexer.product import ID_PATTERN, ID_RULE
 
 MAX_ID_CHARS = 256
+# What an event may claim (every event is untrusted input; see README "Threat model").
+TIMESTAMP_FLOOR = 946_684_800.0  # 2000-01-01T00:00:00Z: nothing earlier is a shop's event
+MAX_CLOCK_SKEW_S = 600.0  # a browser clock may run this far ahead of ours
+MAX_EVENT_DEPTH = 8  # nesting of objects and lists in one event
+MAX_EVENT_BYTES = 16_384  # one event as JSON
+MAX_POSITION = 100_000  # event_attributes.position.ordinal
 # Fields that name the product in ``object_id``; other fields (an ASIN, a filter value) stay
 # unresolved: the event is stored, it just names nothing in this catalog.
 ID_FIELDS = frozenset({"", "id", "product_id", "doc_id", "_id", "internal_id"})
@@ -46,6 +56,19 @@ class Event:
     user_query: str | None = None
     product_id: str | None = None  # object_id resolved to this catalog's id (None: not a product)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Who vouches for it: True for the shop's own backend (admin key, `shoprank events ingest`),
+    # False for a browser (public key or none). Only trusted events count as purchases.
+    trusted: bool = field(default=True, compare=False)
+    # An untrusted event names a product the service showed this shopper for its query_id.
+    verified: bool = field(default=False, compare=False)
+    received: float | None = field(default=None, compare=False)  # when the service got it
+
+    @property
+    def effective_time(self) -> float:
+        """The time ranking uses: a browser cannot date its event later than its arrival."""
+        if self.trusted or self.received is None:
+            return self.timestamp
+        return min(self.timestamp, self.received)
 
     @property
     def id(self) -> str:
@@ -80,14 +103,24 @@ class Event:
             "user_query": self.user_query,
             "product_id": self.product_id,
             "raw": dict(self.raw),
+            "trusted": self.trusted,
+            "verified": self.verified,
+            "received": self.received,
         }
 
     @classmethod
     def from_stored(cls, d: Mapping[str, Any]) -> Event:
+        """An event as stored; ValueError/KeyError/TypeError for a record that cannot be one."""
+        if not isinstance(d.get("action_name"), str) or not isinstance(d.get("client_id"), str):
+            raise ValueError("a stored event needs string action_name and client_id")
+        ts = float(d["timestamp"])
+        if not math.isfinite(ts):
+            raise ValueError(f"stored timestamp {ts} is not a finite number")
+        received = d.get("received")
         return cls(
             action_name=d["action_name"],
             client_id=d["client_id"],
-            timestamp=float(d["timestamp"]),
+            timestamp=ts,
             query_id=d.get("query_id"),
             object_id=d.get("object_id"),
             object_id_field=d.get("object_id_field"),
@@ -96,6 +129,9 @@ class Event:
             user_query=d.get("user_query"),
             product_id=d.get("product_id"),
             raw=d.get("raw") or {},
+            trusted=bool(d.get("trusted", True)),  # records stored before trust was kept: as before
+            verified=bool(d.get("verified", False)),
+            received=float(received) if isinstance(received, int | float) and math.isfinite(received) else None,
         )
 
 
@@ -119,8 +155,23 @@ class QueryRecord:
         }
 
 
-def parse_timestamp(v: Any) -> float:
-    """Epoch seconds from epoch milliseconds / seconds (numbers) or an ISO 8601 string."""
+def parse_timestamp(v: Any, *, now: float | None = None) -> float:
+    """Epoch seconds from epoch milliseconds / seconds (numbers) or an ISO 8601 string, between
+    :data:`TIMESTAMP_FLOOR` and ``now`` + :data:`MAX_CLOCK_SKEW_S` (default: the current time)."""
+    t = _timestamp(v)
+    if not math.isfinite(t):
+        raise ValueError(f"timestamp {v!r} is not a finite number; send epoch milliseconds or ISO 8601")
+    ceiling = (time.time() if now is None else now) + MAX_CLOCK_SKEW_S
+    if t < TIMESTAMP_FLOOR:
+        raise ValueError(f"timestamp {v!r} is before 2000-01-01; send epoch milliseconds or ISO 8601")
+    if t > ceiling:
+        raise ValueError(
+            f"timestamp {v!r} is more than {MAX_CLOCK_SKEW_S:.0f} s in the future; check the sender's clock"
+        )
+    return t
+
+
+def _timestamp(v: Any) -> float:
     if isinstance(v, bool) or v is None:
         raise ValueError("timestamp is missing; send epoch milliseconds or an ISO 8601 time")
     if isinstance(v, int | float):
@@ -128,9 +179,11 @@ def parse_timestamp(v: Any) -> float:
         return t / 1000.0 if t > 1e11 else t  # 1e11 s is the year 5138: larger means milliseconds
     if isinstance(v, str):
         s = v.strip()
+        if len(s) > 64:
+            raise ValueError("timestamp is longer than 64 characters; send epoch milliseconds or ISO 8601")
         try:
-            return parse_timestamp(float(s))
-        except ValueError:
+            return _timestamp(float(s))
+        except (ValueError, OverflowError):
             pass
         try:
             dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
@@ -140,6 +193,48 @@ def parse_timestamp(v: Any) -> float:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     raise ValueError(f"timestamp must be a number or a string, got {type(v).__name__}")
+
+
+def check_document(value: Any, *, what: str = "an event") -> None:
+    """ValueError unless ``value`` is plain JSON of bounded depth and size with finite numbers
+    only (checked iteratively: a deeply nested document cannot exhaust the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, Mapping | list):
+            if depth > MAX_EVENT_DEPTH:
+                raise ValueError(f"{what} nests deeper than {MAX_EVENT_DEPTH} levels; flatten it")
+            items = v.values() if isinstance(v, Mapping) else v
+            stack.extend((x, depth + 1) for x in items)
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{what} holds a number that is not finite ({v}); send finite numbers only")
+        elif v is not None and not isinstance(v, str | int | float | bool):
+            raise ValueError(f"{what} holds a {type(v).__name__}; send JSON values only")
+    size = len(json.dumps(value, ensure_ascii=False, default=str))
+    if size > MAX_EVENT_BYTES:
+        raise ValueError(f"{what} is {size} bytes as JSON; the limit is {MAX_EVENT_BYTES}")
+
+
+def _position(attrs: Mapping[str, Any]) -> int | None:
+    pos = attrs.get("position")
+    if pos is None:
+        return None
+    if not isinstance(pos, Mapping):
+        raise ValueError("event_attributes.position must be an object")
+    ordinal = pos.get("ordinal")
+    if ordinal is None:
+        return None
+    if (
+        isinstance(ordinal, bool)
+        or not isinstance(ordinal, int | float)
+        or not math.isfinite(ordinal)
+        or ordinal != int(ordinal)
+        or not 0 <= ordinal <= MAX_POSITION
+    ):
+        raise ValueError(
+            f"event_attributes.position.ordinal must be a whole number from 0 to {MAX_POSITION}, got {ordinal!r}"
+        )
+    return int(ordinal)
 
 
 def _text(d: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
@@ -169,10 +264,11 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def parse_event(d: Mapping[str, Any]) -> Event:
+def parse_event(d: Mapping[str, Any], *, now: float | None = None) -> Event:
     """An :class:`Event` from a UBI ``ubi_events`` document; ValueError says what is wrong."""
     if not isinstance(d, Mapping):
         raise ValueError(f"an event must be a JSON object, got {type(d).__name__}")
+    check_document(d)
     attrs = d.get("event_attributes")
     attrs = {} if attrs is None else attrs
     if not isinstance(attrs, Mapping):
@@ -181,38 +277,49 @@ def parse_event(d: Mapping[str, Any]) -> Event:
     obj = {} if obj is None else obj
     if not isinstance(obj, Mapping):
         raise ValueError("event_attributes.object must be an object")
-    pos = attrs.get("position") or {}
-    ordinal = pos.get("ordinal") if isinstance(pos, Mapping) else None
     action = _text(d, "action_name", required=True)
-    client = _text(d, "client_id", required=True)
-    assert action is not None and client is not None
+    client = _client_id(d)
+    assert action is not None
     return Event(
         action_name=action,
         client_id=client,
-        timestamp=parse_timestamp(d.get("timestamp")),
+        timestamp=parse_timestamp(d.get("timestamp"), now=now),
         query_id=_text(d, "query_id"),
         object_id=_text(obj, "object_id"),
         object_id_field=_text(obj, "object_id_field"),
         session_id=_text(d, "session_id") or _text(attrs, "session_id"),
-        position=int(ordinal) if isinstance(ordinal, int | float) and not isinstance(ordinal, bool) else None,
+        position=_position(attrs),
         user_query=_text(d, "user_query") if isinstance(d.get("user_query"), str) else None,
         raw=scrub(d),
     )
 
 
-def parse_query(d: Mapping[str, Any]) -> QueryRecord:
+def _client_id(d: Mapping[str, Any]) -> str:
+    """The shopper id, under the same rule as every id in a path, so that the shopper can be
+    erased again (``DELETE /v1/users/{id}``)."""
+    client = _text(d, "client_id", required=True)
+    assert client is not None
+    if not _CLIENT_RE.fullmatch(client):
+        raise ValueError(f"client_id {client[:40]!r} is not allowed: use {ID_RULE}")
+    return client
+
+
+_CLIENT_RE = re.compile(ID_PATTERN)
+
+
+def parse_query(d: Mapping[str, Any], *, now: float | None = None) -> QueryRecord:
     if not isinstance(d, Mapping):
         raise ValueError(f"a query record must be a JSON object, got {type(d).__name__}")
     qid = _text(d, "query_id", required=True)
-    client = _text(d, "client_id", required=True)
-    assert qid is not None and client is not None
+    client = _client_id(d)
+    assert qid is not None
     ids = d.get("query_response_object_ids") or []
     return QueryRecord(
         query_id=qid,
         client_id=client,
         user_query=str(d.get("user_query") or ""),
-        timestamp=parse_timestamp(d.get("timestamp")),
-        object_ids=tuple(str(i) for i in ids) if isinstance(ids, list) else (),
+        timestamp=parse_timestamp(d.get("timestamp"), now=now),
+        object_ids=tuple(str(i) for i in ids[:1000]) if isinstance(ids, list) else (),
     )
 
 
@@ -331,6 +438,12 @@ class EventStore(Protocol):
         """Remove every event and query of one shopper; returns how many records went."""
         ...
 
-    def expire(self, before: float) -> int:
-        """Remove events and queries older than ``before`` (epoch seconds)."""
+    def expire(self, before: float, *, after: float | None = None) -> int:
+        """Remove events and queries older than ``before`` (epoch seconds), and those dated
+        later than ``after`` when given (records from a clock far ahead)."""
+        ...
+
+    def queries(self, ids: Sequence[str]) -> dict[str, QueryRecord]:
+        """The stored query records of these ids that the store can still find (recent ones at
+        least), to check that an event names a product its search showed."""
         ...

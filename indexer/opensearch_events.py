@@ -18,14 +18,15 @@ from typing import Any
 
 from indexer.errors import BackendUnavailableError
 from indexer.events import Event, EventWriteReport, QueryRecord
-from indexer.opensearch_client import client_url, os_errors
+from indexer.opensearch_client import client_url, ensure_index, os_errors
+from indexer.opensearch_mapping import AUTO_REPLICAS
 
 log = logging.getLogger(__name__)
 
 KEYWORD = {"type": "keyword"}
 TIMESTAMP = {"type": "date", "format": "epoch_millis"}
 EVENTS_BODY: dict[str, Any] = {
-    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
     "mappings": {
         "dynamic": False,
         "properties": {
@@ -45,7 +46,7 @@ EVENTS_BODY: dict[str, Any] = {
     },
 }
 QUERIES_BODY: dict[str, Any] = {
-    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
     "mappings": {
         "dynamic": False,
         "properties": {
@@ -77,9 +78,7 @@ class OpenSearchEventStore:
 
     def ensure_indices(self) -> None:
         for index, body in ((self.events_index, EVENTS_BODY), (self.queries_index, QUERIES_BODY)):
-            with os_errors(self.url, f"creating {index!r}"):
-                if not self.client.indices.exists(index=index):
-                    self.client.indices.create(index=index, body=body)
+            ensure_index(self.client, index, body, self.url)
 
     def add(self, events: Sequence[Event], queries: Sequence[QueryRecord] = ()) -> EventWriteReport:
         from opensearchpy.helpers import streaming_bulk
@@ -136,6 +135,7 @@ class OpenSearchEventStore:
         if since is not None:
             query = {"range": {"timestamp": {"gte": int(since * 1000)}}}
         out: list[Event] = []
+        skipped, first = 0, ""
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {
@@ -149,9 +149,17 @@ class OpenSearchEventStore:
                 hits = self.client.search(index=self.events_index, body=body)["hits"]["hits"]
             for h in hits:
                 src = dict(h["_source"])
-                src["timestamp"] = float(src["timestamp"]) / 1000.0
-                out.append(Event.from_stored(src))
+                try:
+                    src["timestamp"] = float(src["timestamp"]) / 1000.0
+                    out.append(Event.from_stored(src))
+                except (KeyError, TypeError, ValueError) as exc:  # never fatal: counted, reported once
+                    skipped += 1
+                    first = first or f"{h.get('_id')}: {exc}"
             if len(hits) < PAGE:
+                if skipped:
+                    log.warning(
+                        "%s: skipped %d unusable event record(s) (first: %s)", self.events_index, skipped, first
+                    )
                 return out
             after = hits[-1]["sort"]
 
@@ -201,5 +209,37 @@ class OpenSearchEventStore:
     def erase_client(self, client_id: str) -> int:
         return self._delete({"term": {"client_id": client_id}}, "erasing a shopper's events")
 
-    def expire(self, before: float) -> int:
-        return self._delete({"range": {"timestamp": {"lt": int(before * 1000)}}}, "expiring old events")
+    def expire(self, before: float, *, after: float | None = None) -> int:
+        query: dict[str, Any] = {"range": {"timestamp": {"lt": int(before * 1000)}}}
+        if after is not None:
+            query = {
+                "bool": {
+                    "should": [query, {"range": {"timestamp": {"gt": int(after * 1000)}}}],
+                    "minimum_should_match": 1,
+                }
+            }
+        return self._delete(query, "expiring old events")
+
+    def queries(self, ids: Sequence[str]) -> dict[str, QueryRecord]:
+        """Query records by id (a realtime get: no refresh needed right after a search)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        with os_errors(self.url, f"reading {self.queries_index!r}"):
+            if not self.client.indices.exists(index=self.queries_index):
+                return {}
+            docs = self.client.mget(index=self.queries_index, body={"ids": wanted})["docs"]
+        out = {}
+        for d in docs:
+            src = d.get("_source") if d.get("found") else None
+            if not src:
+                continue
+            ids_shown = src.get("query_response_object_ids") or []
+            out[str(d["_id"])] = QueryRecord(
+                str(d["_id"]),
+                str(src.get("client_id")),
+                str(src.get("user_query") or ""),
+                float(src.get("timestamp") or 0.0) / 1000.0,
+                tuple(str(i) for i in ids_shown) if isinstance(ids_shown, list) else (),
+            )
+        return out

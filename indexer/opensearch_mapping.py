@@ -121,24 +121,39 @@ def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
     return {"dynamic": "strict", "_meta": {META_KEY: manifest.to_dict()}, "properties": props}
 
 
+# Replicas when none are asked for: one copy more on a cluster, none on a single node (which a
+# replica would leave yellow forever), adjusted by OpenSearch itself as nodes come and go.
+AUTO_REPLICAS = "0-1"
+
+
+def replica_settings(replicas: int | None) -> dict[str, Any]:
+    """``number_of_replicas`` when given, else ``auto_expand_replicas`` (:data:`AUTO_REPLICAS`)."""
+    if replicas is None:
+        return {"auto_expand_replicas": AUTO_REPLICAS}
+    if replicas < 0:
+        raise BadInputError(f"need replicas >= 0, got {replicas}")
+    return {"number_of_replicas": replicas}
+
+
 def index_body(
     dimension: int,
     manifest: Manifest,
     shards: int = 1,
-    replicas: int = 0,
+    replicas: int | None = None,
     synonym_rules: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Settings and mappings for one versioned product index (``PUT /<index>`` body)."""
+    """Settings and mappings for one versioned product index (``PUT /<index>`` body).
+    ``replicas`` None: one replica on a cluster, none on a single node (:data:`AUTO_REPLICAS`)."""
     if not 1 <= dimension <= MAX_DIMENSION:
         raise BadInputError(f"vector dimension must be between 1 and {MAX_DIMENSION}, got {dimension}")
     if dimension != manifest.dimension:
         raise BadInputError(f"vector dimension {dimension} differs from the manifest's {manifest.dimension}")
-    if shards < 1 or replicas < 0:
+    if shards < 1 or (replicas is not None and replicas < 0):
         raise BadInputError(f"need shards >= 1 and replicas >= 0, got {shards} and {replicas}")
     rules = Synonyms.default().rules() if synonym_rules is None else list(synonym_rules)
     return {
         "settings": {
-            "index": {"number_of_shards": shards, "number_of_replicas": replicas, "knn": True},
+            "index": {"number_of_shards": shards, **replica_settings(replicas), "knn": True},
             "analysis": analysis_settings(rules),
         },
         "mappings": mappings(dimension, manifest),

@@ -16,14 +16,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from indexer.base import DocError
-from indexer.opensearch_client import client_url, os_errors
-from indexer.opensearch_mapping import REVIEWS_FIELD, REVIEWS_MAPPING
+from indexer.opensearch_client import client_url, ensure_index, os_errors
+from indexer.opensearch_mapping import AUTO_REPLICAS, REVIEWS_FIELD, REVIEWS_MAPPING
 from indexer.reviews import Review, ReviewPrior, ReviewStats, ReviewWriteReport
 
 log = logging.getLogger(__name__)
 
 REVIEW_INDEX_BODY: dict[str, Any] = {
-    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
     "mappings": {
         "dynamic": "strict",
         "properties": {
@@ -55,9 +55,7 @@ class OpenSearchReviewStore:
         self.url = client_url(client)
 
     def ensure_index(self) -> None:
-        with os_errors(self.url, f"creating {self.index!r}"):
-            if not self.client.indices.exists(index=self.index):
-                self.client.indices.create(index=self.index, body=REVIEW_INDEX_BODY)
+        ensure_index(self.client, self.index, REVIEW_INDEX_BODY, self.url)
 
     def add(self, reviews: Sequence[Review]) -> ReviewWriteReport:
         """Store scored reviews (duplicates skipped), then refresh the touched products' aggregates."""

@@ -2,7 +2,8 @@
 
 A build writes ``<alias>-v<UTC yyyymmddHHMMSSmmm>``, checks that every product went in, then moves
 the alias in one ``_aliases`` call. A failed build deletes its own index and leaves the alias (and
-what it serves) untouched.
+what it serves) untouched. Product writes through the API are kept in ``<alias>-updates`` as well,
+and a build replays them around the swap, so none acknowledged is lost (``indexer.opensearch_updates``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from indexer.base import DocError, WriteReport
+from indexer.carry import Carried, Reembed, Write, carry, embedding_of
 from indexer.errors import BackendUnavailableError, BadInputError, IndexMismatchError, NotFoundError
 from indexer.manifest import Manifest
 from indexer.opensearch_client import client_url, os_errors, translate
 from indexer.opensearch_mapping import META_KEY, index_body
-from indexer.product import Product
-from indexer.schema import document
+from indexer.opensearch_updates import Mark, UpdateLog, delete_entry, upsert_entry
+from indexer.product import Product, check_batch
+from indexer.schema import document, product_from_document
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class OpenSearchStore:
     """:class:`~indexer.base.IndexStore` on OpenSearch: versioned indices behind one alias."""
 
     name = "opensearch"
+    carries_updates = True
 
     def __init__(
         self,
@@ -122,7 +125,7 @@ class OpenSearchStore:
         chunk_size: int = 500,
         keep_old: int = 1,
         shards: int = 1,
-        replicas: int = 0,
+        replicas: int | None = None,
         clock: Callable[[], datetime] | None = None,
     ):
         if not _NAME.match(alias) or len(alias) > 200:
@@ -131,6 +134,10 @@ class OpenSearchStore:
             )
         if chunk_size < 1 or keep_old < 0:
             raise BadInputError(f"need chunk_size >= 1 and keep_old >= 0, got {chunk_size} and {keep_old}")
+        if shards < 1 or (replicas is not None and replicas < 0):
+            raise BadInputError(
+                f"need shards >= 1 and replicas >= 0 (or None: automatic), got {shards} and {replicas}"
+            )
         self.client = client
         self.alias = alias
         self.chunk_size = chunk_size
@@ -139,6 +146,7 @@ class OpenSearchStore:
         self.replicas = replicas
         self._clock = clock or (lambda: datetime.now(UTC))
         self.url = client_url(client)
+        self.updates = UpdateLog(client, alias, self.url, replicas=replicas)
         self._version = re.compile(rf"^{re.escape(alias)}-v\d{{17}}$")
 
     # -- reading ------------------------------------------------------------------------------
@@ -165,13 +173,22 @@ class OpenSearchStore:
             now += timedelta(milliseconds=1)
 
     def build(
-        self, products: Sequence[Product], vectors: np.ndarray, manifest: Manifest, *, progress: bool = False
+        self,
+        products: Sequence[Product],
+        vectors: np.ndarray,
+        manifest: Manifest,
+        *,
+        progress: bool = False,
+        reembed: Reembed | None = None,
+        carry_updates: bool = True,
     ) -> WriteReport:
+        """Index ``products`` into a new version and move the alias to it, with the API writes of
+        the update log replayed before and after the swap (``carry_updates``; ``reembed``
+        embeds them again when the model changed)."""
         t0 = time.perf_counter()
         arr = _check_vectors(products, vectors, manifest.dimension)
-        dupes = [i for i, c in Counter(p.id for p in products).items() if c > 1]
-        if dupes:
-            raise BadInputError(f"{len(dupes)} product id(s) occur more than once, e.g. {sorted(dupes)[:5]}")
+        check_batch(products)
+        marks: dict[str, Mark] | None = None
         if manifest.documents != len(products):
             log.warning("manifest says %d documents, building %d", manifest.documents, len(products))
         body = index_body(manifest.dimension, manifest, shards=self.shards, replicas=self.replicas)
@@ -183,13 +200,17 @@ class OpenSearchStore:
         try:
             actions = ({"_id": p.id, "_source": _doc(p, v)} for p, v in zip(products, arr, strict=True))
             self._bulk(name, actions, len(products), report, progress=progress, what="indexing")
+            expected = {p.id for p in products}
+            if not report.errors and carry_updates:
+                marks, carried = self._carry_into(name, products, manifest, reembed, report)
+                expected = (expected | {p.id for p in carried.upserts}) - set(carried.deletes)
             if not report.errors:
                 with os_errors(self.url, f"refreshing {name!r}"):
                     self.client.indices.refresh(index=name)
                     count = int(self.client.count(index=name)["count"])
-                if count != len(products):
+                if count != len(expected):
                     report.errors.append(
-                        DocError("", f"index holds {count} documents, expected {len(products)}")
+                        DocError("", f"index holds {count} documents, expected {len(expected)}")
                     )
         except BaseException:
             self._delete_quietly(name)
@@ -206,12 +227,127 @@ class OpenSearchStore:
             report.seconds = time.perf_counter() - t0
             return report
         self._swap(name)
+        if marks is not None:
+            self._catch_up(name, marks, manifest, reembed)
         self._prune(name)
         report.seconds = time.perf_counter() - t0
         log.info(
             "alias %r now serves %s (%d products, %.1fs)", self.alias, name, report.indexed, report.seconds
         )
         return report
+
+    # -- carrying the update log into a build (indexer.opensearch_updates says why it is safe) ----
+    def _carry_into(
+        self,
+        name: str,
+        products: Sequence[Product],
+        new: Manifest,
+        reembed: Reembed | None,
+        report: WriteReport,
+    ) -> tuple[dict[str, Mark], Carried]:
+        """Replay the whole update log into the new (not yet served) index; the log's marks.
+        (Every log entry names the model of its vector, so no live manifest is needed.)"""
+        marks = self.updates.marks()
+        last = self.updates.fetch(list(marks)) if marks else {}
+        carried = carry(last, products, live=new, new=new, reembed=reembed, where=self.alias)
+        actions: list[dict[str, Any]] = [
+            {"_id": p.id, "_source": _doc(p, v)}
+            for p, v in zip(carried.upserts, carried.vectors, strict=True)
+        ]
+        actions += [{"_op_type": "delete", "_id": i} for i in carried.deletes]
+        if actions:
+            self._bulk(name, actions, len(actions), report, what="replaying the update log")
+            report.indexed -= len(carried.upserts)  # the report counts the catalog's products
+            report.deleted -= len(carried.deletes)
+        return marks, carried
+
+    def _catch_up(self, name: str, marks: dict[str, Mark], new: Manifest, reembed: Reembed | None) -> None:
+        """After the swap: replay the log entries written since ``marks`` (they reached the old
+        index), never over a newer write (conditional on the document's ``_seq_no``)."""
+        now = self.updates.marks()
+        pending = [pid for pid, m in now.items() if marks.get(pid) != m]
+        for _ in range(5):
+            if not pending:
+                return
+            pending = self._replay(name, pending, new, reembed)
+        log.error(
+            "%d product write(s) kept conflicting while replaying them into %s after the swap "
+            "(first: %s); resend them",
+            len(pending),
+            name,
+            pending[:5],
+        )
+
+    def _replay(self, name: str, ids: list[str], new: Manifest, reembed: Reembed | None) -> list[str]:
+        """One conditional replay of ``ids`` into ``name``; the ids that met a newer write."""
+        from opensearchpy.helpers import streaming_bulk
+
+        current: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), self.chunk_size):
+            with os_errors(self.url, f"reading {name!r}"):
+                resp = self.client.mget(index=name, body={"ids": ids[start : start + self.chunk_size]})
+            current.update({str(d["_id"]): d for d in resp.get("docs") or [] if d.get("found")})
+        writes = self.updates.fetch(ids)  # read after the documents: a later write bumps _seq_no
+        fresh = self._reembedded(list(writes.values()), new, reembed)
+        actions = [
+            a for a in (self._replay_action(w, current.get(w.id), fresh) for w in writes.values()) if a
+        ]
+        conflicts: list[str] = []
+        if not actions:
+            return conflicts
+        with os_errors(self.url, f"replaying the update log into {name!r}"):
+            for ok, result in streaming_bulk(
+                self.client,
+                actions,
+                index=name,
+                raise_on_error=False,
+                raise_on_exception=False,
+                refresh="wait_for",
+            ):
+                item = next(iter(result.values()))
+                if ok:
+                    continue
+                if item.get("status") == 409:
+                    conflicts.append(str(item.get("_id")))
+                elif not (item.get("status") == 404 and item.get("result") == "not_found"):
+                    log.warning("replaying %s into %s failed: %s", item.get("_id"), name, _bulk_reason(item))
+        return conflicts
+
+    def _reembedded(
+        self, writes: list[Write], new: Manifest, reembed: Reembed | None
+    ) -> dict[str, np.ndarray]:
+        """New vectors for the upserts embedded with another model than ``new``'s."""
+        stale = [w for w in writes if w.product is not None and w.model != embedding_of(new)]
+        if not stale:
+            return {}
+        if reembed is None:
+            log.error(
+                "%d product write(s) in %s were embedded with another model and cannot be replayed "
+                "into the new index without re-embedding; run `shoprank index` again",
+                len(stale),
+                self.updates.index,
+            )
+            return {w.id: np.full(new.dimension, np.nan, dtype=np.float32) for w in stale}
+        vectors = reembed([w.product for w in stale if w.product is not None])
+        return {w.id: np.asarray(v, dtype=np.float32) for w, v in zip(stale, vectors, strict=True)}
+
+    @staticmethod
+    def _replay_action(
+        w: Write, doc: dict[str, Any] | None, fresh: dict[str, np.ndarray]
+    ) -> dict[str, Any] | None:
+        guard = {} if doc is None else {"if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}
+        if w.product is None:
+            return None if doc is None else {"_op_type": "delete", "_id": w.id, **guard}
+        if (
+            doc is not None
+            and product_from_document(doc["_source"]).content_hash() == w.product.content_hash()
+        ):
+            return None  # already there
+        vector = np.asarray(fresh.get(w.id, w.vector), dtype=np.float32)
+        if not np.all(np.isfinite(vector)):
+            return None  # could not be re-embedded (logged)
+        source = _doc(w.product, vector)
+        return {"_op_type": "index" if doc is not None else "create", "_id": w.id, "_source": source, **guard}
 
     def _swap(self, name: str) -> None:
         """Move the alias to ``name`` in one ``_aliases`` call (readers never see a gap)."""
@@ -326,11 +462,16 @@ class OpenSearchStore:
         return index, manifest
 
     def upsert(self, products: Sequence[Product], vectors: np.ndarray) -> WriteReport:
+        """The batch into the update log, then into the live index (a 503 in between: resend it)."""
         t0 = time.perf_counter()
+        check_batch(products)
         _, manifest = self._live()
         arr = _check_vectors(products, vectors, manifest.dimension)
         report = WriteReport(target=self.alias)
         if products:
+            self.updates.record(
+                (p.id, upsert_entry(p, v, manifest)) for p, v in zip(products, arr, strict=True)
+            )
             actions = ({"_id": p.id, "_source": _doc(p, v)} for p, v in zip(products, arr, strict=True))
             self._bulk(self.alias, actions, len(products), report, what="upserting", refresh="wait_for")
         report.seconds = time.perf_counter() - t0
@@ -338,18 +479,20 @@ class OpenSearchStore:
 
     def delete(self, ids: Sequence[str]) -> WriteReport:
         t0 = time.perf_counter()
+        ids = list(dict.fromkeys(str(i) for i in ids))
         self._live()
         report = WriteReport(target=self.alias)
         if ids:
+            self.updates.record((i, delete_entry()) for i in ids)
             actions = ({"_op_type": "delete", "_id": str(i)} for i in ids)
             self._bulk(self.alias, actions, len(ids), report, what="deleting", refresh="wait_for")
         report.seconds = time.perf_counter() - t0
         return report
 
     def drop(self) -> list[str]:
-        """Delete the alias and every version of it (returns the deleted index names)."""
+        """Delete the alias, every version of it and its update log (returns the deleted names)."""
         names = sorted(set(self.versions()) | set(alias_indices(self.client, self.alias, self.url)))
         if names:
             with os_errors(self.url, f"dropping {self.alias!r}"):
                 self.client.indices.delete(index=",".join(names))
-        return names
+        return names + self.updates.drop()

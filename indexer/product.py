@@ -5,13 +5,62 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from indexer.errors import BadInputError
 from indexer.reviews import ReviewStats
 
 AttributeValue = str | float | bool
+
+#: The one product id rule, enforced wherever an id comes in (catalog rows, ``POST /v1/products``,
+#: every ``/v1/products/{id}`` path, ``similar``): 1-128 characters, none of them whitespace, a
+#: control character, ``/`` or ``\``, and not starting with ``.``. So every id can be put in a URL
+#: path (percent-encoded) and addressed again, "." and ".." cannot be swallowed by path
+#: normalization, and every id fits OpenSearch's 512-byte ``_id``. ``plugin_api.schemas`` uses
+#: the same pattern for the HTTP paths.
+ID_MAX_CHARS = 128
+_ID_FORBIDDEN = r"\s/\\\x00-\x1f\x7f-\x9f"
+ID_PATTERN = rf"^[^{_ID_FORBIDDEN}.][^{_ID_FORBIDDEN}]{{0,{ID_MAX_CHARS - 1}}}$"
+ID_RULE = (
+    f"1-{ID_MAX_CHARS} characters without whitespace, control characters, '/' or '\\', not starting with '.'"
+)
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def check_id(value: object) -> str:
+    """``value`` as a product id, or ValueError saying what the id rule is."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"product id must be text (or an integer), got {type(value).__name__}")
+    pid = str(value)
+    if not _ID_RE.fullmatch(pid):
+        shown = repr(pid[:40]) + (f"... ({len(pid)} characters)" if len(pid) > 40 else "")
+        raise ValueError(f"product id {shown} is not allowed: use {ID_RULE}")
+    return pid
+
+
+def duplicate_ids(products: Sequence[Product]) -> list[str]:
+    """Ids that occur more than once in ``products``, sorted."""
+    return sorted(i for i, n in Counter(p.id for p in products).items() if n > 1)
+
+
+def check_batch(products: Sequence[Product]) -> None:
+    """Refuse a write batch with a malformed id or an id twice, before anything is stored."""
+    for p in products:
+        try:
+            check_id(p.id)
+        except ValueError as exc:
+            raise BadInputError(f"{exc}; nothing was stored") from None
+    dupes = duplicate_ids(products)
+    if dupes:
+        shown = ", ".join(repr(d) for d in dupes[:5])
+        raise BadInputError(
+            f"product id {shown} occurs more than once in one batch ({len(dupes)} such id(s)); "
+            "send each product once per batch; nothing was stored"
+        )
 
 
 @dataclass(frozen=True)

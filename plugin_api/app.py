@@ -7,6 +7,7 @@ after a short back-off tries again, so the service recovers by itself when the b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -26,7 +27,11 @@ RETRY_AFTER_S = 2.0
 
 
 class ServiceHolder:
-    """Builds the services on first need; after a failure, retries at most every few seconds."""
+    """Builds the services on first need; after a failure, retries at most every few seconds.
+
+    Logs one line when the services cannot be built (with the reason) and one when they are built
+    after all, never one per request that got 503 meanwhile (those the HTTP layer answers quietly).
+    """
 
     def __init__(self, settings: Settings, build: Callable[[Settings], Services]):
         self.settings = settings
@@ -34,28 +39,43 @@ class ServiceHolder:
         self._lock = threading.Lock()
         self._services: Services | None = None
         self._failed_at = 0.0
+        self._down_since: float | None = None
+        self._failures = 0
         self._error: ShoprankError | None = None
 
     def try_start(self) -> None:
-        try:
-            self.get()
-        except ShoprankError as e:
-            log.warning("service not ready yet: %s", e)
+        with contextlib.suppress(ShoprankError):  # logged once by _get()
+            self._get(request=False)
 
     def get(self) -> Services:
-        if self._services is not None:
-            return self._services
+        return self._services if self._services is not None else self._get(request=True)
+
+    def _get(self, *, request: bool) -> Services:
         with self._lock:
             if self._services is not None:
                 return self._services
             if self._error is not None and time.monotonic() - self._failed_at < RETRY_AFTER_S:
+                self._failures += request
                 raise self._error
             try:
                 self._services = self._build(self.settings)
-                self._error = None
             except (BackendUnavailableError, IndexMismatchError) as e:
-                self._error, self._failed_at = e, time.monotonic()
+                now = time.monotonic()
+                if self._down_since is None:
+                    self._down_since = now
+                    log.warning(
+                        "service not ready (%s); answering 503 and retrying every %.0f s", e, RETRY_AFTER_S
+                    )
+                self._error, self._failed_at = e, now
+                self._failures += request
                 raise
+            if self._down_since is not None:
+                log.warning(
+                    "service ready after %.1f s (%d requests answered 503 meanwhile)",
+                    time.monotonic() - self._down_since,
+                    self._failures,
+                )
+            self._error, self._down_since, self._failures = None, None, 0
             return self._services
 
     @property

@@ -40,7 +40,7 @@ def _client(s: Settings) -> Any:
 def _opensearch_store(s: Settings) -> IndexStore:
     from indexer.opensearch_store import OpenSearchStore
 
-    return OpenSearchStore(_client(s), alias=s.index_alias)
+    return OpenSearchStore(_client(s), alias=s.index_alias, shards=s.shards, replicas=s.replicas)
 
 
 def _opensearch_backend(s: Settings) -> SearchBackend:

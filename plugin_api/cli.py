@@ -41,6 +41,7 @@ def cmd_index(args: argparse.Namespace, embedder: Any = None) -> int:
         batch_size=s.batch_size,
         progress=not args.quiet,
         extra={"catalog": str(args.catalog)},
+        carry_updates=not getattr(args, "discard_updates", False),
     )
     for failure in rep.write.errors[:20]:
         print(f"failed {failure}", file=sys.stderr)
@@ -323,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="index only the first N products")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--discard-updates",
+        action="store_true",
+        help="start from the catalog alone: drop the products written through the API or "
+        "`shoprank upsert/delete` since the live version was built (kept by default)",
+    )
     _common(p)
     p.set_defaults(func=cmd_index)
 
@@ -333,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_upsert)
 
     p = sub.add_parser("delete", help="remove products from the live index by id")
-    p.add_argument("ids", nargs="+", help="product ids")
+    p.add_argument(
+        "ids",
+        nargs="+",
+        help="product ids (any text: also ids stored before the id rule, which the API refuses)",
+    )
     _common(p)
     p.set_defaults(func=cmd_delete)
 

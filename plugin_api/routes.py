@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response, Security
+from fastapi.responses import PlainTextResponse
+from fastapi.security import APIKeyHeader
 
 from indexer.catalog import product_from_record
 from indexer.errors import BadInputError, ShoprankError
@@ -12,15 +15,19 @@ from indexer.events import parse_event
 from indexer.product import Product
 from indexer.reviews import Review
 from plugin_api.backends import review_prior
-from plugin_api.http import check_api_key
+from plugin_api.http import check_api_key, event_trust
 from plugin_api.schemas import (
     ID_PATTERN,
+    USER_ID_PATTERN,
     ErasedOut,
     EventsIn,
     EventsOut,
     Facets,
+    HealthOut,
     ProductOut,
+    ProductPutRecord,
     ProductsIn,
+    ReadyOut,
     RecommendResponse,
     ResultOut,
     ReviewsIn,
@@ -29,6 +36,7 @@ from plugin_api.schemas import (
     SearchParams,
     SearchResponse,
     WriteOut,
+    error_responses,
 )
 from plugin_api.services import Services
 from ranker.base import Filters, Hit
@@ -37,10 +45,21 @@ from ranker.full import FullOptions
 from ranker.recommend import Recommendations
 from ranker.retrieval import SearchRequest
 
-router = APIRouter()
+# Any request may meet the transport limits (plugin_api.limits): a malformed framing (400), a
+# stalled body (408), a body too large (413); every route but the probes also admission (429).
+router = APIRouter(responses=error_responses(400, 408, 413, by_ref=True))
 PRICE_BUCKETS = ((0, 50), (50, 100), (100, 250), (250, 500), (500, 1000), (1000, None))
 ProductId = Annotated[str, Path(pattern=ID_PATTERN)]
-UserId = Annotated[str, Path(pattern=ID_PATTERN)]
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN)]
+# Declared as an OpenAPI security scheme, so clients (and schemathesis) know which calls need it.
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="one of SHOPRANK_API_KEYS (admin), or for events one of SHOPRANK_PUBLIC_KEYS",
+)
+ApiKey = Annotated[str | None, Security(API_KEY)]
+OPTIONAL_KEY: dict[str, Any] = {"security": [{}]}  # with the scheme FastAPI adds: a key, or none
 
 
 class _FieldErrors(BadInputError):
@@ -122,9 +141,11 @@ def _search(request: Request, params: SearchParams, weights: dict[str, float] | 
     opts = FullOptions(
         diversity=params.diversity, weights=weights, explain=params.explain, user_id=params.user_id
     )
-    result, query_id = services.search(req, opts, client_id=params.user_id, pipeline=params.pipeline)
-    request.app.state.metrics.observe_stages(dict(result.timings_ms))
     start = (params.page - 1) * params.k
+    result, query_id = services.search(
+        req, opts, client_id=params.user_id, pipeline=params.pipeline, shown=(start, params.k)
+    )
+    request.app.state.metrics.observe_stages(dict(result.timings_ms))
     page = result.hits[start : start + params.k]
     return SearchResponse(
         query_id=query_id,
@@ -147,13 +168,23 @@ def _search(request: Request, params: SearchParams, weights: dict[str, float] | 
     )
 
 
-@router.get("/v1/search", response_model=SearchResponse, tags=["search"])
+@router.get(
+    "/v1/search",
+    response_model=SearchResponse,
+    tags=["search"],
+    responses=error_responses(422, 503, 429),
+)
 def search_get(request: Request, params: Annotated[SearchParams, Query()]) -> SearchResponse:
     """Storefront search: hybrid retrieval, cross-encoder, fusion with shop signals, MMR."""
     return _search(request, params, None)
 
 
-@router.post("/v1/search", response_model=SearchResponse, tags=["search"])
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    tags=["search"],
+    responses=error_responses(422, 503, 429),
+)
 def search_post(request: Request, body: SearchBody) -> SearchResponse:
     """The same search with a JSON body (and per-request fusion ``weights``)."""
     return _search(request, body, body.weights)
@@ -175,7 +206,12 @@ def _recs(recs: Recommendations, services: Services) -> RecommendResponse:
     )
 
 
-@router.get("/v1/recommend/similar/{product_id}", response_model=RecommendResponse, tags=["recommend"])
+@router.get(
+    "/v1/recommend/similar/{product_id}",
+    response_model=RecommendResponse,
+    tags=["recommend"],
+    responses=error_responses(404, 422, 503, 429),
+)
 def similar(
     request: Request,
     product_id: ProductId,
@@ -188,7 +224,12 @@ def similar(
     return _recs(services.recommender.similar(product_id, k, diversity), services)
 
 
-@router.get("/v1/recommend/user/{user_id}", response_model=RecommendResponse, tags=["recommend"])
+@router.get(
+    "/v1/recommend/user/{user_id}",
+    response_model=RecommendResponse,
+    tags=["recommend"],
+    responses=error_responses(422, 503, 429),
+)
 def for_user(
     request: Request,
     user_id: UserId,
@@ -201,24 +242,42 @@ def for_user(
     return _recs(services.recommender.for_user(user_id, k, diversity), services)
 
 
-@router.post("/v1/events", response_model=EventsOut, tags=["events"])
-def post_events(request: Request, body: EventsIn) -> EventsOut:
-    """A batch of UBI events (impression, click, add_to_cart, purchase, …)."""
+@router.post(
+    "/v1/events",
+    response_model=EventsOut,
+    tags=["events"],
+    responses=error_responses(401, 422, 503, 429),
+    openapi_extra=OPTIONAL_KEY,
+)
+def post_events(
+    request: Request, body: EventsIn, x_api_key: ApiKey = None
+) -> EventsOut:
+    """A batch of UBI events (impression, click, add_to_cart, purchase, …). With an admin key
+    (the shop's backend) events are trusted; with a public key, or none when the service has no
+    public keys, they come from a browser: they shape that shopper's own profile, and move shared
+    signals only within the README's threat-model bounds."""
+    trusted = event_trust(x_api_key, request.app.state.settings)
     events, problems = [], []
+    now = time.time()
     for i, d in enumerate(body.events):
         try:
-            events.append(parse_event(d))
+            events.append(parse_event(d, now=now))
         except (ValueError, TypeError) as e:
             problems.append({"field": f"events.{i}", "message": str(e)})
     if problems:
         raise _field_errors(problems)
-    rep = _services(request).add_events(events)
+    rep = _services(request).add_events(events, trusted=trusted)
     return EventsOut(accepted=rep.accepted, duplicates=rep.duplicates, resolved=rep.resolved)
 
 
-@router.post("/v1/reviews", response_model=ReviewsOut, tags=["write"])
+@router.post(
+    "/v1/reviews",
+    response_model=ReviewsOut,
+    tags=["write"],
+    responses=error_responses(401, 422, 503, 429),
+)
 def post_reviews(
-    request: Request, body: ReviewsIn, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, body: ReviewsIn, x_api_key: ApiKey = None
 ) -> ReviewsOut:
     """Reviews scored by the sentiment model; products' aggregates update at once."""
     _require_key(request, x_api_key)
@@ -230,20 +289,40 @@ def post_reviews(
 
 
 def _products(records: list[dict[str, Any]]) -> list[Product]:
+    """The batch as products, or a 422 naming every bad record and every repeated id (a batch is
+    applied whole, so nothing is stored)."""
     out, problems = [], []
+    first: dict[str, int] = {}
     for i, rec in enumerate(records):
         try:
-            out.append(product_from_record(rec))
+            p = product_from_record(rec)
         except (ValueError, TypeError, KeyError) as e:
             problems.append({"field": f"products.{i}", "message": str(e)})
+            continue
+        if p.id in first:
+            problems.append(
+                {
+                    "field": f"products.{i}",
+                    "message": f"product id {p.id!r} is already at products.{first[p.id]}; "
+                    "send each product once per batch",
+                }
+            )
+            continue
+        first[p.id] = i
+        out.append(p)
     if problems:
         raise _field_errors(problems)
     return out
 
 
-@router.post("/v1/products", response_model=WriteOut, tags=["write"])
+@router.post(
+    "/v1/products",
+    response_model=WriteOut,
+    tags=["write"],
+    responses=error_responses(401, 422, 503, 429),
+)
 def upsert_products(
-    request: Request, body: ProductsIn, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, body: ProductsIn, x_api_key: ApiKey = None
 ) -> WriteOut:
     """Add or replace products in the live index (no rebuild)."""
     _require_key(request, x_api_key)
@@ -251,52 +330,70 @@ def upsert_products(
     return WriteOut(written=rep.indexed, deleted=0, errors=[str(e) for e in rep.errors])
 
 
-@router.put("/v1/products/{product_id}", response_model=WriteOut, tags=["write"])
+@router.put(
+    "/v1/products/{product_id}",
+    response_model=WriteOut,
+    tags=["write"],
+    responses=error_responses(401, 422, 503, 429),
+)
 def put_product(
     request: Request,
     product_id: ProductId,
-    body: dict[str, Any],
-    x_api_key: Annotated[str | None, Header()] = None,
+    body: ProductPutRecord,
+    x_api_key: ApiKey = None,
 ) -> WriteOut:
-    """Add or replace one product; the path names it (an ``id`` in the body must agree)."""
+    """Add or replace one product; the path names it (the body carries no ``id``)."""
     _require_key(request, x_api_key)
-    if str(body.get("id", product_id)) != product_id:
-        raise BadInputError(f"body id {body.get('id')!r} differs from the path id {product_id!r}")
     rep = _services(request).upsert_products(_products([{**body, "id": product_id}]))
     return WriteOut(written=rep.indexed, deleted=0, errors=[str(e) for e in rep.errors])
 
 
-@router.delete("/v1/products/{product_id}", response_model=WriteOut, tags=["write"])
+@router.delete(
+    "/v1/products/{product_id}",
+    response_model=WriteOut,
+    tags=["write"],
+    responses=error_responses(401, 404, 422, 503, 429),
+)
 def delete_product(
-    request: Request, product_id: ProductId, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, product_id: ProductId, x_api_key: ApiKey = None
 ) -> WriteOut:
     _require_key(request, x_api_key)
     rep = _services(request).delete_product(product_id)
     return WriteOut(written=0, deleted=rep.deleted, errors=[str(e) for e in rep.errors])
 
 
-@router.delete("/v1/users/{user_id}", response_model=ErasedOut, tags=["privacy"])
+@router.delete(
+    "/v1/users/{user_id}",
+    response_model=ErasedOut,
+    tags=["privacy"],
+    responses=error_responses(401, 404, 422, 503, 429),
+)
 def erase_user(
-    request: Request, user_id: UserId, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, user_id: UserId, x_api_key: ApiKey = None
 ) -> ErasedOut:
     """Erase a shopper: their events, queries and profile."""
     _require_key(request, x_api_key)
     return ErasedOut(user_id=user_id, erased_records=_services(request).erase_user(user_id))
 
 
-@router.get("/healthz", tags=["ops"])
-def healthz() -> dict[str, str]:
+@router.get("/healthz", response_model=HealthOut, tags=["ops"])
+def healthz() -> HealthOut:
     """The process is up (it may still be waiting for its backend)."""
-    return {"status": "ok"}
+    return HealthOut(status="ok")
 
 
-@router.get("/readyz", tags=["ops"])
-def readyz(request: Request) -> dict[str, Any]:
+@router.get("/readyz", response_model=ReadyOut, tags=["ops"], responses=error_responses(503, 429))
+def readyz(request: Request) -> ReadyOut:
     """The backend answers and the models are loaded."""
-    return {"status": "ready", **_services(request).ready()}
+    return ReadyOut(status="ready", **_services(request).ready())
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    tags=["ops"],
+    responses={200: {"description": "Prometheus text exposition format", "content": {"text/plain": {}}}},
+)
 def metrics(request: Request) -> Response:
     """Prometheus metrics: requests and latency per endpoint, time per ranking stage."""
     return request.app.state.metrics.render()  # type: ignore[no-any-return]

@@ -44,6 +44,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "the embedded backend keeps its index and events in one process, so writes to one worker "
             "would not reach the others: use --workers 1, or --backend opensearch to scale out"
         )
+    from plugin_api.limits import uvicorn_options
+
+    transport = uvicorn_options(s)  # head/keep-alive deadline, head size cap
+    # No access-log line per request, with one worker or several (--verbose turns it on).
+    transport["log_level"] = "info" if args.verbose else "warning"
     if args.workers > 1:
         env = {**base.model_dump(exclude_defaults=True), **overrides}
         for key, value in env.items():
@@ -51,12 +56,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 json.dumps(value) if isinstance(value, list | tuple) else str(value)
             )
         uvicorn.run(
-            "plugin_api.app:app_from_env", factory=True, host=s.host, port=s.port, workers=args.workers
+            "plugin_api.app:app_from_env",
+            factory=True,
+            host=s.host,
+            port=s.port,
+            workers=args.workers,
+            **transport,
         )
         return 0
     from plugin_api.app import create_app
 
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="info" if args.verbose else "warning")
+    uvicorn.run(create_app(s), host=s.host, port=s.port, **transport)
     return 0
 
 
@@ -106,8 +116,12 @@ def cmd_events_expire(args: argparse.Namespace) -> int:
     from plugin_api.backends import factory
 
     s = settings_from(args)
+    from indexer.events import MAX_CLOCK_SKEW_S
+
     days = args.days if args.days is not None else s.event_ttl_days
-    gone = factory(s.backend).events(s).expire(time.time() - days * 86400.0)
+    now = time.time()
+    # Records dated beyond the clock skew (stored before events were bounded) go too.
+    gone = factory(s.backend).events(s).expire(now - days * 86400.0, after=now + MAX_CLOCK_SKEW_S)
     print(json.dumps({"expired": gone, "older_than_days": days}))
     return 0
 

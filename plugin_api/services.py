@@ -11,17 +11,24 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from indexer.base import WriteReport
 from indexer.embedding import Embedder, embed_texts
-from indexer.errors import BadInputError, NotFoundError
-from indexer.events import Event, EventStore, EventWriteReport, QueryRecord, resolve_products
+from indexer.errors import BadInputError, FeatureUnavailableError, NotFoundError
+from indexer.events import (
+    MAX_CLOCK_SKEW_S,
+    Event,
+    EventStore,
+    EventWriteReport,
+    QueryRecord,
+    resolve_products,
+)
 from indexer.pipeline import check_compatible
-from indexer.product import Product
+from indexer.product import Product, check_batch
 from indexer.reviews import Review, ReviewStore
 from plugin_api.backends import (
     embedder_from,
@@ -42,6 +49,38 @@ from ranker.review_ingest import IngestReport, ingest_reviews
 from ranker.sentiment import SentimentModel
 
 log = logging.getLogger(__name__)
+
+
+class _QueryLogState:
+    """Logs the ubi_queries store going bad and coming back once each, not once per search."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.lost = 0
+
+    def failed(self, exc: Exception) -> None:
+        self.lost += 1
+        if not self.down:
+            self.down = True
+            log.warning(
+                "ubi_queries records are not being stored (%s: %s); searches still answer", type(exc).__name__, exc
+            )
+
+    def ok(self) -> None:
+        if self.down:
+            self.down = False
+            log.warning("ubi_queries records are stored again (%d searches went unrecorded)", self.lost)
+            self.lost = 0
+
+
+def _shown(query: QueryRecord | None, client_id: str, product_id: str | None) -> bool:
+    """The search ``query`` was this shopper's and showed them this product."""
+    return (
+        query is not None
+        and product_id is not None
+        and query.client_id == client_id
+        and product_id in query.object_ids
+    )
 
 
 class ProductWriter(Protocol):
@@ -67,21 +106,37 @@ class Services:
     started: float = field(default_factory=time.time)
     last_expiry: float = 0.0
     last_sync: float = 0.0
+    query_log: _QueryLogState = field(default_factory=lambda: _QueryLogState())
 
     # -- search ---------------------------------------------------------------------------------
     def search(
-        self, req: SearchRequest, opts: FullOptions, *, client_id: str | None, pipeline: str
+        self,
+        req: SearchRequest,
+        opts: FullOptions,
+        *,
+        client_id: str | None,
+        pipeline: str,
+        shown: tuple[int, int] = (0, 100),
     ) -> tuple[SearchResult, str]:
-        """Ranked results and the query id the storefront attributes its events to."""
+        """Ranked results and the query id the storefront attributes its events to; the query
+        record keeps the ids of the page the response shows (``shown`` = start, size), which
+        is what an untrusted click on this query id is checked against."""
         result = self.retriever.search(req) if pipeline == "hybrid" else self.pipeline.search(req, opts)
         query_id = str(uuid.uuid4())
+        start, size = shown
         record = QueryRecord(
-            query_id, client_id or "anonymous", req.query, time.time(), tuple(h.id for h in result.hits[:100])
+            query_id,
+            client_id or "anonymous",
+            req.query,
+            time.time(),
+            tuple(h.id for h in result.hits[start : start + size]),
         )
         try:
             self.events.add([], [record])
-        except Exception:  # a search must not fail because its UBI query record could not be kept
-            log.warning("could not store the ubi_queries record %s", query_id, exc_info=True)
+        except Exception as exc:  # a search must not fail because its UBI query record could not be kept
+            self.query_log.failed(exc)
+        else:
+            self.query_log.ok()
         return result, query_id
 
     def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
@@ -96,7 +151,7 @@ class Services:
         if ttl <= 0 or now - self.last_expiry < every_s:
             return 0
         self.last_expiry = now
-        gone = self.events.expire(now - ttl)
+        gone = self.events.expire(now - ttl, after=now + MAX_CLOCK_SKEW_S)
         if gone:
             log.info("expired %d events older than %s days", gone, self.settings.event_ttl_days)
         return gone
@@ -112,12 +167,28 @@ class Services:
         since, self.last_sync = self.last_sync - overlap_s, now
         return self.event_model.add(self.events.events(since=since))
 
-    def add_events(self, events: Sequence[Event]) -> EventWriteReport:
+    def add_events(self, events: Sequence[Event], *, trusted: bool = True) -> EventWriteReport:
+        """Resolve, verify and store events. Untrusted (browser) events are dated no later than
+        now and marked verified only when their query_id's search showed that shopper the product
+        (see ranker/influence.py: unverified browser events never move shared signals)."""
         eans = [e.object_id for e in events if e.object_id and (e.object_id_field or "").lower() != "id"]
         by_ean = self.backend.ids_for_eans(eans) if isinstance(self.backend, EanLookup) and eans else {}
         direct = list({e.object_id for e in events if e.object_id})
         known = set(self.backend.fetch(direct)) if direct else set()
         resolved = resolve_products(events, by_ean, known)
+        now = time.time()
+        if not trusted:
+            qids = sorted({e.query_id for e in resolved if e.query_id and e.product_id})
+            shown = self.events.queries(qids) if qids else {}
+            resolved = [
+                replace(
+                    e,
+                    trusted=False,
+                    received=now,
+                    verified=_shown(shown.get(e.query_id or ""), e.client_id, e.product_id),
+                )
+                for e in resolved
+            ]
         report = self.events.add(resolved)
         self.event_model.add(report.stored)
         self.expire_events()
@@ -133,6 +204,7 @@ class Services:
     def upsert_products(self, products: Sequence[Product]) -> WriteReport:
         if not products:
             raise BadInputError("no products to write; send at least one")
+        check_batch(products)  # ids and repeats, before the embedding work and before any write
         vectors, _ = embed_texts(
             [p.embedding_text() for p in products],
             self.embedder,
@@ -150,7 +222,7 @@ class Services:
 
     def add_reviews(self, reviews: Sequence[Review]) -> IngestReport:
         if self.sentiment is None:
-            raise BadInputError(
+            raise FeatureUnavailableError(
                 "this service has no sentiment model to score reviews; train one with "
                 "`shoprank train sentiment` and set SHOPRANK_SENTIMENT_PATH"
             )
@@ -204,9 +276,10 @@ def build_services(s: Settings) -> Services:
     )
     events = f.events(s)
     if s.event_ttl_days > 0:
-        expired = events.expire(time.time() - s.event_ttl_days * 86400.0)
+        now = time.time()
+        expired = events.expire(now - s.event_ttl_days * 86400.0, after=now + MAX_CLOCK_SKEW_S)
         if expired:
-            log.info("expired %d events older than %s days", expired, s.event_ttl_days)
+            log.info("expired %d events older than %s days or dated in the future", expired, s.event_ttl_days)
     event_model.add(events.events())
     sentiment: Once[SentimentModel] | None = None
     if s.sentiment_path is not None:

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     opensearch_url: str = "http://127.0.0.1:9200"
     opensearch_timeout_s: float = Field(10.0, gt=0, le=300)
     index_alias: str = Field("shoprank-products", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+    # OpenSearch product index built by `shoprank index`: primary shards, and replicas per shard
+    # (unset: one on a cluster, none on a single node, following the node count)
+    shards: int = Field(1, ge=1, le=1024)
+    replicas: int | None = Field(None, ge=0, le=16)
     data_dir: Path = Field(default_factory=_default_data_dir)
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     embedder: str = "minilm"  # minilm | minilm-onnx | minilm-onnx-int8 | hashing (tests)
@@ -56,8 +60,14 @@ class Settings(BaseSettings):
     event_sync_s: float = Field(10.0, ge=0, le=3600)  # OpenSearch: fold in other workers' events this often
     # serving
     api_keys: tuple[str, ...] = ()  # write endpoints need one of these in X-API-Key; none: writes refused
-    max_inflight: int = Field(32, ge=1, le=10_000)  # requests served at once; more get 429
-    max_body_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000)
+    # Browser keys for POST /v1/events (public, shown to every storefront visitor). When set, an
+    # event needs one of these or an admin key; when empty, keyless events are taken as browser's.
+    public_keys: tuple[str, ...] = ()
+    max_inflight: int = Field(4, ge=1, le=10_000)  # requests served at once; more wait in the queue
+    max_queued: int = Field(8, ge=0, le=10_000)  # requests waiting for a slot; more get 429
+    queue_wait_s: float = Field(0.5, ge=0, le=60)  # the longest wait for a slot before a 429
+    max_body_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000)  # bytes read, chunked included
+    read_timeout_s: float = Field(5.0, gt=0, le=300)  # for the request head, then for the whole body
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

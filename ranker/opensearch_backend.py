@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from indexer.analysis import analyze
-from indexer.errors import BadInputError
+from indexer.errors import BackendUnavailableError, BadInputError
 from indexer.manifest import Manifest
 from indexer.opensearch_client import client_url, os_errors, raise_response_error
 from indexer.opensearch_mapping import BRAND_FILTER_FIELD, INDEX_ANALYZER, SEARCH_ANALYZER
@@ -224,7 +224,10 @@ class OpenSearchBackend:
             resp = self.client.msearch(index=self.alias, body=body)
         responses = resp.get("responses") or []
         if len(responses) != 2:
-            raise RuntimeError(f"OpenSearch answered {len(responses)} responses to a 2-search _msearch")
+            raise BackendUnavailableError(
+                f"OpenSearch at {self.url} answered {len(responses)} responses to a 2-search _msearch; "
+                "check the node (`scripts/opensearch status`)"
+            )
         for item in responses:
             if "error" in item:
                 raise_response_error(item, self.url, "a hybrid search")

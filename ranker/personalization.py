@@ -16,6 +16,12 @@ Built in memory from the event store (once at start, then incrementally as event
 * **co-interaction**: two products that one shopper both engaged with (positive weight) add
   ``min(w_a, w_b)`` to each other's count — "shoppers who viewed this also bought" — read out
   normalized like a cosine by the products' positive masses (``co / sqrt(m⁺_a · m⁺_b)``).
+
+Popularity, trending and co-interaction are shared by every shopper, so they take each shopper's
+*vote* (``ShopperProfile.votes``), bounded by :mod:`ranker.influence` (trust, verification, caps
+per shopper and per product-hour); the shopper's own profile takes every event they sent. Decayed
+weights are kept relative to an anchor time that moves forward (everything rescaled) before the
+factors could overflow, so no event date can break the model.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from types import MappingProxyType
 import numpy as np
 
 from indexer.events import Event
+from ranker.influence import InfluencePolicy, VoteLedger
 
 ACTION_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {
@@ -47,6 +54,7 @@ ACTION_WEIGHTS: Mapping[str, float] = MappingProxyType(
 # Actions that mean "already has it": excluded from that shopper's recommendations.
 OWNED_ACTIONS = frozenset({"purchase"})
 MAX_ITEMS_PER_CLIENT = 200  # co-interaction pairs come from a shopper's most recent items
+REANCHOR_HALF_LIVES = 64.0  # rescale before decay factors pass 2^64
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class PersonalizationConfig:
     action_weights: Mapping[str, float] = field(default_factory=lambda: dict(ACTION_WEIGHTS))
     # A shopper not seen for this long has no profile any more (0: profiles never expire).
     profile_ttl_days: float = 0.0
+    influence: InfluencePolicy = field(default_factory=InfluencePolicy)
 
     def __post_init__(self) -> None:
         if self.half_life_days <= 0:
@@ -72,6 +81,7 @@ class ShopperProfile:
     categories: dict[str, float] = field(default_factory=dict)
     owned: set[str] = field(default_factory=set)
     last_seen: float = 0.0
+    votes: dict[str, float] = field(default_factory=dict)  # product → bounded share of shared signals
 
     @property
     def empty(self) -> bool:
@@ -105,18 +115,45 @@ class EventModel:
         self._category_of = category_of or (lambda pid: "")
         self._lock = threading.RLock()
         self._anchor: float | None = None
-        self._mass: dict[str, float] = defaultdict(float)
+        self._mass: dict[str, float] = defaultdict(float)  # what popularity reads: trusted + earned
+        self._trusted: dict[str, float] = defaultdict(float)  # decayed mass from trusted events
+        self._untrusted: dict[str, float] = defaultdict(float)  # from verified browser events
         self._pos_mass: dict[str, float] = defaultdict(float)  # positive actions only
         self._profiles: dict[str, ShopperProfile] = {}
         self._co: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._seen: set[str] = set()  # event ids folded in: adding an event twice counts once
+        self._ledger = VoteLedger(self.config.influence)
         self.events_seen = 0
 
     # -- time decay ---------------------------------------------------------------------------
     def _decay(self, t: float) -> float:
         """2^((t - anchor) / half-life): a weight at time t in anchor units."""
         assert self._anchor is not None
-        return 2.0 ** ((t - self._anchor) / (self.config.half_life_days * 86400.0))
+        exponent = (t - self._anchor) / (self.config.half_life_days * 86400.0)
+        return 2.0 ** max(-1074.0, min(exponent, REANCHOR_HALF_LIVES))  # far older: 0, never an error
+
+    def _advance(self, t: float) -> None:
+        """Make ``t`` (the newest time of a batch) at most ``REANCHOR_HALF_LIVES`` past the anchor."""
+        if self._anchor is None:
+            self._anchor = t
+        elif (t - self._anchor) / (self.config.half_life_days * 86400.0) > REANCHOR_HALF_LIVES:
+            self._reanchor(t)
+
+    def _reanchor(self, t: float) -> None:
+        """Move the anchor to ``t``, rescaling every decayed weight (exact up to rounding)."""
+        assert self._anchor is not None
+        f = 2.0 ** -((t - self._anchor) / (self.config.half_life_days * 86400.0))
+        self._anchor = t
+        for d in (self._mass, self._pos_mass, self._trusted, self._untrusted):
+            for k in d:
+                d[k] *= f
+        for prof in self._profiles.values():
+            for m in (prof.items, prof.brands, prof.categories, prof.votes):
+                for k in m:
+                    m[k] *= f
+        for row in self._co.values():
+            for k in row:
+                row[k] *= f
 
     def weight(self, action: str) -> float:
         return float(self.config.action_weights.get(action, 0.0))
@@ -128,24 +165,25 @@ class EventModel:
         n = 0
         with self._lock:
             touched: dict[str, dict[str, float]] = {}
-            for e in sorted(events, key=lambda e: e.timestamp):
+            ledger = self._ledger
+            batch = sorted(
+                (e for e in events if math.isfinite(e.effective_time)), key=lambda e: e.effective_time
+            )
+            if batch:
+                self._advance(batch[-1].effective_time)
+            for e in batch:
                 if e.id in self._seen:
                     continue
                 self._seen.add(e.id)
-                if self._anchor is None:
-                    self._anchor = e.timestamp
+                t = e.effective_time
                 prof = self._profiles.setdefault(e.client_id, ShopperProfile(e.client_id))
-                prof.last_seen = max(prof.last_seen, e.timestamp)
+                prof.last_seen = max(prof.last_seen, t)
                 n += 1
                 w = self.weight(e.action_name)
                 if e.product_id is None or w == 0.0:
                     continue
-                if e.client_id not in touched:
-                    touched[e.client_id] = dict(prof.items)
-                dw = w * self._decay(e.timestamp)
-                self._mass[e.product_id] += dw
-                if dw > 0:
-                    self._pos_mass[e.product_id] += dw
+                scale = self._decay(t)
+                dw = w * scale
                 prof.items[e.product_id] = prof.items.get(e.product_id, 0.0) + dw
                 brand = self._brand_of(e.product_id).lower()
                 if brand:
@@ -155,8 +193,30 @@ class EventModel:
                     prof.categories[category] = prof.categories.get(category, 0.0) + dw
                 if e.action_name in OWNED_ACTIONS:
                     prof.owned.add(e.product_id)
+                if not ledger.counts(trusted=e.trusted, verified=e.verified):
+                    continue
+                if e.client_id not in touched:
+                    touched[e.client_id] = dict(prof.votes)
+                delta = ledger.vote(
+                    prof.votes,
+                    e.product_id,
+                    w,
+                    scale,
+                    trusted=e.trusted,
+                    arrival=e.received if e.received is not None else t,
+                )
+                if delta == 0.0:
+                    continue
+                prof.votes[e.product_id] = prof.votes.get(e.product_id, 0.0) + delta
+                pid = e.product_id
+                (self._trusted if e.trusted else self._untrusted)[pid] += delta
+                self._mass[pid] = self._trusted[pid] + min(
+                    self._untrusted[pid], ledger.earned(self._trusted[pid], scale)
+                )
+                if delta > 0:
+                    self._pos_mass[pid] += delta
             for cid, before in touched.items():
-                self._update_co(before, self._profiles[cid].items)
+                self._update_co(before, self._profiles[cid].votes)
             self.events_seen += n
         return n
 
@@ -183,7 +243,7 @@ class EventModel:
             prof = self._profiles.pop(client_id, None)
             if prof is None:
                 return False
-            self._update_co(prof.items, {})
+            self._update_co(prof.votes, {})
             return True
 
     # -- reads --------------------------------------------------------------------------------

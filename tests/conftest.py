@@ -58,3 +58,19 @@ def opensearch_available(url: str | None = None) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def build_fixture_index(root: Path) -> Path:
+    """Index the fixture catalog with the hashing embedder (no model) into ``root/data``, with its
+    embedding cache in ``root/cache``; returns ``root``. The service tests' shared starting point."""
+    from plugin_api.cli import main
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))
+    mp.setenv("SHOPRANK_EMBEDDER", "hashing")
+    try:
+        argv = ["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", "--data-dir", str(root / "data")]
+        assert main(argv) == 0
+    finally:
+        mp.undo()
+    return root

@@ -32,6 +32,7 @@ class Bench:
     retriever: Retriever
     writer: Any  # upsert(products, vectors) / delete(ids)
     products: list[Product]
+    store: Any  # the IndexStore a rebuild (`shoprank index`) writes to
 
     def search(self, q: str, **kw: Any) -> list[str]:
         return [h.id for h in self.retriever.search(SearchRequest(q, **kw)).hits]
@@ -47,8 +48,8 @@ def _open(kind: str, products: list[Product], tmp_path_factory) -> Iterator[Benc
 
         store = EmbeddedStore(tmp_path_factory.mktemp("embedded"))
         build_index(products, store, EMBEDDER)
-        backend = EmbeddedBackend(store)
-        yield Bench(Retriever(backend, EMBEDDER), backend, products)
+        backend = EmbeddedBackend(store, check_every_s=0.0)  # notices another build at once
+        yield Bench(Retriever(backend, EMBEDDER), backend, products, EmbeddedStore(store.root))
         return
     if not opensearch_available():
         pytest.skip(f"no OpenSearch node at {opensearch_url()}; start one with scripts/opensearch start")
@@ -62,7 +63,7 @@ def _open(kind: str, products: list[Product], tmp_path_factory) -> Iterator[Benc
     try:
         rep = build_index(products, store, EMBEDDER)
         assert rep.write.ok, rep.write.errors
-        yield Bench(Retriever(OpenSearchBackend(client, alias=alias), EMBEDDER), store, products)
+        yield Bench(Retriever(OpenSearchBackend(client, alias=alias), EMBEDDER), store, products, store)
     finally:
         store.drop()
 
@@ -212,3 +213,140 @@ def test_strict_candidates_follow_the_first_stage_with_rank_0(bench):
     assert [h.id for h in plain] == [h.id for h in first] and all("strict" not in h.sources for h in plain)
     with pytest.raises(BadInputError, match="strict candidates"):
         bench.retriever.search(SearchRequest("black", k=3), strict=-1)
+
+
+def test_a_batch_with_an_id_twice_or_a_bad_id_is_refused_and_stores_nothing(fresh):
+    twice = [Product("d1", "Dodo feather duster"), Product("p02", "x"), Product("d1", "Dodo again")]
+    with pytest.raises(BadInputError, match=r"'d1' occurs more than once"):
+        fresh.upsert(twice)
+    with pytest.raises(BadInputError, match="product id 'a/b' is not allowed"):
+        fresh.upsert([Product("d2", "Dodo feather duster"), Product("a/b", "Unreachable")])
+    assert fresh.retriever.backend.fetch(["d1", "d2", "a/b"]) == {}
+    assert fresh.retriever.backend.fetch(["p02"])["p02"].title.startswith("HP Pavilion")
+    assert fresh.search("dodo duster", mode="bm25") == []
+
+
+def test_a_rebuild_keeps_every_write_acknowledged_before_it(fresh):
+    new = Product("n1", "Acme Zephyr notebook 13", "ultralight", "Acme", "Notebook", 499.0)
+    changed = replace(next(p for p in fresh.products if p.id == "p09"), title="Logitech Quasar trackball")
+    fresh.upsert([new, changed])
+    assert fresh.writer.delete(["p10"]).deleted == 1
+    catalog = [*fresh.products, Product("c1", "Catalog only capybara lamp")]  # knows none of the writes
+    rep = build_index(catalog, fresh.store, EMBEDDER)
+    assert rep.write.ok, rep.write.errors
+    backend = fresh.retriever.backend
+    assert fresh.search("capybara lamp", mode="bm25") == ["c1"]  # the running reader switched
+    got = backend.fetch(["n1", "p09", "p10"])
+    assert set(got) == {"n1", "p09"} and got["p09"].title == "Logitech Quasar trackball"
+    assert fresh.search("quasar trackball", mode="bm25")[0] == "p09"
+    assert fresh.search("zephyr", mode="bm25") == ["n1"]
+    assert backend.count() == len(catalog)  # +1 new, -1 deleted
+    assert set(_reader(fresh).fetch(["n1", "p09", "p10", "c1"])) == {"n1", "p09", "c1"}  # a restart too
+    # writes after the switch land in what is served, and the next rebuild keeps them too
+    fresh.upsert([Product("n2", "Wombat kettle")])
+    assert fresh.search("wombat kettle", mode="bm25")[0] == "n2"
+    assert _reader(fresh).fetch(["n2"]).keys() == {"n2"}
+    assert build_index(catalog, fresh.store, EMBEDDER).write.ok
+    assert set(backend.fetch(["n1", "n2", "p09", "p10"])) == {"n1", "n2", "p09"}
+    assert set(_reader(fresh).fetch(["n1", "n2", "p09", "p10"])) == {"n1", "n2", "p09"}
+
+
+def test_a_rebuild_with_another_model_reembeds_the_carried_writes(fresh):
+    new = Product("n1", "Acme Zephyr notebook 13", "ultralight", "Acme", "Notebook", 499.0)
+    fresh.upsert([new])
+    other = HashingEmbedder(dimension=32)
+    assert build_index(fresh.products, fresh.store, other).write.ok
+    m = fresh.store.manifest()
+    assert m is not None and m.dimension == 32
+    retriever = Retriever(_reader(fresh), other)
+    res = retriever.search(SearchRequest(new.embedding_text(), k=1, mode="vector"))
+    assert res.hits[0].id == "n1" and res.hits[0].sources["vector"].score == pytest.approx(1.0, abs=1e-3)
+
+
+def _reader(bench: Bench) -> Any:
+    """A new reader of the store (a restarted service, as a model change needs)."""
+    if bench.store.name == "embedded":
+        from ranker.embedded_backend import EmbeddedBackend
+
+        return EmbeddedBackend(bench.store)
+    from ranker.opensearch_backend import OpenSearchBackend
+
+    return OpenSearchBackend(bench.store.client, alias=bench.store.alias)
+
+
+def _during_build(bench: Bench, monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
+    """Run ``action`` once while the next build runs: after its catalog is written, before the
+    switch (embedded: the switch's lock; OpenSearch: the alias swap)."""
+    done: list[bool] = []
+    if bench.store.name == "embedded":
+        import indexer.embedded_store as es
+
+        real = es._fsync_file
+
+        def hooked(path: Any) -> None:
+            if not done:
+                done.append(True)
+                action()
+            real(path)
+
+        monkeypatch.setattr(es, "_fsync_file", hooked)
+        return
+    real_swap = bench.store._swap
+
+    def swap(name: str) -> None:
+        if not done:
+            done.append(True)
+            action()  # this write reaches the old index: the build must replay it after the swap
+        real_swap(name)
+
+    monkeypatch.setattr(bench.store, "_swap", swap)
+
+
+def test_writes_made_while_a_rebuild_runs_are_in_the_new_version(fresh, monkeypatch):
+    late = Product("late1", "Okapi rice cooker", brand="Acme")
+    changed = replace(next(p for p in fresh.products if p.id == "p07"), title="Renamed while building")
+
+    def write() -> None:
+        fresh.upsert([late, changed])
+        assert fresh.writer.delete(["p08"]).deleted == 1
+
+    _during_build(fresh, monkeypatch, write)
+    assert build_index(fresh.products, fresh.store, EMBEDDER).write.ok
+    got = fresh.retriever.backend.fetch(["late1", "p07", "p08"])
+    assert set(got) == {"late1", "p07"} and got["p07"].title == "Renamed while building"
+    assert fresh.search("okapi rice cooker", mode="bm25")[0] == "late1"
+    assert fresh.retriever.backend.count() == len(fresh.products)
+    assert _reader(fresh).fetch(["late1", "p08"]).keys() == {"late1"}  # and so does a restart
+
+
+@pytest.mark.integration
+def test_the_replay_after_the_swap_never_overwrites_a_newer_write(
+    fixture_products, tmp_path_factory, monkeypatch
+):
+    opened = _open("opensearch", fixture_products, tmp_path_factory)
+    bench = next(opened)
+    first = replace(next(p for p in bench.products if p.id == "p11"), title="Written before the swap")
+    second = replace(first, title="Written after the swap")
+    swapped: list[bool] = []
+    real_swap, real_fetch = bench.store._swap, bench.store.updates.fetch
+
+    def swap(name: str) -> None:
+        bench.upsert([first])  # reaches the old index: the replay after the swap must bring it over
+        real_swap(name)
+        swapped.append(True)
+
+    def fetch(ids: Any) -> Any:
+        got = real_fetch(ids)
+        if swapped and len(swapped) == 1:
+            swapped.append(True)
+            bench.upsert([second])  # a live writer, between the replay's two reads: already in the new index
+        return got  # the replay now holds the older entry: it must not write it over the newer one
+
+    monkeypatch.setattr(bench.store, "_swap", swap)
+    monkeypatch.setattr(bench.store.updates, "fetch", fetch)
+    try:
+        assert build_index(bench.products, bench.store, EMBEDDER).write.ok
+        assert len(swapped) == 2
+        assert bench.retriever.backend.fetch(["p11"])["p11"].title == "Written after the swap"
+    finally:
+        opened.close()  # drops the test's indices

@@ -225,9 +225,11 @@ def test_events_user_recommendations_and_erasure(service):
         }
 
     events = [ev("click", "s1", "p01", 0), ev("purchase", "s1", "p02", 1), ev("purchase", "s2", "p01", 2)]
-    r = httpx.post(f"{base}/v1/events", json={"events": events})
+    # sent by the shop's backend (admin key): trusted, so they shape trending too
+    r = httpx.post(f"{base}/v1/events", json={"events": events}, headers={"X-API-Key": KEY})
     assert r.status_code == 200 and r.json()["accepted"] == 3 and r.json()["resolved"] == 3
-    assert httpx.post(f"{base}/v1/events", json={"events": events}).json()["duplicates"] == 3
+    again = httpx.post(f"{base}/v1/events", json={"events": events}, headers={"X-API-Key": KEY})
+    assert again.json()["duplicates"] == 3
     recs = httpx.get(f"{base}/v1/recommend/user/s1").json()
     assert recs["strategy"] == "profile" and "p02" not in {x["id"] for x in recs["results"]}
     assert httpx.get(f"{base}/v1/recommend/user/newcomer").json()["strategy"] == "trending"
@@ -235,6 +237,43 @@ def test_events_user_recommendations_and_erasure(service):
     r = httpx.delete(f"{base}/v1/users/s1", headers={"X-API-Key": KEY})
     assert r.status_code == 200 and r.json()["erased_records"] >= 2
     assert httpx.get(f"{base}/v1/recommend/user/s1").json()["strategy"] == "trending"
+
+
+def test_browser_events_are_verified_against_the_search_that_showed_them(service, node):
+    """An untrusted click counts only when its query_id's search (read back from the node by id,
+    right after the search: no refresh) showed that shopper the product."""
+    from indexer.opensearch_events import OpenSearchEventStore
+
+    base, _ = service
+    r = httpx.get(f"{base}/v1/search", params={"q": "notebook", "k": 3, "user_id": "browser-1"}).json()
+    qid, page = r["query_id"], [x["id"] for x in r["results"]]
+    other = next(p for p in ("p20", "p19", "p18", "p17") if p not in page)
+    now = int(time.time() * 1000)
+
+    def click(pid: str, client: str) -> dict:
+        obj = {"object_id": pid, "object_id_field": "id"}
+        return {
+            "action_name": "click",
+            "client_id": client,
+            "query_id": qid,
+            "timestamp": now,
+            "event_attributes": {"object": obj},
+        }
+
+    body = {
+        "events": [click(page[0], "browser-1"), click(other, "browser-1"), click(page[1], "someone-else")]
+    }
+    assert httpx.post(f"{base}/v1/events", json=body).json()["accepted"] == 3
+    stored = {
+        (e.product_id, e.client_id): (e.trusted, e.verified)
+        for e in OpenSearchEventStore(node, prefix=UBI).events()
+        if e.query_id == qid
+    }
+    assert stored == {
+        (page[0], "browser-1"): (False, True),
+        (other, "browser-1"): (False, False),
+        (page[1], "someone-else"): (False, False),
+    }
 
 
 def test_reviews_change_sentiment_and_writes_need_the_key(service):

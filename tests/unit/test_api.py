@@ -10,37 +10,18 @@ from fastapi.testclient import TestClient
 from indexer.errors import BackendUnavailableError
 from plugin_api import app as app_module
 from plugin_api.app import create_app
-from plugin_api.cli import main
 from plugin_api.services import Services, build_services
 from plugin_api.settings import Settings
 from ranker.features import FEATURES
 from ranker.lazy import Once
-from tests.conftest import FIXTURES
+from tests.conftest import build_fixture_index
 
 KEY = "test-key-123"
 
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))
-    mp.setenv("SHOPRANK_EMBEDDER", "hashing")
-    assert (
-        main(
-            [
-                "index",
-                "--catalog",
-                str(FIXTURES / "catalog.jsonl"),
-                "--quiet",
-                "--data-dir",
-                str(root / "data"),
-            ]
-        )
-        == 0
-    )
-    mp.undo()
-    return root
+    return build_fixture_index(tmp_path_factory.mktemp("api"))
 
 
 def _settings(root, tmp_path, **kw):
@@ -169,10 +150,11 @@ def test_events_drive_user_recommendations_popularity_and_erasure(client):
         _ev("purchase", "shopper-2", "p02", now - 1000),
         _ev("impression", "shopper-3", "B0SOMEASIN", now, field="asin"),
     ]
-    r = client.post("/v1/events", json={"events": events})
+    # the shop's backend (admin key) vouches for these: they may move popularity and trending
+    r = client.post("/v1/events", json={"events": events}, headers={"X-API-Key": KEY})
     assert r.status_code == 200, r.text
     assert r.json() == {"accepted": 6, "duplicates": 0, "resolved": 5}
-    again = client.post("/v1/events", json={"events": events[:2]}).json()
+    again = client.post("/v1/events", json={"events": events[:2]}, headers={"X-API-Key": KEY}).json()
     assert again == {"accepted": 0, "duplicates": 2, "resolved": 0}
 
     recs = client.get("/v1/recommend/user/shopper-1", params={"k": 5}).json()
@@ -219,7 +201,7 @@ def test_bad_events_are_refused_whole_with_their_index(client):
     good = _ev("click", "s1", "p01", int(time.time() * 1000))
     bad = {"action_name": "click", "timestamp": 1}  # no client_id
     r = client.post("/v1/events", json={"events": [good, bad]})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.1"
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] in ("events.1", "events.1.client_id")
     assert "client_id" in r.json()["error"]
     assert client.post("/v1/events", json={"events": []}).status_code == 422
     assert client.get("/v1/recommend/user/s1").json()["strategy"] == "none"  # nothing was stored
@@ -247,7 +229,7 @@ def test_product_writes_show_in_search_and_delete_is_404_after(client):
     r = client.put("/v1/products/x1", json={"id": "x2", "title": "t"}, headers=h)
     assert r.status_code == 422
     r = client.post("/v1/products", json={"products": [{"id": "x3", "price": 5}]}, headers=h)
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "products.0"
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] in ("products.0", "products.0.title")
     assert client.delete("/v1/products/x1", headers=h).json()["deleted"] == 1
     assert client.delete("/v1/products/x1", headers=h).status_code == 404
     assert client.get("/v1/recommend/similar/x1").status_code == 404
@@ -347,7 +329,7 @@ def test_old_events_expire_with_their_profiles(index_dir, tmp_path):
                 _ev("purchase", "new-shopper", "p02", fresh),
             ]
         }
-        assert c.post("/v1/events", json=body).json()["accepted"] == 2
+        assert c.post("/v1/events", json=body, headers={"X-API-Key": KEY}).json()["accepted"] == 2
         assert c.get("/v1/recommend/user/old-shopper").json()["strategy"] == "trending"  # profile expired
         assert c.get("/v1/recommend/user/new-shopper").json()["strategy"] == "profile"
     with TestClient(create_app(s)) as c:  # a restart deletes what is past the retention time
@@ -370,3 +352,11 @@ def test_shared_ubi_logs_post_as_they_are(client, icecat_dir, log_name):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["accepted"] + body["duplicates"] == len(docs) and body["accepted"] > 400
+
+
+def test_reviews_without_a_sentiment_model_are_503_not_a_client_error(index_dir, tmp_path):
+    """The request is fine; the service lacks the model (was 422, which told the client to fix it)."""
+    with TestClient(create_app(_settings(index_dir, tmp_path))) as c:
+        body = {"reviews": [{"product_id": "p01", "text": "works well"}]}
+        r = c.post("/v1/reviews", json=body, headers={"X-API-Key": KEY})
+        assert r.status_code == 503 and "SHOPRANK_SENTIMENT_PATH" in r.json()["error"]

@@ -69,3 +69,43 @@ def test_compose_file_structure():
         if not v.startswith(("/", ".", "$"))
     }
     assert named <= set(spec["volumes"]) and {"opensearch-data", "shoprank-data"} <= named
+
+
+def test_cluster_compose_file_structure():
+    """The multi-node variant: three cluster-manager-eligible data nodes that discover each
+    other, and an API that knows every node (shoprank's client fails over between them)."""
+    yaml = pytest.importorskip("yaml")
+    from indexer.opensearch_client import split_urls
+
+    spec = yaml.safe_load((DOCKER / "docker-compose.cluster.yml").read_text())
+    services = spec["services"]
+    nodes = {name: s for name, s in services.items() if name.startswith("opensearch-")}
+    assert sorted(nodes) == ["opensearch-1", "opensearch-2", "opensearch-3"]
+    assert {"api", "index"} <= set(services)
+    for name, node in nodes.items():
+        env = node["environment"]
+        assert node["image"].startswith("opensearchproject/opensearch:2.19")
+        assert "discovery.type" not in env and env["node.name"] == name
+        assert env["cluster.name"] == nodes["opensearch-1"]["environment"]["cluster.name"]
+        assert set(env["discovery.seed_hosts"].split(",")) == set(nodes)
+        assert set(env["cluster.initial_cluster_manager_nodes"].split(",")) == set(nodes)
+        assert {"cluster_manager", "data"} <= set(env["node.roles"].split(","))
+        assert node["healthcheck"]["test"] and node["healthcheck"]["retries"] >= 1
+    api, index = services["api"], services["index"]
+    for svc in services.values():
+        assert all(p.startswith("127.0.0.1:") for p in svc.get("ports", []))
+    assert {n: d["condition"] for n, d in api["depends_on"].items()} == dict.fromkeys(
+        nodes, "service_healthy"
+    )
+    assert set(index["depends_on"]) == set(nodes) and index["profiles"] == ["setup"]
+    env = api["environment"]
+    urls = split_urls(env["SHOPRANK_OPENSEARCH_URL"])
+    assert urls == [f"http://{n}:9200" for n in sorted(nodes)]
+    assert (env["SHOPRANK_SHARDS"], env["SHOPRANK_REPLICAS"]) == ("3", "1")
+    assert env["SHOPRANK_API_KEYS"].startswith("${SHOPRANK_API_KEYS:?")  # never a literal key
+    assert index["environment"]["SHOPRANK_OPENSEARCH_URL"] == env["SHOPRANK_OPENSEARCH_URL"]
+    assert api["command"][:1] == ["serve"] and "--workers" in api["command"]
+    single = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())["services"]["api"]
+    assert api["build"] == single["build"] and api["healthcheck"] == single["healthcheck"]
+    data = [v.split(":")[0] for n in nodes.values() for v in n["volumes"]]
+    assert len(set(data)) == 3 and set(data) <= set(spec["volumes"])  # one data volume per node

@@ -114,3 +114,52 @@ def test_manifest_check_messages():
         m.check(model_id=EMB.model_id, dimension=16, analyzer_version=ANALYZER_VERSION + 1)
     with pytest.raises(IndexMismatchError, match="incomplete or corrupt"):
         Manifest.from_dict({"kind": "x"})
+
+
+def test_a_batch_is_one_log_line_so_a_torn_batch_is_skipped_whole(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(2), store, EMB)
+    batch = [Product(f"new{i}", f"New product {i}") for i in range(3)]
+    store.upsert(batch, EMB.encode([p.embedding_text() for p in batch]))
+    log = tmp_path / "versions" / store.current_version() / "updates.jsonl"
+    assert len(log.read_text().splitlines()) == 1
+    with open(log, "r+b") as fh:  # a crash mid-append: the batch's line is cut short
+        fh.truncate(log.stat().st_size - 20)
+    assert [p.id for p in store.load().products] == ["id0", "id1"]
+    store.upsert(batch[:1], EMB.encode([batch[0].embedding_text()]))  # the next append still counts
+    assert [p.id for p in store.load().products] == ["id0", "id1", "new0"]
+
+
+def test_a_failed_append_is_cut_back(tmp_path, monkeypatch):
+    import indexer.embedded_store as es
+
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(2), store, EMB)
+    log = tmp_path / "versions" / store.current_version() / "updates.jsonl"
+
+    def half_then_fail(path, records):
+        with open(path, "ab") as fh:
+            fh.write(b'{"op": "batch", "records": [{"op": "del')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(es, "append_records", half_then_fail)
+    with pytest.raises(OSError):
+        store.delete(["id0"])
+    assert log.stat().st_size == 0 and len(store.load().products) == 2
+
+
+def test_prune_leaves_a_running_build_alone(tmp_path):
+    import fcntl
+
+    store = EmbeddedStore(tmp_path)
+    build_index(_products(2), store, EMB)
+    running = tmp_path / "versions" / "v-20000101T000000000000Z.tmp"
+    running.mkdir()
+    stale = tmp_path / "versions" / "v-19990101T000000000000Z.tmp"
+    stale.mkdir()
+    with open(running / ".building", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # another process is still writing this version
+        build_index(_products(3), store, EMB)
+        assert running.exists() and not stale.exists()
+    build_index(_products(3), store, EMB)  # that build died: its folder goes now
+    assert not running.exists()

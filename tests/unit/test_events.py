@@ -113,7 +113,7 @@ def test_ubi_log_shapes_and_bad_lines(tmp_path) -> None:
     assert (len(log.queries), len(log.events), len(log.errors)) == (1, 1, 1)
     assert "client_id" in log.errors[0].reason and log.errors[0].line == 6
     array = tmp_path / "events.json"
-    array.write_text(json.dumps([{"action_name": "click", "client_id": "c", "timestamp": 1}]))
+    array.write_text(json.dumps([{"action_name": "click", "client_id": "c", "timestamp": 1717527761998}]))
     assert len(read_ubi_log(array).events) == 1
     with pytest.raises(BadInputError, match="does not exist"):
         read_ubi_log(tmp_path / "missing.ndjson")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,6 +151,7 @@ def build_node(alias_reply: tuple[int, Any] | None = None, versions: list[str] |
     )
     node.on("POST", "/_aliases", (200, {"acknowledged": True}))
     node.on("DELETE", "/.*", (200, {"acknowledged": True}))
+    node.on("HEAD", f"/{ALIAS}-updates", (404, {}))  # no API writes to carry over
     return node
 
 
@@ -164,7 +166,7 @@ def test_index_body_exact() -> None:
     keyword = {"keyword": {"type": "keyword", "ignore_above": 256}}
     expected = {
         "settings": {
-            "index": {"number_of_shards": 1, "number_of_replicas": 0, "knn": True},
+            "index": {"number_of_shards": 1, "auto_expand_replicas": "0-1", "knn": True},
             "analysis": {
                 "filter": {
                     "shoprank_possessive": {"type": "stemmer", "language": "possessive_english"},
@@ -250,6 +252,12 @@ def test_index_body_exact() -> None:
         },
     }
     assert index_body(4, manifest()) == expected
+    # replicas unset: one on a cluster, none on a single node; or exactly as many as asked
+    assert index_body(4, manifest(), shards=3, replicas=1)["settings"]["index"] == {
+        "number_of_shards": 3,
+        "number_of_replicas": 1,
+        "knn": True,
+    }
     assert "laptop, notebook" in Synonyms.default().rules()
     with pytest.raises(BadInputError):
         index_body(5, manifest())
@@ -265,10 +273,12 @@ def test_build_sends_create_bulk_swap_and_prune() -> None:
         ("PUT", f"/{NEW}"),
         ("POST", f"/{NEW}/_bulk"),
         ("POST", f"/{NEW}/_bulk"),
+        ("HEAD", f"/{ALIAS}-updates"),  # the update log to replay before the swap
         ("POST", f"/{NEW}/_refresh"),
         ("POST", f"/{NEW}/_count"),
         ("GET", f"/_alias/{ALIAS}"),
         ("POST", "/_aliases"),
+        ("HEAD", f"/{ALIAS}-updates"),  # and what was written to it meanwhile
         ("GET", f"/{ALIAS}-v*/_alias"),
         ("DELETE", f"/{OLDER}"),
     ]
@@ -283,7 +293,7 @@ def test_build_sends_create_bulk_swap_and_prune() -> None:
         document(PRODUCTS[2], VECTORS[2]),
     ]
     assert bulk[1]["embedding"] == [1.0, 0.0, 0.0, 0.0] and bulk[5]["embedding"] == [0.0, 0.25, 0.0, -1.0]
-    assert node.calls[7].body == {
+    assert next(c for c in node.calls if c.path == "/_aliases").body == {
         "actions": [
             {"remove": {"index": OLD, "alias": ALIAS}},
             {"add": {"index": NEW, "alias": ALIAS, "is_write_index": True}},
@@ -371,6 +381,8 @@ def live_node() -> FakeNode:
         "GET", f"/{OLD}/_mapping", (200, {OLD: {"mappings": {"_meta": {"shoprank": manifest().to_dict()}}}})
     )
     node.on("POST", f"/{ALIAS}/_bulk", bulk_ok)
+    node.on("HEAD", f"/{ALIAS}-updates", (200, {}))
+    node.on("POST", f"/{ALIAS}-updates/_bulk", bulk_ok)
     return node
 
 
@@ -383,6 +395,23 @@ def test_upsert_goes_through_the_alias_and_waits_for_refresh() -> None:
     assert bulk.body == [{"index": {"_id": "a"}}, document(PRODUCTS[0], VECTORS[0])]
     with pytest.raises(BadInputError, match="dimension"):
         make_store(node).upsert(PRODUCTS[:1], np.ones((1, 3), dtype=np.float32))
+
+
+def test_writes_go_to_the_update_log_first() -> None:
+    node = live_node()
+    make_store(node).upsert(PRODUCTS[:1], VECTORS[:1])
+    logged, live = [c for c in node.calls if c.path.endswith("/_bulk")]
+    assert logged.path == f"/{ALIAS}-updates/_bulk" and "refresh" not in logged.params
+    assert live.path == f"/{ALIAS}/_bulk"
+    entry = logged.body[1]
+    assert logged.body[0] == {"index": {"_id": "a"}} and entry["op"] == "upsert"
+    assert (entry["model"], entry["dim"]) == ("test-model", 4)
+    assert entry["doc"] == {"product": PRODUCTS[0].to_dict(), "vector": [1.0, 0.0, 0.0, 0.0]}
+    node.calls.clear()
+    make_store(node).delete(["a", "a"])
+    logged, live = [c for c in node.calls if c.path.endswith("/_bulk")]
+    assert logged.body[0] == {"index": {"_id": "a"}} and logged.body[1]["op"] == "delete"
+    assert live.body == [{"delete": {"_id": "a"}}]
 
 
 def test_delete_reports_missing_ids() -> None:
@@ -649,3 +678,172 @@ def test_make_client_does_not_connect_and_hides_credentials() -> None:
         make_client("localhost:9200")
     with pytest.raises(BadInputError, match="alias"):
         OpenSearchStore(client, "Bad Alias")
+
+
+# -- outages: every backend failure is a 503 with a reason, logged once per state change ------------
+KNN_NOT_READY = {
+    "error": {
+        "root_cause": [
+            {"type": "parsing_exception", "reason": "[knn] unknown method parameter found [ef_search]"}
+        ],
+        "type": "parsing_exception",
+        "reason": "[knn] unknown method parameter found [ef_search]",
+    },
+    "status": 400,
+}
+
+
+def test_knn_plugin_not_ready_is_backend_unavailable() -> None:
+    """Issue 12.9: a node that is restarting answers before its k-NN plugin is ready, refusing
+    ``ef_search`` with a 400; that was a 500, it is a 503 that says to retry."""
+    node = FakeNode().on("POST", f"/{ALIAS}/_search", (400, KNN_NOT_READY))
+    with pytest.raises(BackendUnavailableError, match="not ready .*retry shortly") as info:
+        OpenSearchBackend(fake_client(node)).knn(np.ones(4, dtype=np.float32), 3, Filters())
+    assert "unknown method parameter found [ef_search]" in str(info.value)
+
+
+def test_knn_plugin_not_ready_inside_msearch_is_backend_unavailable() -> None:
+    item = {"status": 400, "error": KNN_NOT_READY["error"]}
+    hits = {"status": 200, "hits": {"hits": []}}
+    node = FakeNode().on("POST", f"/{ALIAS}/_msearch", (200, {"responses": [hits, item]}))
+    with pytest.raises(BackendUnavailableError, match="not ready"):
+        OpenSearchBackend(fake_client(node)).hybrid("hp", np.ones(4, dtype=np.float32), 2, Filters())
+
+
+def test_any_other_refusal_is_503_with_the_reason_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A request the node refuses (a version mismatch, a bug) is a 503 naming the node's reason;
+    the log gets one ERROR per distinct reason, not one per request."""
+    refusal = {
+        "error": {"type": "illegal_argument_exception", "reason": "no such field [zzz]"},
+        "status": 400,
+    }
+    node = FakeNode().on("POST", f"/{ALIAS}/_search", (400, refusal))
+    backend = OpenSearchBackend(fake_client(node))
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(5):
+            with pytest.raises(
+                BackendUnavailableError, match=r"refused a BM25 search .*no such field \[zzz\]"
+            ):
+                backend.lexical("laptop", 3, Filters())
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and "no such field [zzz]" in errors[0].getMessage()
+
+
+def test_odd_msearch_answer_is_backend_unavailable() -> None:
+    node = FakeNode().on("POST", f"/{ALIAS}/_msearch", (200, {"responses": []}))
+    with pytest.raises(BackendUnavailableError, match="0 responses"):
+        OpenSearchBackend(fake_client(node)).hybrid("hp", np.ones(4, dtype=np.float32), 2, Filters())
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_outage_logs_one_line_down_and_one_line_up(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12.9: 57 s of outage wrote 17,465 traceback lines. N failing requests now log one
+    WARNING when the node stops answering and one when it answers again, nothing in between."""
+    down = [True]
+    refused = OSConnectionError("N/A", "Connection refused", OSError("[Errno 111] Connection refused"))
+
+    def answer(call: Call) -> tuple[int, Any]:
+        if down[0]:
+            raise refused
+        return 200, {"hits": {"hits": [{"_id": "a", "_score": 1.0}]}}
+
+    url = "http://outage-node:9200"
+    node = FakeNode().on("POST", f"/{ALIAS}/_search", answer)
+    backend = OpenSearchBackend(make_client(url, connection_class=FakeConnection, node=node))
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(25):
+            with pytest.raises(BackendUnavailableError, match="is not reachable"):
+                backend.lexical("laptop", 3, Filters())
+        assert len(node.calls) == 75  # each request tried three times: max_retries=2
+        logged = warnings_of(caplog)
+        assert len(logged) == 1, [r.getMessage() for r in logged]
+        assert f"OpenSearch at {url} is unavailable" in logged[0].getMessage()
+        assert "Connection refused" in logged[0].getMessage() and not logged[0].exc_info
+        down[0] = False
+        for _ in range(3):
+            assert backend.lexical("laptop", 3, Filters()) == [Scored("a", 1.0)]
+    logged = warnings_of(caplog)
+    assert len(logged) == 2, [r.getMessage() for r in logged]
+    assert "answers again" in logged[1].getMessage() and "25 failed requests" in logged[1].getMessage()
+
+
+def test_a_refused_connection_on_loopback_logs_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """The real connection class: opensearch-py logs every failed attempt as a WARNING with a
+    traceback (three per request); shoprank's client keeps those at DEBUG."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = OpenSearchBackend(make_client(f"http://127.0.0.1:{port}", timeout=2))
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            with pytest.raises(BackendUnavailableError):
+                backend.count()
+    logged = warnings_of(caplog)
+    assert len(logged) == 1 and "is unavailable" in logged[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+class TwoNodeConnection(FakeConnection):
+    """A fake connection whose nodes named in ``DEAD`` refuse every connection."""
+
+    DEAD: set[str] = set()
+
+    def perform_request(self, method, url, params=None, body=None, timeout=None, ignore=(), headers=None):
+        if any(name in self.host for name in self.DEAD):
+            raise OSConnectionError("N/A", "Connection refused", OSError("refused"))
+        return super().perform_request(method, url, params, body, timeout, ignore, headers)
+
+
+def test_several_urls_fail_over_to_a_live_node(caplog: pytest.LogCaptureFixture) -> None:
+    """A cluster's nodes, comma-separated: a dead node is left out, the request retried on a live
+    one. The process logs the node's failure once and its return once, however many clients
+    (stores, backends) talk to it."""
+    hit = (200, {"hits": {"hits": [{"_id": "a", "_score": 2.0}]}})
+    node = FakeNode().on("POST", f"/{ALIAS}/_search", hit)
+    urls = "http://flaky-node:9201, http://live-node:9202"
+    TwoNodeConnection.DEAD = {"flaky-node"}
+    clients = [
+        make_client(urls, connection_class=TwoNodeConnection, node=node, dead_timeout=0) for _ in range(2)
+    ]
+    assert client_url(clients[0]) == "http://flaky-node:9201,http://live-node:9202"
+    backends = [OpenSearchBackend(c) for c in clients]
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(4):
+            for b in backends:
+                assert b.lexical("laptop", 3, Filters()) == [Scored("a", 2.0)]
+        logged = warnings_of(caplog)  # no outage: the other node answered every time
+        assert [r.getMessage() for r in logged] == [
+            "OpenSearch node http://flaky-node:9201 failed; leaving it out for 0 s and using the other nodes"
+        ]
+        TwoNodeConnection.DEAD = set()
+        for _ in range(4):
+            for b in backends:
+                assert b.lexical("laptop", 3, Filters()) == [Scored("a", 2.0)]
+    logged = warnings_of(caplog)
+    assert (
+        len(logged) == 2 and logged[1].getMessage() == "OpenSearch node http://flaky-node:9201 answers again"
+    )
+    with pytest.raises(BadInputError, match="comma-separated"):
+        make_client("http://a:9200,b:9200")
+
+
+def test_index_creation_race_between_workers_is_no_error() -> None:
+    from indexer.opensearch_events import OpenSearchEventStore
+
+    exists = {"error": {"type": "resource_already_exists_exception", "reason": "index [ubi_events] exists"}}
+    node = FakeNode()
+    node.on("HEAD", "/ubi_(events|queries)", (404, {}))
+    node.on("PUT", "/ubi_events", (400, {**exists, "status": 400}))
+    node.on("PUT", "/ubi_queries", (200, {"acknowledged": True}))
+    OpenSearchEventStore(fake_client(node)).ensure_indices()  # another worker made ubi_events first
+    assert node.requests() == [
+        ("HEAD", "/ubi_events"),
+        ("PUT", "/ubi_events"),
+        ("HEAD", "/ubi_queries"),
+        ("PUT", "/ubi_queries"),
+    ]
