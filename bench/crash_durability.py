@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +59,9 @@ ACTIONS = ("impression", "click", "add_to_cart", "purchase")
 KINDS = ("events", "products", "reviews")
 DONE = {"events": "accepted", "products": "written", "reviews": "added"}  # the answer's count field
 TRIGGERS = ("1s", "indexing", "writing")
+HASHING = ("--embedder", "hashing")
+EXC = re.compile(r"^[A-Za-z_.]*(Error|Exception|Exit): ")
+NO_REVIEWS = "not exercised: no sentiment model (POST /v1/reviews needs one; pass --sentiment-model)"
 
 
 def _free_port() -> int:
@@ -94,16 +98,7 @@ class Shoprank:
         data.mkdir(parents=True, exist_ok=True)
 
     def popen(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "plugin_api.cli",
-            *args,
-            "--data-dir",
-            str(self.data),
-            "--embedder",
-            "hashing",
-        ]
+        cmd = [sys.executable, "-m", "plugin_api.cli", *args, "--data-dir", str(self.data), *HASHING]
         with open(log, "ab") as fh:
             return subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
 
@@ -297,7 +292,7 @@ def _round_row(led: Ledger, total: Ledger, have: dict[str, set[str]], kinds: lis
             ),
             "refused_or_unsent_applied": len((led.ids[k, "refused"] | led.ids[k, "not_sent"]) & have[k]),
         }
-    row["statuses"] = dict(led.statuses)
+    row["non_200"] = dict(led.statuses)
     return row
 
 
@@ -315,21 +310,12 @@ def write_kills(args: argparse.Namespace, work: Path, backend: str, rng: random.
         first_ready = srv.start()
         for rnd in range(1, args.rounds + 1):
             led, stop = Ledger(), threading.Event()
+            jobs = [(f"{run}-{backend[0]}{rnd}t{t}", rng.randrange(2**31)) for t in range(args.threads)]
             threads = [
                 threading.Thread(
-                    target=_writer,
-                    args=(
-                        srv.base,
-                        f"{run}-{backend[0]}{rnd}t{t}",
-                        catalog_ids,
-                        kinds,
-                        led,
-                        stop,
-                        rng.randrange(2**31),
-                    ),
-                    daemon=True,
+                    target=_writer, args=(srv.base, tag, catalog_ids, kinds, led, stop, seed), daemon=True
                 )
-                for t in range(args.threads)
+                for tag, seed in jobs
             ]
             for th in threads:
                 th.start()
@@ -341,7 +327,11 @@ def write_kills(args: argparse.Namespace, work: Path, backend: str, rng: random.
                 th.join(60)
             ready_s = srv.start()
             total.merge(led)
-            row = {"round": rnd, "kill_after_s": round(delay, 2), "restart_to_ready_s": round(ready_s, 2)}
+            row: dict[str, Any] = {
+                "round": rnd,
+                "kill_after_s": round(delay, 2),
+                "restart_to_ready_s": round(ready_s, 2),
+            }
             row |= _round_row(led, total, _stored(sr, total), sorted(set(kinds), key=KINDS.index))
             ready = srv.get("/readyz").json()
             row["api_products"], row["api_events"] = ready.get("products"), ready.get("events")
@@ -364,7 +354,18 @@ def write_kills(args: argparse.Namespace, work: Path, backend: str, rng: random.
         "catalog_products": built["documents"],
         "first_start_s": round(first_ready, 2),
         "rows": rows,
+        "server_exceptions": _exceptions(work, f"serve-{backend}-*.log"),
     }
+
+
+def _exceptions(work: Path, pattern: str) -> dict[str, int]:
+    """The exceptions the servers logged (a traceback's last line) over every start, killed ones too,
+    with the temporary folder shown as WORK and long numbers as N."""
+    found: Counter[str] = Counter()
+    for log in sorted(work.glob(pattern)):
+        lines = log.read_text(errors="replace").replace(str(work), "WORK").splitlines()
+        found.update(re.sub(r"\d{3,}", "N", ln)[:160] for ln in lines if EXC.match(ln))
+    return dict(found)
 
 
 def _drop_opensearch(sr: Shoprank) -> None:
@@ -475,6 +476,7 @@ def build_kills(args: argparse.Namespace, work: Path, rng: random.Random) -> dic
         live.kill()
         fresh.kill()
     return {
+        "server_exceptions": _exceptions(work, "serve-build-*.log"),
         "catalog": str(args.catalog),
         "catalog_products": base,
         "build_catalog": str(big),
@@ -528,9 +530,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sentiment_model": str(args.sentiment_model) if args.sentiment_model else None,
         },
         "seconds": round(time.monotonic() - t0, 1),
-        "reviews": "posted and checked (embedded)"
-        if args.sentiment_model
-        else ("not exercised: no sentiment model (POST /v1/reviews needs one; pass --sentiment-model)"),
+        "reviews": "posted and checked (embedded)" if args.sentiment_model else NO_REVIEWS,
         "opensearch": opensearch,
         "writes": writes,
         "build": build,
@@ -538,13 +538,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    """One Markdown table of flat rows: the keys are the columns; a dict shows as ``key value, ...``."""
+
+    def show(v: Any) -> Any:
+        return (", ".join(f"{k} {x}" for k, x in v.items()) or "none") if isinstance(v, dict) else v
+
+    return table([k.replace("_", " ") for k in rows[0]], [[show(v) for v in r.values()] for r in rows])
+
+
+def _exc_text(found: dict[str, int]) -> str:
+    return "; ".join(f"{n} × `{e}`" for e, n in found.items()) or "none"
+
+
 def _cell(c: dict[str, Any]) -> str:
-    partly = (
-        f", {c['unanswered_batches_partly_applied']} batch(es) in part" if c.get("unanswered_batches") else ""
-    )
+    """acked / lost (all rounds) / unanswered→applied, and batches applied in part."""
+    partly = c["unanswered_batches_partly_applied"]
     return (
-        f"{c['acked']} / {c['lost']} ({c['lost_all_rounds']}) / "
-        f"{c['unanswered']}→{c['unanswered_applied']}{partly}"
+        f"{c['acked']} / {c['lost']} ({c['lost_all_rounds']}) / {c['unanswered']}→{c['unanswered_applied']}"
+        + (f", {partly} batch(es) in part" if partly else "")
     )
 
 
@@ -558,80 +570,50 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## Server killed during writes",
         "",
-        f"Reviews: {r['reviews']}. OpenSearch: {r['opensearch']}.",
+        f"Reviews: {r['reviews']}. OpenSearch: {r['opensearch']}. Per kind: acked / lost (lost over all "
+        "rounds so far) / unanswered→applied; `refused or unsent applied` sums the kinds.",
         "",
     ]
     for w in r["writes"]:
-        kinds = [k for k in KINDS if w["rows"] and k in w["rows"][0]]
+        lines.append(f"### {w['backend']}: {w['catalog_products']} catalog products, first start ")
+        lines[-1] += f"{w['first_start_s']} s to ready"
+        rows = []
+        for x in w["rows"]:
+            kinds = [k for k in KINDS if k in x]
+            rows.append(
+                {k: _cell(v) if k in KINDS else v for k, v in x.items()}
+                | {"refused_or_unsent_applied": sum(x[k]["refused_or_unsent_applied"] for k in kinds)}
+            )
+        lines += ["", *(_table(rows) if rows else [])]
+        exc = w.get("server_exceptions") or {}
         lines += [
-            f"### {w['backend']}: {w['catalog_products']} catalog products, first start {w['first_start_s']} s",
+            f"Exceptions in the server logs: {'; '.join(f'{n} × `{e}`' for e, n in exc.items()) or 'none'}",
             "",
         ]
-        head = "round|kill after s|" + "".join(
-            f"{k}: acked / lost (all rounds) / unanswered→applied|" for k in kinds
-        )
-        head += "refused or unsent applied|restart → ready s|API products / events|write after restart|restart log|non-200"
-        lines += table(
-            head.split("|"),
-            [
-                [
-                    x["round"],
-                    x["kill_after_s"],
-                    *[_cell(x[k]) for k in kinds],
-                    sum(x[k]["refused_or_unsent_applied"] for k in kinds),
-                    x["restart_to_ready_s"],
-                    f"{x['api_products']} / {x['api_events']}",
-                    x["write_after_restart"],
-                    ", ".join(f"{k} {v}" for k, v in x["restart_log"].items()) or "clean",
-                    ", ".join(f"{k}: {v}" for k, v in x["statuses"].items()) or "none",
-                ]
-                for x in w["rows"]
-            ],
-        )
     b = r["build"]
     if b:
         f = b["final"]
-        head = (
-            "kill at|after s|finished first|.tmp files at kill (bytes)|CURRENT unchanged|leftover .tmp|"
-            "running server products|fresh server products (start s)|fresh search hits|API product served|expected"
-        )
         lines += [
             "## Index build killed mid-way",
             "",
-            f"Live version: {b['catalog']} ({b['catalog_products']} products) plus one product written through "
-            f"the API; the killed builds index {b['build_catalog']}.",
+            f"Live version: {b['catalog']} ({b['catalog_products']} products) plus one product written "
+            f"through the API; the killed builds index {b['build_catalog']}; `tmp files at kill` in bytes.",
             "",
-            *table(
-                head.split("|"),
-                [
-                    [
-                        t["trigger"],
-                        t["killed_after_s"],
-                        t["completed_before_kill"],
-                        ", ".join(f"{k} {v:,}" for k, v in t["tmp_files_at_kill"].items()) or "none",
-                        t["current_unchanged"],
-                        t["leftover_tmp"],
-                        t["live_server_products"],
-                        f"{t['fresh_server_products']} ({t['fresh_start_s']})",
-                        t["fresh_search_hits"],
-                        t["api_product_served"],
-                        t["expected_products"],
-                    ]
-                    for t in b["trials"]
-                ],
-            ),
+            *_table(b["trials"]),
             f"Then a build left alone: {f['documents']} products in {f['seconds']} s; CURRENT switched: "
             f"{f['current_changed']}; leftover .tmp folders after it: {f['leftover_tmp_after']}; the running "
             f"server serves {f['live_server_products']} products (expected {f['expected_products']}, "
             f"{f['live_switch_s']} s after the build); API product carried: {f['api_product_carried']}; a "
-            f"fresh server serves {f['fresh_server_products']} (ready in {f['fresh_start_s']} s).",
+            f"fresh server serves {f['fresh_server_products']} (ready in {f['fresh_start_s']} s). "
+            f"Exceptions in the server logs: {_exc_text(b['server_exceptions'])}.",
             "",
         ]
     lines += [
         "acked = answered 200 with every item taken; lost = acked but not in the store after the restart "
         "(must be 0); unanswered = the connection broke with the request in flight (applied or not, both "
         "fine; “in part” = a batch of which only some items were stored); refused or unsent applied = "
-        "non-200 or never-sent writes found in the store (must be 0). SIGKILL only: a power cut is not tested.",
+        "non-200 or never-sent writes found in the store (must be 0). SIGKILL only: a power cut is not "
+        "tested.",
     ]
     return "\n".join(lines) + "\n"
 

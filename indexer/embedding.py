@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -198,8 +201,10 @@ def cache_id(embedder: Embedder) -> str:
 class EmbeddingCache:
     """Vectors on disk keyed by (model id, text hash): re-indexing an unchanged catalog embeds nothing.
 
-    Layout: ``<root>/<model-slug>/shard-NNNNN.npy`` + ``shard-NNNNN.keys``; new vectors go to a new
-    shard, so writes never rewrite old data.
+    Layout: ``<root>/<model-slug>/shard-<time>-<pid>-<random>.npy`` + ``.keys``; new vectors go to
+    a new shard, so writes never rewrite old data, and each writer names its shard uniquely, so
+    writers in several threads or processes never collide (the ``.keys`` file is written last: a
+    shard without one is not read). Shards load in name order, so a later vector wins.
     """
 
     def __init__(self, root: str | Path, model_id: str, dimension: int):
@@ -207,6 +212,7 @@ class EmbeddingCache:
         self.dimension = dimension
         self._index: dict[str, tuple[int, int]] = {}
         self._shards: list[np.ndarray] = []
+        self._lock = threading.Lock()
         self._load()
 
     @staticmethod
@@ -247,8 +253,7 @@ class EmbeddingCache:
         if not len(keys):
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        n = len(list(self.dir.glob("shard-*.keys")))
-        base = self.dir / f"shard-{n:05d}"
+        base = self.dir / f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         tmp_npy = base.with_suffix(".npy.tmp")
         with open(tmp_npy, "wb") as fh:
             np.save(fh, np.asarray(vectors, dtype=np.float32))
@@ -256,10 +261,11 @@ class EmbeddingCache:
         tmp_keys = base.with_suffix(".keys.tmp")
         tmp_keys.write_text("\n".join(keys))
         tmp_keys.replace(base.with_suffix(".keys"))
-        s = len(self._shards)
-        self._shards.append(np.asarray(vectors, dtype=np.float32))
-        for row, k in enumerate(keys):
-            self._index[k] = (s, row)
+        with self._lock:
+            s = len(self._shards)
+            self._shards.append(np.asarray(vectors, dtype=np.float32))
+            for row, k in enumerate(keys):
+                self._index[k] = (s, row)
 
 
 def embed_texts(

@@ -105,7 +105,7 @@ class Metrics:
             "shoprank_request_seconds",
             "HTTP request latency",
             ["endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10),
             registry=self.registry,
         )
         self.stages = Histogram(

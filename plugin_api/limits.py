@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import h11
+from starlette.routing import Match
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 if TYPE_CHECKING:
@@ -190,6 +191,32 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+def _endpoint(scope: Scope) -> str:
+    """The route template a request was for — also when the guard refused it before routing, so
+    refusals count under their endpoint; ``unmatched`` for unknown paths (bounded label values)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    probe = {k: scope[k] for k in ("type", "path", "method", "root_path", "headers") if k in scope}
+    return _template(getattr(scope.get("app"), "routes", ()), probe) or "unmatched"
+
+
+def _template(routes: Any, scope: Scope, depth: int = 0) -> str | None:
+    """The path of the route that fully matches ``scope``, looking into included routers."""
+    for r in routes:
+        if r.matches(scope)[0] != Match.FULL:
+            continue
+        path = getattr(r, "path", None)
+        if path:
+            return str(path)
+        inner = getattr(r, "routes", None) or getattr(getattr(r, "original_router", None), "routes", None)
+        if inner and depth < 4:
+            found = _template(inner, dict(scope), depth + 1)
+            if found:
+                return found
+    return None
+
+
 class Guard:
     """The middleware (see the module docstring); ``error`` builds the 4xx responses."""
 
@@ -225,9 +252,7 @@ class Guard:
                 response.headers["Retry-After"] = str(RETRY_AFTER_S)
             await response(scope, receive, send_recording)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.observe(endpoint, scope["method"], status[0], time.perf_counter() - t0)
+            self.observe(_endpoint(scope), scope["method"], status[0], time.perf_counter() - t0)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         lim = self.limits

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.base import WriteReport
-from indexer.embedding import Embedder, embed_texts
+from indexer.embedding import Embedder, EmbeddingCache, embed_texts
 from indexer.errors import BadInputError, FeatureUnavailableError, NotFoundError
 from indexer.events import (
     MAX_CLOCK_SKEW_S,
@@ -107,6 +107,7 @@ class Services:
     last_expiry: float = 0.0
     last_sync: float = 0.0
     query_log: _QueryLogState = field(default_factory=lambda: _QueryLogState())
+    vector_cache: EmbeddingCache | None = None  # product writes' embedding cache
 
     # -- search ---------------------------------------------------------------------------------
     def search(
@@ -205,10 +206,12 @@ class Services:
         if not products:
             raise BadInputError("no products to write; send at least one")
         check_batch(products)  # ids and repeats, before the embedding work and before any write
+        if self.vector_cache is None:  # opened once: reading every shard per write grew with writes
+            self.vector_cache = embedding_cache(self.settings, self.embedder)
         vectors, _ = embed_texts(
             [p.embedding_text() for p in products],
             self.embedder,
-            embedding_cache(self.settings, self.embedder),
+            self.vector_cache,
             batch_size=self.settings.batch_size,
         )
         report = self.store.upsert(products, vectors)

@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     # event needs one of these or an admin key; when empty, keyless events are taken as browser's.
     public_keys: tuple[str, ...] = ()
     max_inflight: int = Field(4, ge=1, le=10_000)  # requests served at once; more wait in the queue
-    max_queued: int = Field(8, ge=0, le=10_000)  # requests waiting for a slot; more get 429
-    queue_wait_s: float = Field(0.5, ge=0, le=60)  # the longest wait for a slot before a 429
+    max_queued: int = Field(16, ge=0, le=10_000)  # requests waiting for a slot; more get 429
+    queue_wait_s: float = Field(1.0, ge=0, le=60)  # the longest wait for a slot before a 429
     max_body_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000)  # bytes read, chunked included
     read_timeout_s: float = Field(5.0, gt=0, le=300)  # for the request head, then for the whole body
     host: str = "127.0.0.1"

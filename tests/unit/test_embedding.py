@@ -61,3 +61,42 @@ def test_packaged_minilm_embeds_offline(minilm):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-4)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2])  # semantics, not just tokens
     assert minilm.model_id == "sentence-transformers/all-MiniLM-L6-v2" and minilm.dimension == 384
+
+
+def test_concurrent_cache_writers_never_mix_up_vectors(tmp_path) -> None:
+    """Two product writes at once used to pick the same shard name: a 500 from the rename, or one
+    request's vectors filed under the other's keys (found by bench/crash_durability.py)."""
+    import threading
+
+    import numpy as np
+
+    from indexer.embedding import EmbeddingCache
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(tag: str) -> None:
+        cache = EmbeddingCache(tmp_path, "model", 4)  # each request opens its own, as the service does
+        try:
+            for i in range(60):
+                keys = [f"{tag}-{i}-{j}" for j in range(3)]
+                vecs = np.asarray([[hash(k) % 997, i, j, 1.0] for j, k in enumerate(keys)], dtype=np.float32)
+                if i == 0:
+                    start.wait()
+                cache.put_many(keys, vecs)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    fresh = EmbeddingCache(tmp_path, "model", 4)
+    assert len(fresh) == 2 * 60 * 3
+    for tag in ("a", "b"):
+        for i in range(60):
+            for j in range(3):
+                k = f"{tag}-{i}-{j}"
+                assert fresh.get(k).tolist() == [hash(k) % 997, i, j, 1.0]
