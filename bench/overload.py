@@ -27,8 +27,8 @@ Per scenario: requests/s, 2xx/s, the share of 429 and of other non-2xx answers, 
 p50/p90/p99 over all answers, wrk's timeouts and socket errors, and the latency of the admitted
 ``/v1/search`` requests as the service itself measured them: the ``shoprank_request_seconds``
 histogram scraped from ``/metrics`` before and after the scenario, p50/p99 linearly interpolated
-inside the buckets of the difference (requests refused before the app runs are recorded under
-``endpoint="unmatched"``, so this histogram holds the admitted ones, queue wait included).
+inside the buckets of the difference (requests the admission guard refuses are counted under
+their endpoint but not timed, so this histogram holds the admitted ones, queue wait included).
 wrk, the stalled sockets and the service share this machine's cores.
 
 Writes ``OUT/overload.json`` and ``OUT/overload.md``. Run as ``python -m bench.overload``.
@@ -607,8 +607,8 @@ def markdown(r: dict[str, Any]) -> str:
         "wrk's latencies cover every answer (429s included), from its own clock; `timeouts` are "
         f"requests over wrk's --timeout {p['wrk_timeout']}. `admitted` is the service's own "
         '`shoprank_request_seconds{endpoint="/v1/search"}` histogram (difference of two /metrics '
-        "scrapes; queue wait included; refused requests are recorded under `unmatched`), p50/p99 "
-        "linearly interpolated inside its buckets (0.005 … 10 s), so ≈ only. `legacy` is HEAD's "
+        "scrapes; queue wait included; refused requests are counted, not timed), p50/p99 "
+        "linearly interpolated inside its buckets (0.005 … 10 s, with 0.75 and 1.5 s), so ≈ only. `legacy` is HEAD's "
         "admission before issue 12 (32 in flight, no queue, immediate 429) with today's read deadlines.",
     ]
     return "\n".join(lines) + "\n"

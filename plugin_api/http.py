@@ -217,9 +217,10 @@ def install(app: FastAPI, *, max_inflight: int, max_body_bytes: int) -> None:
         Limits.from_settings(app.state.settings), max_inflight=max_inflight, max_body_bytes=max_body_bytes
     )
 
-    def observe(endpoint: str, method: str, status: int, seconds: float) -> None:
+    def observe(endpoint: str, method: str, status: int, seconds: float, admitted: bool) -> None:
         metrics: Metrics = app.state.metrics
         metrics.requests.labels(endpoint, method, str(status)).inc()
-        metrics.latency.labels(endpoint).observe(seconds)
+        if admitted:  # latency of requests the service took on; refusals are counted above
+            metrics.latency.labels(endpoint).observe(seconds)
 
     app.add_middleware(Guard, limits=limits, error=_error, observe=observe)

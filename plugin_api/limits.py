@@ -41,7 +41,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # (status, message) -> an ASGI response in the service's error shape
 ErrorResponse = Callable[[int, str], Any]
 # (endpoint, method, status, seconds) -> None
-Observe = Callable[[str, str, int, float], None]
+# (endpoint, method, status, seconds, admitted): admitted is False for the guard's own refusals
+Observe = Callable[[str, str, int, float, bool], None]
 Outcome = Literal["admitted", "full", "late"]
 
 RETRY_AFTER_S = 1
@@ -239,9 +240,11 @@ class Guard:
                 status[0] = message["status"]
             await send(message)
 
+        admitted = True
         try:
             await self._handle(scope, receive, send_recording)
         except _Refusal as r:
+            admitted = False
             if r.status == CLIENT_GONE:
                 status[0] = CLIENT_GONE
                 return
@@ -252,7 +255,7 @@ class Guard:
                 response.headers["Retry-After"] = str(RETRY_AFTER_S)
             await response(scope, receive, send_recording)
         finally:
-            self.observe(_endpoint(scope), scope["method"], status[0], time.perf_counter() - t0)
+            self.observe(_endpoint(scope), scope["method"], status[0], time.perf_counter() - t0, admitted)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         lim = self.limits

@@ -292,6 +292,8 @@ def test_requests_over_the_slots_wait_in_a_short_queue_and_the_rest_get_429(inde
     # the refusal is counted under its endpoint, so operators see which one sheds load
     counted = [ln for ln in metrics.splitlines() if ln.startswith("shoprank_requests_total")]
     assert 'shoprank_requests_total{endpoint="/v1/search",method="GET",status="429"} 1.0' in counted, counted
+    # ... and not timed: the latency histogram holds the two requests the service took on
+    assert 'shoprank_request_seconds_count{endpoint="/v1/search"} 2.0' in metrics.splitlines()
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert "retry" in refused.json()["error"]
     assert got["first"].status_code == 200 and got["queued"].status_code == 200
