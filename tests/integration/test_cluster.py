@@ -37,7 +37,7 @@ import httpx
 import pytest
 
 from indexer.opensearch_client import make_client
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, tiny_sentiment_model
 from tests.integration.conftest import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -70,6 +70,7 @@ def _env(home: Path) -> dict[str, str]:
         "SHOPRANK_REPLICAS": "1",
         "SHOPRANK_API_KEYS": json.dumps([KEY]),
         "SHOPRANK_UBI_PREFIX": UBI,
+        "SHOPRANK_SENTIMENT_PATH": str(home / "sentiment"),  # reviews are scored (tiny model)
     }
 
 
@@ -83,7 +84,7 @@ def _index(cluster: Cluster, home: Path) -> subprocess.CompletedProcess[str]:
 
 @dataclass
 class Outcome:
-    kind: str  # search | event | product
+    kind: str  # search | event | product | review
     t: float  # when the request started (monotonic)
     status: int  # HTTP status, 0 when no answer came
     ack: str | None = None  # the client id or product id a 2xx write acknowledged
@@ -103,7 +104,7 @@ class Load:
 
     def start(self) -> None:
         self._stop.clear()
-        for kind in ("search", "search", "event", "product"):
+        for kind in ("search", "search", "event", "product", "review"):
             t = threading.Thread(target=self._loop, args=(kind,), daemon=True)
             t.start()
             self._threads.append(t)
@@ -153,6 +154,13 @@ class Load:
         ok = r.status_code == 200 and r.json()["written"] == 1 and not r.json()["errors"]
         return Outcome("product", t0, r.status_code, pid if ok else None, r.text[:300])
 
+    def _review(self, http: httpx.Client, n: int, t0: float) -> Outcome:
+        text = f"review {RUN}-{n}: a solid notebook, works well"
+        review = {"product_id": f"p{n % 30 + 1:02d}", "text": text, "rating": 4}
+        r = http.post("/v1/reviews", json={"reviews": [review]}, headers={"X-API-Key": KEY})
+        ok = r.status_code == 200 and r.json()["added"] == 1
+        return Outcome("review", t0, r.status_code, text if ok else None, r.text[:300])
+
     def window(self, start: float, end: float) -> list[Outcome]:
         with self._lock:
             return [o for o in self.outcomes if start <= o.t < end]
@@ -165,6 +173,7 @@ def _failed(outcomes: list[Outcome], kind: str | None = None) -> list[Outcome]:
 @pytest.fixture(scope="module")
 def service(opensearch_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("cluster")
+    tiny_sentiment_model(home / "sentiment")
     client = make_client(opensearch_cluster.url, timeout=60)
     built = _index(opensearch_cluster, home)
     assert built.returncode == 0, built.stdout + built.stderr
@@ -264,7 +273,8 @@ def test_node_killed_under_load(service: Any, opensearch_cluster: Cluster) -> No
     figures = (
         f"node {victim} (cluster manager) killed; {len(outcomes)} requests, "
         f"{len(_failed(searches))}/{len(searches)} searches failed, "
-        f"{len(_failed(outcomes, 'event'))} event and {len(_failed(outcomes, 'product'))} product writes "
+        f"{len(_failed(outcomes, 'event'))} event, {len(_failed(outcomes, 'product'))} product and "
+        f"{len(_failed(outcomes, 'review'))} review writes "
         f"failed; rejoined {t_joined - t_restart:.1f} s after restart, green {t_green - t_kill:.1f} s after "
         f"the kill; failures: {[(o.kind, o.status, o.error[:160]) for o in failed[:5]]}"
     )
@@ -281,7 +291,8 @@ def test_node_killed_under_load(service: Any, opensearch_cluster: Cluster) -> No
     client.indices.refresh(index=f"{UBI}_events")
     acked_events = {o.ack for o in outcomes if o.kind == "event" and o.ack}
     acked_products = {o.ack for o in outcomes if o.kind == "product" and o.ack}
-    assert acked_events and acked_products, figures
+    acked_reviews = {o.ack for o in outcomes if o.kind == "review" and o.ack}
+    assert acked_events and acked_products and acked_reviews, figures
     found = client.search(
         index=f"{UBI}_events",
         body={
@@ -293,6 +304,11 @@ def test_node_killed_under_load(service: Any, opensearch_cluster: Cluster) -> No
     assert acked_events - {h["_source"]["client_id"] for h in found} == set()
     docs = client.mget(index=ALIAS, body={"ids": sorted(acked_products)})["docs"]
     assert {d["_id"] for d in docs if d.get("found")} == acked_products
+    client.indices.refresh(index=f"{ALIAS}-reviews")
+    stored = client.search(
+        index=f"{ALIAS}-reviews", body={"size": 10_000, "_source": ["text"], "query": {"match_all": {}}}
+    )["hits"]["hits"]
+    assert acked_reviews - {h["_source"]["text"] for h in stored} == set()
     # One line per state change: each of the 2 workers logs the node's failure once, no traceback.
     log = (home / "serve.log").read_text()
     assert "Traceback" not in log, log[-3000:]
