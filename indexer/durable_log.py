@@ -35,8 +35,12 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def read_records(path: Path, what: str = "record") -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for every whole line of the log (none when it does not exist)."""
+def read_records(
+    path: Path, what: str = "record", *, objects_only: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` for every whole line of the log (none when it does not exist).
+    A line that is JSON but not an object is skipped with a warning (``objects_only=False``
+    yields it, for a reader that quarantines it)."""
     if not path.exists():
         return
     with open(path, encoding="utf-8") as fh:
@@ -44,9 +48,14 @@ def read_records(path: Path, what: str = "record") -> Iterator[tuple[int, dict[s
             if not line.strip():
                 continue
             try:
-                yield n, json.loads(line)
+                rec = json.loads(line)
             except json.JSONDecodeError:
                 log.warning("%s:%d: ignoring a torn %s", path, n, what)
+                continue
+            if objects_only and not isinstance(rec, dict):
+                log.warning("%s:%d: ignoring a %s that is not a JSON object", path, n, what)
+                continue
+            yield n, rec
 
 
 def fsync_dir(path: Path) -> None:

@@ -53,8 +53,10 @@ class EmbeddedEventStore:
             ids: set[str] = set()
             bad: list[tuple[int, Any, str]] = []
             ceiling = time.time() + MAX_CLOCK_SKEW_S
-            for n, d in read_records(self.events_path, "event record"):
+            for n, d in read_records(self.events_path, "event record", objects_only=False):
                 try:
+                    if not isinstance(d, dict):
+                        raise ValueError(f"not a JSON object but {type(d).__name__}")
                     e = Event.from_stored(d)
                     if e.timestamp > ceiling:
                         raise ValueError(f"dated {e.timestamp - time.time():.0f} s in the future")
@@ -76,7 +78,7 @@ class EmbeddedEventStore:
             ({"line": n, "reason": why, "record": d, "quarantined_at": time.time()} for n, d, why in bad),
         )
         lines = {n for n, _, _ in bad}
-        keep = [d for n, d in read_records(self.events_path) if n not in lines]
+        keep = [d for n, d in read_records(self.events_path, objects_only=False) if n not in lines]
         self._replace(self.events_path, keep)
         log.warning(
             "%s: moved %d unusable event record(s) to %s (first: line %d, %s)",
@@ -180,6 +182,7 @@ class EmbeddedEventStore:
     def _rewrite(self, drop: Callable[[dict[str, Any]], bool]) -> int:
         gone = 0
         with self._lock:
+            self._load()  # quarantines unusable records first, so a rewrite never drops them unseen
             for path in (self.events_path, self.queries_path):
                 if not path.exists():
                     continue

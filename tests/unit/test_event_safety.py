@@ -426,3 +426,25 @@ def test_opensearch_event_store_reads_queries_by_id_expires_the_future_and_skips
     ]
     node.on("POST", "/ubi_events/_search", (200, {"hits": {"hits": hits}}))
     assert store.events() == [good]
+
+
+def test_a_service_starts_over_any_stored_garbage(index_dir, tmp_path) -> None:  # noqa: F811
+    """Valid JSON of the wrong shape in any log beside the index (events, queries, reviews,
+    product updates) is skipped or quarantined; the service starts and serves."""
+    s = _settings(index_dir, tmp_path)
+    root = s.embedded_dir
+    version = (root / "CURRENT").read_text().strip()
+    junk = [[1, 2], "text", 7, None, {"op": "weird"}, {"timestamp": [1]}, {"product_id": 5, "sentiment": "x"}]
+    for path in (
+        root / "ubi_events.jsonl",
+        root / "ubi_queries.jsonl",
+        root / "reviews.jsonl",
+        root / "versions" / version / "updates.jsonl",
+    ):
+        with open(path, "a") as fh:
+            fh.writelines(json.dumps(j) + "\n" for j in junk)
+    with TestClient(create_app(s, build=build_services)) as c:
+        assert c.get("/readyz").status_code == 200
+        r = c.get("/v1/search", params={"q": "notebook", "user_id": "u1"})
+        assert r.status_code == 200 and r.json()["results"]
+        assert c.get("/v1/recommend/similar/p01").status_code == 200
