@@ -47,11 +47,10 @@ from typing import Any
 
 import httpx
 
-from bench.event_attack import CHORUS, _git_commit
+from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
 from ranker.evaluation import machine_description
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "catalog.jsonl"
 NODE = "http://127.0.0.1:9200"
 KEY = "bench-crash-key"
@@ -517,7 +516,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.crash_durability " + " ".join(sys.argv[1:]),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "machine": machine_description(),
         "parameters": {
             "catalog": str(args.catalog),

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,33 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
 from ranker.evaluation import machine_description
 
-REPO = Path(__file__).resolve().parents[1]
-CHORUS = REPO.parent / "shared" / "data" / "chorus_icecat"
 QUERY = "laptop bag"
 KEY = "bench-admin-key"
-
-
-def _git_commit() -> str:
-    """HEAD's short hash, with ``-dirty`` when the working tree differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def _prepare(data: Path, cache: Path, embedder: str, catalog: Path) -> None:
@@ -247,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.event_attack " + " ".join(sys.argv[1:]),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "machine": machine_description(),
         "parameters": {
             "embedder": args.embedder,

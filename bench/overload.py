@@ -56,11 +56,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
 from ranker.evaluation import machine_description
 
-REPO = Path(__file__).resolve().parents[1]
-CHORUS = REPO.parent / "shared" / "data" / "chorus_icecat"
 WRK = "/usr/bin/wrk"
 SEARCH = "/v1/search"
 # The admission settings a variant may set, flag name → setting (the server reads SHOPRANK_<NAME>).
@@ -116,26 +115,6 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
-
-
-def _git_commit() -> str:
-    """HEAD's short hash, with ``-dirty`` when the working tree differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def _free_port() -> int:
@@ -442,7 +421,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             del env[k]
     date = datetime.now(UTC).isoformat(timespec="seconds")
     command = "python -m bench.overload " + " ".join(sys.argv[1:])
-    commit = _git_commit()
+    commit = git_commit()
     load0 = os.getloadavg()[0]
     queries = _queries(args.catalog)
     scenarios = args.scenarios.split(",")

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from plugin_api.app import create_app
-from plugin_api.cli import main
 from plugin_api.settings import Settings
-from tests.conftest import FIXTURES
+from tests.conftest import build_fixture_index
 
 pytestmark = pytest.mark.browser
 
@@ -36,22 +35,7 @@ def server(tmp_path_factory):
         pytest.skip(f"no Chromium at {CHROMIUM}; install Debian's package: apt-get install chromium")
     pytest.importorskip("playwright")
     uvicorn = pytest.importorskip("uvicorn")
-    root = tmp_path_factory.mktemp("storefront")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))
-    mp.setenv("SHOPRANK_EMBEDDER", "hashing")
-    try:
-        argv = [
-            "index",
-            "--catalog",
-            str(FIXTURES / "catalog.jsonl"),
-            "--quiet",
-            "--data-dir",
-            str(root / "data"),
-        ]
-        assert main(argv) == 0
-    finally:
-        mp.undo()
+    root = build_fixture_index(tmp_path_factory.mktemp("storefront"))
     settings = Settings(data_dir=root / "data", cache_dir=root / "cache", embedder="hashing", device="cpu")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
