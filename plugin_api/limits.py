@@ -40,7 +40,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # (status, message) -> an ASGI response in the service's error shape
 ErrorResponse = Callable[[int, str], Any]
-# (endpoint, method, status, seconds) -> None
 # (endpoint, method, status, seconds, admitted): admitted is False for the guard's own refusals
 Observe = Callable[[str, str, int, float, bool], None]
 Outcome = Literal["admitted", "full", "late"]
