@@ -134,6 +134,7 @@ def _reranking(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
 
 def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
     """``full``: with a reranker when one is given, else the text-only fusion (as the service)."""
+    from plugin_api.backends import review_prior
     from ranker.full import DEFAULT_FUSION, TEXT_FUSION, FullPipeline
     from ranker.linear_fusion import LinearFusion
 
@@ -143,7 +144,12 @@ def _full(s: Settings, retriever: Any, args: argparse.Namespace) -> Any:
     default = DEFAULT_FUSION if reranker is not None else TEXT_FUSION
     fusion = LinearFusion.load(args.fusion_file) if args.fusion_file else default
     return FullPipeline(
-        retriever, reranker, fusion, candidates=s.rerank_candidates, strict_candidates=s.strict_candidates
+        retriever,
+        reranker,
+        fusion,
+        candidates=s.rerank_candidates,
+        strict_candidates=s.strict_candidates,
+        prior=review_prior(s),
     )
 
 

@@ -306,6 +306,7 @@ def build_services(s: Settings) -> Services:
             candidates=s.rerank_candidates,
             strict_candidates=s.strict_candidates,
             device=s.device,
+            prior=review_prior(s),
         ),
         reviews=f.reviews(s),
         events=events,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import BadInputError
+from indexer.reviews import ReviewPrior
 from ranker.base import Hit, Reranker, SearchResult
 from ranker.features import FEATURES, ProductSignals, feature_matrix
 from ranker.linear_fusion import LinearFusion
@@ -73,6 +74,7 @@ class FullPipeline:
         device: str = "auto",
         popularity: Callable[[list[str]], Mapping[str, float]] | None = None,
         personal: Callable[[str, list[Hit]], Mapping[str, float]] | None = None,
+        prior: ReviewPrior | None = None,
     ):
         if not 1 <= candidates <= MAX_K:
             raise BadInputError(f"candidates must be between 1 and {MAX_K}")
@@ -87,6 +89,7 @@ class FullPipeline:
         self.device = device
         self.popularity = popularity
         self.personal = personal
+        self.prior = prior  # shrinks review sentiment and rating (None: ReviewPrior's defaults)
 
     def search(self, req: SearchRequest, options: FullOptions | None = None) -> SearchResult:
         opts = options or FullOptions()
@@ -114,6 +117,7 @@ class FullPipeline:
             query=req.query,
             signals=self.signals(ids) if self.signals else None,
             affinity=affinity,
+            prior=self.prior,
             popularity=self.popularity(ids) if self.popularity else None,
         )
         relevance = fusion.score(x)

@@ -360,3 +360,20 @@ def test_reviews_without_a_sentiment_model_are_503_not_a_client_error(index_dir,
         body = {"reviews": [{"product_id": "p01", "text": "works well"}]}
         r = c.post("/v1/reviews", json=body, headers={"X-API-Key": KEY})
         assert r.status_code == 503 and "SHOPRANK_SENTIMENT_PATH" in r.json()["error"]
+
+
+def test_review_prior_strength_reaches_the_search_ranking(index_dir, tmp_path):
+    """SHOPRANK_REVIEW_PRIOR_STRENGTH shrinks the sentiment feature of search, not only the
+    numbers shown: with no prior three awful reviews count in full, with a strong one hardly."""
+    seen = {}
+    for strength in (0.0, 1000.0):
+        where = tmp_path / f"prior-{strength:g}"
+        where.mkdir()
+        s = _settings(index_dir, where, review_prior_strength=strength)
+        with TestClient(create_app(s, build=_with_fake_sentiment)) as c:
+            reviews = [{"product_id": "p02", "text": f"awful, broke ({i})", "rating": 1} for i in range(3)]
+            assert c.post("/v1/reviews", json={"reviews": reviews}, headers={"X-API-Key": KEY}).status_code == 200
+            body = c.get("/v1/search", params={"q": "HP Pavilion notebook", "k": 10, "explain": "true"}).json()
+            seen[strength] = next(x for x in body["results"] if x["id"] == "p02")["explanation"]["features"]
+    assert seen[0.0]["sentiment"] == pytest.approx(-0.9, abs=1e-6)
+    assert abs(seen[1000.0]["sentiment"]) < 0.01
