@@ -7,6 +7,7 @@ after a short back-off tries again, so the service recovers by itself when the b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -83,13 +84,33 @@ class ServiceHolder:
         return self._services
 
 
+async def _expire_events_periodically(holder: ServiceHolder, every_s: float) -> None:
+    """Event expiry on a schedule, so a service that receives no events still deletes old ones
+    (``Services.expire_events`` itself keeps to once per ``every_s``)."""
+    while True:
+        await asyncio.sleep(min(every_s, 60.0))
+        services = holder.services
+        if services is None:
+            continue
+        try:
+            await asyncio.to_thread(services.expire_events)
+        except ShoprankError as e:  # the backend is down: the next round tries again
+            log.warning("scheduled event expiry failed: %s", e)
+
+
 def create_app(settings: Settings, *, build: Callable[[Settings], Services] = build_services) -> FastAPI:
     holder = ServiceHolder(settings, build)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder.try_start()
-        yield
+        expiry = asyncio.create_task(_expire_events_periodically(holder, settings.event_expiry_every_s))
+        try:
+            yield
+        finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
 
     app = FastAPI(
         title="shoprank",

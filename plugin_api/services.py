@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -108,6 +108,7 @@ class Services:
     last_sync: float = 0.0
     query_log: _QueryLogState = field(default_factory=lambda: _QueryLogState())
     vector_cache: EmbeddingCache | None = None  # product writes' embedding cache
+    clock: Callable[[], float] = time.time  # the wall clock event expiry reads (tests pass their own)
 
     # -- search ---------------------------------------------------------------------------------
     def search(
@@ -145,11 +146,12 @@ class Services:
         return user_affinity(self.event_model, self.backend, client_id, hits)
 
     # -- writes ---------------------------------------------------------------------------------
-    def expire_events(self, *, every_s: float = 3600.0) -> int:
-        """Delete events older than the retention time (at most once per ``every_s``)."""
+    def expire_events(self) -> int:
+        """Delete events older than the retention time, at most once per
+        ``event_expiry_every_s`` (called after event writes and by the app's scheduler)."""
         ttl = self.settings.event_ttl_days * 86400.0
-        now = time.time()
-        if ttl <= 0 or now - self.last_expiry < every_s:
+        now = self.clock()
+        if ttl <= 0 or now - self.last_expiry < self.settings.event_expiry_every_s:
             return 0
         self.last_expiry = now
         gone = self.events.expire(now - ttl, after=now + MAX_CLOCK_SKEW_S)

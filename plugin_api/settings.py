@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     event_half_life_days: float = Field(30.0, gt=0, le=3650)
     popularity_prior: float = Field(1.0, ge=0, le=1000)
     event_ttl_days: float = Field(365.0, ge=0, le=36500)  # events (and so profiles) older go; 0 keeps all
+    # how often a serving process deletes events past event_ttl_days (a scheduled task)
+    event_expiry_every_s: float = Field(3600.0, gt=0, le=86400)
     event_sync_s: float = Field(10.0, ge=0, le=3600)  # OpenSearch: fold in other workers' events this often
     # serving
     api_keys: tuple[str, ...] = ()  # write endpoints need one of these in X-API-Key; none: writes refused

@@ -377,3 +377,41 @@ def test_review_prior_strength_reaches_the_search_ranking(index_dir, tmp_path):
             seen[strength] = next(x for x in body["results"] if x["id"] == "p02")["explanation"]["features"]
     assert seen[0.0]["sentiment"] == pytest.approx(-0.9, abs=1e-6)
     assert abs(seen[1000.0]["sentiment"]) < 0.01
+
+
+def test_event_expiry_follows_the_clock_not_the_arrival_of_events(index_dir, tmp_path):
+    """Expiry used to run only when events arrived; it now keeps to its own schedule."""
+    s = _settings(index_dir, tmp_path, event_ttl_days=1, event_expiry_every_s=3600)
+    services = build_services(s)
+    t = [time.time()]
+    services.clock = lambda: t[0]
+    services.last_expiry = t[0]
+    stored = services.events.add([ev_obj("purchase", "c1", "p01", t[0] - 0.5 * 86400)]).accepted
+    assert stored == 1
+    t[0] += 1800  # half an hour: not yet time to look
+    assert services.expire_events() == 0
+    t[0] += 1.5 * 86400  # the event is now older than a day, and the hour has passed
+    assert services.expire_events() == 1 and services.events.events() == []
+
+
+def test_a_serving_app_runs_event_expiry_on_its_own(index_dir, tmp_path):
+    s = _settings(index_dir, tmp_path, event_expiry_every_s=0.05)
+    calls = []
+
+    def build(settings):
+        services = build_services(settings)
+        services.expire_events = lambda: calls.append(1) or 0  # type: ignore[method-assign]
+        return services
+
+    with TestClient(create_app(s, build=build)):
+        for _ in range(200):  # no request at all: the schedule alone calls it
+            if len(calls) >= 2:
+                break
+            time.sleep(0.05)
+    assert len(calls) >= 2
+
+
+def ev_obj(action, client, pid, t):
+    from indexer.events import Event
+
+    return Event(action, client, t, object_id=pid, object_id_field="id", product_id=pid)
