@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci_policy import pytest_runtest_makereport  # noqa: F401  (the hook: no skips under CI)
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = Path(os.environ.get("SHOPRANK_SHARED_DATA", ROOT.parent / "shared" / "data"))
