@@ -17,6 +17,9 @@ from plugin_api.common_cli import read_catalog_args as _read
 from plugin_api.common_cli import settings_from as _settings
 from plugin_api.settings import Settings
 
+# What `shoprank eval --pipelines` takes: the retrieval modes, then the two ranking pipelines.
+EVAL_PIPELINES = ("bm25", "vector", "hybrid", "rerank", "full")
+
 log = logging.getLogger("shoprank")
 
 
@@ -176,7 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return rc
     retriever = open_retriever(s, embedder)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
-    known = [m.value for m in Mode] + ["rerank", "full"]
+    known = list(EVAL_PIPELINES)
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         from indexer.errors import BadInputError
@@ -369,14 +372,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_commands(sub)
 
     p = sub.add_parser("search", help="search the index")
-    p.add_argument("query")
-    p.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
+    p.add_argument("query", help="what the shopper typed")
+    p.add_argument(
+        "--mode", choices=["bm25", "vector", "hybrid"], default="hybrid", help="retrieval (default hybrid)"
+    )
     p.add_argument("-k", type=int, default=10, help="results to return (1-1000)")
     p.add_argument("--brand", action="append", help="only this brand (repeatable)")
-    p.add_argument("--price-min", type=float)
-    p.add_argument("--price-max", type=float)
-    p.add_argument("--in-stock", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--fusion", choices=["rrf", "minmax"])
+    p.add_argument("--price-min", type=float, help="lowest price, in currency units")
+    p.add_argument("--price-max", type=float, help="highest price, in currency units")
+    p.add_argument(
+        "--in-stock",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="only products in (or out of) stock; products without stock data pass",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=["rrf", "minmax"],
+        help="how hybrid merges its sources (default SHOPRANK_FUSION, rrf)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _common(p)
     p.set_defaults(func=cmd_search)
@@ -387,9 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-index", action="store_true", help="do not re-index even when --catalog is given")
     p.add_argument("--limit", type=int, help="index only the first N products")
-    p.add_argument("--judgments", required=True, type=Path)
+    p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV (graded 0-3)")
     p.add_argument(
-        "--pipelines", default="bm25,vector,hybrid", help="comma-separated: bm25,vector,hybrid,rerank"
+        "--pipelines",
+        default="bm25,vector,hybrid",
+        help=f"comma-separated, from {','.join(EVAL_PIPELINES)} (default bm25,vector,hybrid)",
     )
     p.add_argument("--reranker", type=Path, help="trained reranker folder (rerank and full pipelines)")
     p.add_argument(
@@ -401,7 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["torch", "onnx", "onnx-int8"],
         help="serve the reranker with torch (default) or its `shoprank export` ONNX files",
     )
-    p.add_argument("--fusion", choices=["rrf", "minmax"])
+    p.add_argument(
+        "--fusion",
+        choices=["rrf", "minmax"],
+        help="how hybrid merges its sources (default SHOPRANK_FUSION, rrf)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _common(p)
     p.set_defaults(func=cmd_eval)

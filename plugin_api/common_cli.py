@@ -29,7 +29,11 @@ def common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", type=Path, help="embedded index folder parent (default ~/.local/share/shoprank)"
     )
-    p.add_argument("--embedder", help="embedding model: minilm (default) or hashing (tests only)")
+    p.add_argument(
+        "--embedder",
+        help="embedding model: minilm (default, torch), minilm-onnx or minilm-onnx-int8 (onnxruntime, "
+        "after `shoprank export --embedder`), hashing (tests only)",
+    )
     p.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
 
 

@@ -174,3 +174,24 @@ def test_train_fusion_without_a_reranker_learns_text_weights(env, tmp_path, caps
     assert main([*base, "--out", str(tmp_path / "bad"), "--folds", "9"]) == 2
     assert "fewer --folds" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_help_lists_what_the_commands_accept(capsys):
+    """Every flag has a help line, and the choices the help names are the ones accepted."""
+    import argparse
+
+    from indexer.embedding import EMBEDDERS
+    from plugin_api.cli import EVAL_PIPELINES, build_parser
+    from ranker.retrieval import Mode
+
+    assert set(EVAL_PIPELINES) >= {m.value for m in Mode} | {"rerank", "full"}
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("search", "eval", "index"):
+        for action in subs.choices[name]._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"`shoprank {name}` {action.option_strings or action.dest} has no help"
+    eval_help = subs.choices["eval"].format_help()
+    assert all(p in eval_help for p in EVAL_PIPELINES)
+    search_help = subs.choices["search"].format_help()
+    assert all(e in search_help for e in EMBEDDERS)
