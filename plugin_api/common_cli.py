@@ -46,3 +46,10 @@ def read_catalog_args(args: argparse.Namespace) -> Any:
     if len(read.errors) > 20:
         print(f"... and {len(read.errors) - 20} more bad rows", file=sys.stderr)
     return read
+
+
+def rows_status(bad_rows: int, failed: int = 0) -> int:
+    """The exit status every bulk command shares: 0 when every row went in, 1 when some rows were
+    reported (bad, or refused by the store) while the good ones went in; errors that store nothing
+    exit 2 (``main``)."""
+    return 1 if bad_rows or failed else 0

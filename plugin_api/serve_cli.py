@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import BadInputError
-from plugin_api.common_cli import common, settings_from
+from plugin_api.common_cli import common, rows_status, settings_from
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
 SERVE_FLAGS = {
@@ -109,7 +109,7 @@ def cmd_events_ingest(args: argparse.Namespace) -> int:
             }
         )
     )
-    return 0
+    return rows_status(len(log.errors))
 
 
 def cmd_events_expire(args: argparse.Namespace) -> int:

@@ -62,7 +62,8 @@ def test_index_search_eval(env, tmp_path, capsys):
 
 
 def test_bad_rows_are_reported_and_good_rows_indexed(env, capsys):
-    assert main(["index", "--catalog", str(FIXTURES / "catalog_with_errors.jsonl"), "--quiet", *env]) == 0
+    # bad rows are reported and the good ones indexed: status 1, as every bulk command answers
+    assert main(["index", "--catalog", str(FIXTURES / "catalog_with_errors.jsonl"), "--quiet", *env]) == 1
     captured = capsys.readouterr()
     assert "skipped catalog_with_errors.jsonl:2: invalid JSON" in captured.err
     assert json.loads(captured.out.strip().splitlines()[-1])["documents"] == 2
@@ -103,7 +104,7 @@ def test_upsert_and_delete_commands(env, tmp_path, capsys):
         + "{broken\n"
     )
     capsys.readouterr()
-    assert main(["upsert", "--catalog", str(new), *env]) == 0
+    assert main(["upsert", "--catalog", str(new), *env]) == 1  # one bad row reported, two stored
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out == {"upserted": 2, "bad_rows": 1, "failed": 0}
     assert main(["search", "quasar", "--mode", "bm25", "--json", *env]) == 0
@@ -195,3 +196,47 @@ def test_help_lists_what_the_commands_accept(capsys):
     assert all(p in eval_help for p in EVAL_PIPELINES)
     search_help = subs.choices["search"].format_help()
     assert all(e in search_help for e in EMBEDDERS)
+
+
+def test_bulk_commands_share_one_exit_status_for_reported_rows(tmp_path, capsys):
+    env = ["--data-dir", str(tmp_path / "data"), "--embedder", "hashing"]
+    assert main(["index", "--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet", *env]) == 0
+    log = tmp_path / "events.jsonl"
+    good = {"action_name": "click", "client_id": "c1", "timestamp": 1717527761998}
+    log.write_text(json.dumps(good) + "\n" + "not json\n")
+    assert main(["events", "ingest", str(log), *env]) == 1  # one bad line reported, the good one stored
+    log.write_text(json.dumps(good) + "\n")
+    assert main(["events", "ingest", str(log), *env]) == 0
+    bad_catalog = tmp_path / "upsert.jsonl"
+    bad_catalog.write_text(json.dumps({"id": "n1", "title": "New"}) + "\n" + json.dumps({"id": "n2"}) + "\n")
+    assert main(["upsert", "--catalog", str(bad_catalog), *env]) == 1
+
+
+def test_every_optional_module_names_its_extra() -> None:
+    import tomllib
+
+    from plugin_api.cli import OPTIONAL_MODULES
+    from tests.conftest import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"uvicorn", "fastapi", "onnxruntime", "transformers", "torch", "ranx"} <= set(OPTIONAL_MODULES)
+    assert set(OPTIONAL_MODULES.values()) <= set(extras)
+
+
+@pytest.mark.parametrize("module, argv, extra", [("uvicorn", ["serve"], "serve")])
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(monkeypatch, capsys, module, argv, extra):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_such_module(name, *a, **kw):
+        if name == module or name.startswith(module + "."):
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_such_module)
+    monkeypatch.delitem(__import__("sys").modules, module, raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"pip install 'shoprank[{extra}]'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
