@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHORUS = REPO.parent / "shared" / "data" / "chorus_icecat"
+SHARED_DATA = REPO.parent / "shared" / "data"
+CHORUS = SHARED_DATA / "chorus_icecat"
 
 
 def git_commit() -> str:

@@ -17,9 +17,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.provenance import SHARED_DATA as DEFAULT_DATA  # noqa: E402
 from indexer.errors import BadInputError  # noqa: E402
 from ranker.evaluation import machine_description  # noqa: E402
-from training.sentiment_baseline import DEFAULT_DATA, SEED, markdown_table, run_table  # noqa: E402
+from training.sentiment_baseline import SEED, markdown_table, run_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

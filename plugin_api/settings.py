@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     replicas: int | None = Field(None, ge=0, le=16)
     data_dir: Path = Field(default_factory=_default_data_dir)
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    # the public data sets (reviews for `train sentiment`); relative: from where the command runs
+    shared_data_dir: Path = Path("../shared/data")
     embedder: str = "minilm"  # minilm | minilm-onnx | minilm-onnx-int8 | hashing (tests)
     model_path: Path | None = None
     device: str = "auto"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from plugin_api.common_cli import common, read_catalog_args, settings_from
-from training.sentiment_baseline import DEFAULT_DATA
 
 
 def train_config(args: argparse.Namespace, device: str) -> Any:
@@ -68,10 +67,15 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> Path:
+    """``--data``, else the settings' shared data folder (SHOPRANK_SHARED_DATA_DIR)."""
+    return Path(args.data) if args.data is not None else settings_from(args).shared_data_dir
+
+
 def cmd_train_sentiment(args: argparse.Namespace) -> int:
     from training.sentiment import load_split, train_sentiment
 
-    train, test = load_split(args.lang, args.data, seed=args.split_seed)
+    train, test = load_split(args.lang, _data(args), seed=args.split_seed)
     cfg = train_config(args, settings_from(args).device)
     rep = train_sentiment(
         train,
@@ -101,7 +105,7 @@ def cmd_train_sentiment_blend(args: argparse.Namespace) -> int:
     from training.sentiment import load_split
     from training.sentiment_blend import blend_sentiment, split_heldout
 
-    train, heldout = load_split(args.lang, args.data, seed=args.split_seed)
+    train, heldout = load_split(args.lang, _data(args), seed=args.split_seed)
     dev, test = split_heldout(heldout, args.test_size or len(heldout) // 2)
     metrics = blend_sentiment(
         args.model, train, dev, test, args.out, lang=args.lang, device=settings_from(args).device
@@ -246,8 +250,8 @@ def add_train_commands(sub: Any) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        default=DEFAULT_DATA,
-        help="the shared data folder holding reviews_en/ and reviews_zh/ (default ../shared/data)",
+        help="the shared data folder holding reviews_en/ and reviews_zh/ "
+        "(default SHOPRANK_SHARED_DATA_DIR, or ../shared/data from where the command runs)",
     )
     p.add_argument("--out", required=True, type=Path, help="folder for the model and its manifest")
     p.add_argument("--epochs", type=int, default=1)
@@ -279,7 +283,9 @@ def add_train_commands(sub: Any) -> None:
     p.add_argument("--model", required=True, type=Path, help="a folder from `shoprank train sentiment`")
     p.add_argument("--lang", required=True, choices=["en", "zh"])
     p.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (default ../shared/data)"
+        "--data",
+        type=Path,
+        help="the shared data folder (default SHOPRANK_SHARED_DATA_DIR, or ../shared/data from here)",
     )
     p.add_argument("--out", required=True, type=Path, help="a new folder for the stacked model")
     p.add_argument(

@@ -21,7 +21,6 @@ from training.reviews_data import Review, read_blitzer, read_chinese_shopping, s
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_C = 4.0
 SEED = 13
 

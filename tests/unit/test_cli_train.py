@@ -136,3 +136,15 @@ def test_train_sentiment_flags_reach_the_training_config():
     assert args.init_from is None and args.split_seed == 13  # the split does not move with --seed
     more = build_parser().parse_args(["train", "sentiment", "--lang", "zh", "--out", "y", "--init-from", "x"])
     assert str(more.init_from) == "x"
+
+
+def test_the_sentiment_data_folder_comes_from_settings_not_the_source_tree(monkeypatch, tmp_path):
+    import argparse
+
+    from plugin_api.train_cli import _data
+
+    monkeypatch.setenv("SHOPRANK_SHARED_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert _data(argparse.Namespace(data=None)) == tmp_path / "elsewhere"
+    assert _data(argparse.Namespace(data=tmp_path / "given")) == tmp_path / "given"
+    monkeypatch.delenv("SHOPRANK_SHARED_DATA_DIR")
+    assert str(_data(argparse.Namespace(data=None))) == "../shared/data"  # relative: where it runs
