@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.report import table  # noqa: E402
-from indexer.embedded_store import EmbeddedStore  # noqa: E402
-from plugin_api.backends import embedder_from, retrieval_config  # noqa: E402
-from plugin_api.settings import Settings  # noqa: E402
-from ranker.base import Mode  # noqa: E402
-from ranker.embedded_backend import EmbeddedBackend  # noqa: E402
-from ranker.evaluation import RUN_DEPTH, evaluate_pipelines, load_judgments, machine_description  # noqa: E402
-from ranker.retrieval import Retriever, SearchRequest  # noqa: E402
+from bench.report import table
+from indexer.embedded_store import EmbeddedStore
+from plugin_api.backends import embedder_from, retrieval_config
+from plugin_api.settings import Settings
+from ranker.base import Mode
+from ranker.embedded_backend import EmbeddedBackend
+from ranker.evaluation import RUN_DEPTH, evaluate_pipelines, load_judgments, machine_description
+from ranker.retrieval import Retriever, SearchRequest
 
 REPO = Path(__file__).resolve().parents[1]
 JUDGMENTS = REPO.parent / "shared" / "data" / "chorus_icecat" / "judgments_dev.csv"

@@ -18,24 +18,21 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python bench/foundation.py`: make `bench` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from bench.bm25_compare import DEPTH, PlainBM25, compare_bm25  # noqa: E402
-from bench.knn_recall import measure_knn_recall  # noqa: E402
-from bench.report import render_markdown  # noqa: E402
-from indexer.catalog import read_catalog  # noqa: E402
-from indexer.embedding import EmbeddingCache, embed_texts, resolve_device  # noqa: E402
-from indexer.pipeline import build_index  # noqa: E402
-from plugin_api.backends import embedder_from, factory, open_retriever  # noqa: E402
-from plugin_api.settings import Settings  # noqa: E402
-from ranker.base import Mode, Scored  # noqa: E402
-from ranker.evaluation import evaluate_pipelines, load_judgments, machine_description  # noqa: E402
-from ranker.fusion import rrf  # noqa: E402
-from ranker.retrieval import Retriever, SearchRequest  # noqa: E402
+from bench.bm25_compare import DEPTH, PlainBM25, compare_bm25
+from bench.knn_recall import measure_knn_recall
+from bench.report import render_markdown
+from indexer.catalog import read_catalog
+from indexer.embedding import EmbeddingCache, embed_texts, resolve_device
+from indexer.pipeline import build_index
+from plugin_api.backends import embedder_from, factory, open_retriever
+from plugin_api.settings import Settings
+from ranker.base import Mode, Scored
+from ranker.evaluation import evaluate_pipelines, load_judgments, machine_description
+from ranker.fusion import rrf
+from ranker.retrieval import Retriever, SearchRequest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "chorus_icecat"

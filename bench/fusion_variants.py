@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.report import table  # noqa: E402
-from indexer.manifest import ModelManifest  # noqa: E402
-from plugin_api.backends import open_retriever  # noqa: E402
-from plugin_api.settings import Settings  # noqa: E402
-from ranker.evaluation import (  # noqa: E402
+from bench.report import table
+from indexer.manifest import ModelManifest
+from plugin_api.backends import open_retriever
+from plugin_api.settings import Settings
+from ranker.evaluation import (
     RUN_DEPTH,
     Run,
     compute_metrics,
@@ -36,12 +32,12 @@ from ranker.evaluation import (  # noqa: E402
     load_judgments,
     machine_description,
 )
-from ranker.features import FEATURES, feature_matrix  # noqa: E402
-from ranker.linear_fusion import LinearFusion, fit_fusion  # noqa: E402
-from ranker.mmr import mmr, normalize_relevance  # noqa: E402
-from ranker.retrieval import STRICT_CANDIDATES  # noqa: E402
-from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg  # noqa: E402
-from training.fusion import (  # noqa: E402
+from ranker.features import FEATURES, feature_matrix
+from ranker.linear_fusion import LinearFusion, fit_fusion
+from ranker.mmr import mmr, normalize_relevance
+from ranker.retrieval import STRICT_CANDIDATES
+from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg
+from training.fusion import (
     Candidates,
     cross_validate_fusion,
     fold_candidates,

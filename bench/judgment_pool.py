@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.report import table  # noqa: E402
-from indexer.embedded_store import EmbeddedStore  # noqa: E402
-from ranker.base import Filters  # noqa: E402
-from ranker.embedded_backend import EmbeddedBackend  # noqa: E402
-from ranker.evaluation import load_judgments, machine_description  # noqa: E402
+from bench.report import table
+from indexer.embedded_store import EmbeddedStore
+from plugin_api.settings import Settings
+from ranker.base import Filters
+from ranker.embedded_backend import EmbeddedBackend
+from ranker.evaluation import load_judgments, machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = 40  # the judgments' deepest regular pool
@@ -31,7 +28,7 @@ POOL = 40  # the judgments' deepest regular pool
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--index", type=Path, default=Path.home() / ".local" / "share" / "shoprank" / "index")
+    ap.add_argument("--index", type=Path, default=Settings().embedded_dir)
     ap.add_argument(
         "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
     )

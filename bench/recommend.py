@@ -26,20 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.report import table  # noqa: E402
-from indexer.embedded_store import EmbeddedStore  # noqa: E402
-from indexer.events import Event, read_ubi_log, resolve_products  # noqa: E402
-from indexer.product import Product  # noqa: E402
-from plugin_api.backends import embedder_from, embedding_cache  # noqa: E402
-from plugin_api.settings import Settings  # noqa: E402
-from ranker.embedded_backend import EmbeddedBackend  # noqa: E402
-from ranker.evaluation import machine_description  # noqa: E402
-from ranker.personalization import EventModel  # noqa: E402
-from ranker.rec_evaluation import Case, ItemKNN, Popularity, Split, evaluate, leave_last_out  # noqa: E402
-from ranker.recommend import Recommender  # noqa: E402
+from bench.report import table
+from indexer.embedded_store import EmbeddedStore
+from indexer.events import Event, read_ubi_log, resolve_products
+from indexer.product import Product
+from plugin_api.backends import embedder_from, embedding_cache
+from plugin_api.settings import Settings
+from ranker.embedded_backend import EmbeddedBackend
+from ranker.evaluation import machine_description
+from ranker.personalization import EventModel
+from ranker.rec_evaluation import Case, ItemKNN, Popularity, Split, evaluate, leave_last_out
+from ranker.recommend import Recommender
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -14,27 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.report import table  # noqa: E402
-from indexer.catalog import read_catalog  # noqa: E402
-from plugin_api.backends import open_retriever  # noqa: E402
-from plugin_api.settings import Settings  # noqa: E402
-from ranker.base import Mode  # noqa: E402
-from ranker.cross_encoder import CrossEncoderReranker  # noqa: E402
-from ranker.evaluation import compute_metrics, load_judgments, machine_description  # noqa: E402
-from ranker.rerank import RerankingRetriever  # noqa: E402
-from training.cv import DataPlan, _runs, build_set  # noqa: E402
-from training.data import SOURCES  # noqa: E402
-from training.folds import kfold_queries  # noqa: E402
-from training.reranker import TrainConfig, train_reranker  # noqa: E402
+from bench.report import table
+from indexer.catalog import read_catalog
+from plugin_api.backends import open_retriever
+from plugin_api.settings import Settings
+from ranker.base import Mode
+from ranker.cross_encoder import CrossEncoderReranker
+from ranker.evaluation import compute_metrics, load_judgments, machine_description
+from ranker.rerank import RerankingRetriever
+from training.cv import DataPlan, _runs, build_set
+from training.data import SOURCES
+from training.folds import kfold_queries
+from training.reranker import TrainConfig, train_reranker
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "chorus_icecat"

@@ -18,19 +18,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.report import table  # noqa: E402
-from indexer.embedding import resolve_device  # noqa: E402
-from indexer.manifest import ModelManifest  # noqa: E402
-from plugin_api.backends import open_retriever  # noqa: E402
-from plugin_api.settings import Settings  # noqa: E402
-from ranker.evaluation import load_judgments, machine_description  # noqa: E402
-from ranker.rerankers import open_reranker  # noqa: E402
-from ranker.retrieval import SearchRequest  # noqa: E402
+from bench.report import table
+from indexer.embedding import resolve_device
+from indexer.manifest import ModelManifest
+from plugin_api.backends import open_retriever
+from plugin_api.settings import Settings
+from ranker.evaluation import load_judgments, machine_description
+from ranker.rerankers import open_reranker
+from ranker.retrieval import SearchRequest
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100"]

@@ -17,23 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.provenance import SHARED_DATA as DEFAULT_DATA  # noqa: E402
-from bench.report import table  # noqa: E402
-from indexer.manifest import ModelManifest  # noqa: E402
-from ranker.evaluation import machine_description  # noqa: E402
-from ranker.sentiment import MiniLMSentiment  # noqa: E402
-from training.finetune import TrainConfig  # noqa: E402
-from training.reviews_data import read_hu_liu  # noqa: E402
-from training.sentiment import load_split, train_sentiment  # noqa: E402
-from training.sentiment_blend import blend_sentiment, split_heldout  # noqa: E402
+from bench.provenance import SHARED_DATA as DEFAULT_DATA
+from bench.report import table
+from indexer.manifest import ModelManifest
+from ranker.evaluation import machine_description
+from ranker.sentiment import MiniLMSentiment
+from training.finetune import TrainConfig
+from training.reviews_data import read_hu_liu
+from training.sentiment import load_split, train_sentiment
+from training.sentiment_blend import blend_sentiment, split_heldout
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,13 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.provenance import SHARED_DATA as DEFAULT_DATA  # noqa: E402
-from indexer.errors import BadInputError  # noqa: E402
-from ranker.evaluation import machine_description  # noqa: E402
-from training.sentiment_baseline import SEED, markdown_table, run_table  # noqa: E402
+from bench.provenance import SHARED_DATA as DEFAULT_DATA
+from indexer.errors import BadInputError
+from ranker.evaluation import machine_description
+from training.sentiment_baseline import SEED, markdown_table, run_table
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,11 +33,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.report import table  # noqa: E402
-from ranker.evaluation import machine_description  # noqa: E402
+from bench.report import table
+from ranker.evaluation import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 JUDGMENTS = REPO.parent / "shared" / "data" / "chorus_icecat" / "judgments_dev.csv"

@@ -12,15 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.grid import write_grid  # noqa: E402
-from indexer.embedded_store import EmbeddedStore  # noqa: E402
-from indexer.schema import DEFAULT_FIELD_BOOSTS, DEFAULT_SYNONYM_WEIGHT  # noqa: E402
-from ranker.base import Filters  # noqa: E402
-from ranker.embedded_backend import EmbeddedBackend  # noqa: E402
-from ranker.evaluation import compute_metrics, load_judgments  # noqa: E402
+from bench.grid import write_grid
+from indexer.embedded_store import EmbeddedStore
+from indexer.schema import DEFAULT_FIELD_BOOSTS, DEFAULT_SYNONYM_WEIGHT
+from plugin_api.settings import Settings
+from ranker.base import Filters
+from ranker.embedded_backend import EmbeddedBackend
+from ranker.evaluation import compute_metrics, load_judgments
 
 REPO = Path(__file__).resolve().parents[1]
 BOOSTS = {
@@ -40,7 +38,7 @@ SYNONYM_WEIGHTS = (0.0, 0.3, 1.0)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--index", type=Path, default=Path.home() / ".local" / "share" / "shoprank" / "index")
+    ap.add_argument("--index", type=Path, default=Settings().embedded_dir)
     ap.add_argument(
         "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
     )
