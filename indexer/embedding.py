@@ -12,8 +12,9 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -165,12 +166,12 @@ def _onnx(precision: str) -> Callable[..., Embedder]:
     return build
 
 
-EMBEDDERS: dict[str, Callable[..., Embedder]] = {
+EMBEDDERS: Mapping[str, Callable[..., Embedder]] = MappingProxyType({
     "minilm": lambda device="auto", **_: SentenceTransformerEmbedder(device=device),
     "minilm-onnx": _onnx("fp32"),  # the same model on onnxruntime (`shoprank export --embedder`)
     "minilm-onnx-int8": _onnx("int8"),
     "hashing": lambda **_: HashingEmbedder(),
-}
+})
 
 
 def make_embedder(

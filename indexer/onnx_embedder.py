@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_FILE = "export.json"
 EXPORT_KIND = "onnx-bi-encoder"
-PRECISIONS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+PRECISIONS = MappingProxyType({"fp32": "model.onnx", "int8": "model.int8.onnx"})
 
 
 def load_export(folder: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ranker.retrieval import MAX_K, STRICT_CANDIDATES, Retriever, SearchRequest
 
 # Shop signals the dev judgments cannot teach (they hold no reviews and no events, so a learned
 # fusion gives these features weight 0): hand-set nudges, small next to the text features.
-SHOP_SIGNAL_WEIGHTS = {"sentiment": 0.3, "rating": 0.2, "popularity": 0.3, "personal_affinity": 0.5}
+SHOP_SIGNAL_WEIGHTS = MappingProxyType({"sentiment": 0.3, "rating": 0.2, "popularity": 0.3, "personal_affinity": 0.5})
 # Until `shoprank train fusion` has learned weights: the cross-encoder leads, retrieval breaks ties.
 DEFAULT_FUSION = LinearFusion({"cross_encoder": 1.0, "bm25": 0.2, "vector": 0.2, **SHOP_SIGNAL_WEIGHTS})
 # Without a cross-encoder: the text weights `shoprank train fusion --judgments judgments_dev.csv`

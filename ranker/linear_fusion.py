@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def fit_listnet(
     return LinearFusion(weights, 0.0, {"queries": len(prepared), "features": use, "objective": "listnet"})
 
 
-OBJECTIVES = {"pairwise": fit_pairwise, "listnet": fit_listnet}
+OBJECTIVES = MappingProxyType({"pairwise": fit_pairwise, "listnet": fit_listnet})
 
 
 def fit_fusion(

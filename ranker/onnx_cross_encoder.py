@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ EXPORT_DIR = "onnx"
 EXPORT_FILE = "export.json"
 EXPORT_KIND = "onnx-export"
 # precision -> file name inside ``<model folder>/onnx``
-PRECISIONS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+PRECISIONS = MappingProxyType({"fp32": "model.onnx", "int8": "model.int8.onnx"})
 
 
 def load_export_manifest(folder: Path, source_name: str) -> dict[str, Any]:

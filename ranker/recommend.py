@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,10 @@ from ranker.features import signals_from_reviews
 from ranker.mmr import mmr, normalize_relevance
 from ranker.personalization import EventModel
 
-SIMILAR_WEIGHTS: Mapping[str, float] = {"vector": 0.6, "co_interaction": 0.3, "sentiment": 0.1}
-USER_WEIGHTS: Mapping[str, float] = {"personal_affinity": 0.4, "co_interaction": 0.4, "popularity": 0.2}
+SIMILAR_WEIGHTS: Mapping[str, float] = MappingProxyType({"vector": 0.6, "co_interaction": 0.3, "sentiment": 0.1})
+USER_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"personal_affinity": 0.4, "co_interaction": 0.4, "popularity": 0.2}
+)
 DUPLICATE_COSINE = 0.995
 MAX_RECOMMENDATIONS = 100
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from indexer.errors import BadInputError
 from ranker.base import Reranker
@@ -14,7 +15,7 @@ Factory = Callable[[Path, str, int | None], Reranker]
 
 # torch pads one batch of a request's pairs; onnxruntime on CPU gains from small batches of
 # similar-length pairs (see OnnxCrossEncoderReranker.score).
-RERANKER_RUNTIMES: dict[str, Factory] = {
+RERANKER_RUNTIMES: Mapping[str, Factory] = MappingProxyType({
     "torch": lambda folder, device, batch: CrossEncoderReranker(
         folder, device=device, batch_size=batch or 64
     ),
@@ -24,7 +25,7 @@ RERANKER_RUNTIMES: dict[str, Factory] = {
     "onnx-int8": lambda folder, device, batch: OnnxCrossEncoderReranker(
         folder, precision="int8", device=device, batch_size=batch or 16
     ),
-}
+})
 
 
 def open_reranker(

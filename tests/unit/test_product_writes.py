@@ -376,7 +376,7 @@ def test_cli_upsert_reports_bad_ids_and_delete_removes_ids_stored_before_the_rul
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHOPRANK_EMBEDDER", "hashing")
         mp.setenv("SHOPRANK_CACHE_DIR", str(settings.cache_dir))
-        assert main(["upsert", "--catalog", str(f), *common]) == 0
+        assert main(["upsert", "--catalog", str(f), *common]) == 1  # the bad row reported, the good stored
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out == {"upserted": 1, "bad_rows": 1, "failed": 0}
         assert main(["delete", "old id/1", *common]) == 0
