@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import math
-import re
 import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from indexer.errors import BadInputError, RowError
-from indexer.product import ID_PATTERN, ID_RULE
+from indexer.product import check_id
 
 MAX_ID_CHARS = 256
 # What an event may claim (every event is untrusted input; see README "Threat model").
@@ -297,14 +296,7 @@ def parse_event(d: Mapping[str, Any], *, now: float | None = None) -> Event:
 def _client_id(d: Mapping[str, Any]) -> str:
     """The shopper id, under the same rule as every id in a path, so that the shopper can be
     erased again (``DELETE /v1/users/{id}``)."""
-    client = _text(d, "client_id", required=True)
-    assert client is not None
-    if not _CLIENT_RE.fullmatch(client):
-        raise ValueError(f"client_id {client[:40]!r} is not allowed: use {ID_RULE}")
-    return client
-
-
-_CLIENT_RE = re.compile(ID_PATTERN)
+    return check_id(_text(d, "client_id", required=True), what="client_id")
 
 
 def parse_query(d: Mapping[str, Any], *, now: float | None = None) -> QueryRecord:

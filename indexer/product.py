@@ -31,14 +31,15 @@ ID_RULE = (
 _ID_RE = re.compile(ID_PATTERN)
 
 
-def check_id(value: object) -> str:
-    """``value`` as a product id, or ValueError saying what the id rule is."""
+def check_id(value: object, *, what: str = "product id") -> str:
+    """``value`` as an id under the one id rule (products, and shoppers as ``what="client_id"``),
+    or ValueError saying what the rule is."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"product id must be text (or an integer), got {type(value).__name__}")
+        raise ValueError(f"{what} must be text (or an integer), got {type(value).__name__}")
     pid = str(value)
     if not _ID_RE.fullmatch(pid):
         shown = repr(pid[:40]) + (f"... ({len(pid)} characters)" if len(pid) > 40 else "")
-        raise ValueError(f"product id {shown} is not allowed: use {ID_RULE}")
+        raise ValueError(f"{what} {shown} is not allowed: use {ID_RULE}")
     return pid
 
 

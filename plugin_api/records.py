@@ -10,7 +10,6 @@ unique in a batch, the id pattern's own message) stay with those readers.
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -25,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from indexer.product import ID_PATTERN, ID_RULE  # the one id rule, documented there
+from indexer.product import ID_PATTERN, check_id  # the one id rule, documented there
 
 MAX_TEXT_CHARS = 256  # ids, names and other short text fields of events
 
@@ -131,9 +130,7 @@ Timestamp = Annotated[
 
 
 def _shopper_id(v: str) -> str:
-    if not re.fullmatch(USER_ID_PATTERN, v):
-        raise ValueError(f"client_id {v[:40]!r} is not allowed: use {ID_RULE}")
-    return v
+    return check_id(v, what="client_id")
 
 
 ShopperId = Annotated[str, Field(json_schema_extra={"pattern": USER_ID_PATTERN}), AfterValidator(_shopper_id)]
