@@ -42,6 +42,7 @@ from ranker.base import EanLookup, Hit, Reranker, SearchBackend, SearchResult
 from ranker.full import DEFAULT_FUSION, TEXT_FUSION, FullOptions, FullPipeline
 from ranker.lazy import Once
 from ranker.linear_fusion import LinearFusion
+from ranker.mmr import mmr
 from ranker.personalization import EventModel, PersonalizationConfig
 from ranker.recommend import Recommender, user_affinity
 from ranker.retrieval import Retriever, SearchRequest
@@ -321,6 +322,7 @@ def build_services(s: Settings) -> Services:
     embedder.encode(["warm up"])
     if reranker is not None:
         reranker.score("warm up", [Product("warm-up", "warm up")])
+    mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device
     services.pipeline.fusion = fusion or (DEFAULT_FUSION if reranker is not None else TEXT_FUSION)
     services.last_expiry = services.last_sync = time.time()  # expired and loaded just above
     services.pipeline.popularity = event_model.popularity
