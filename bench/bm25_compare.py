@@ -2,7 +2,7 @@
 
 Section 4 of the foundation benchmark: on one analyzed field (title + brand + description through
 :func:`indexer.analysis.analyze`), time index build and query (scores + top 100) of our sparse-matrix
-:class:`ranker.bm25.BM25Index`, ``rank_bm25.BM25Okapi`` and ``bm25s`` (when it imports), and check
+:class:`ranker.retrieval.bm25.BM25Index`, ``rank_bm25.BM25Okapi`` and ``bm25s`` (when it imports), and check
 that ours with ``idf="okapi", k1=1.5`` ranks like rank-bm25 (top-10 overlap, largest score gap).
 """
 
@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from indexer.analysis import analyze
 from indexer.product import Product
-from ranker.bm25 import BM25Index, BM25Params
-from ranker.evaluation import Qrels, compute_metrics
+from ranker.evaluation.relevance import Qrels, compute_metrics
+from ranker.retrieval.bm25 import BM25Index, BM25Params
 
 DEPTH = 100
 K1, B = 1.5, 0.75  # rank-bm25's and bm25s's defaults; every implementation here uses them

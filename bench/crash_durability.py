@@ -49,7 +49,7 @@ import httpx
 
 from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
-from ranker.evaluation import machine_description
+from ranker.evaluation.relevance import machine_description
 
 FIXTURE = REPO / "tests" / "fixtures" / "catalog.jsonl"
 NODE = "http://127.0.0.1:9200"
@@ -97,7 +97,7 @@ class Shoprank:
         data.mkdir(parents=True, exist_ok=True)
 
     def popen(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "plugin_api.cli", *args, "--data-dir", str(self.data), *HASHING]
+        cmd = [sys.executable, "-m", "plugin_api.cli.main", *args, "--data-dir", str(self.data), *HASHING]
         with open(log, "ab") as fh:
             return subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
 
@@ -419,7 +419,7 @@ def _kill_build(sr: Shoprank, catalog: Path, trigger: str, log: Path, rng: rando
 
 
 def build_kills(args: argparse.Namespace, work: Path, rng: random.Random) -> dict[str, Any]:
-    from indexer.embedded_store import EmbeddedStore
+    from indexer.embedded.store import EmbeddedStore
 
     big = args.build_catalog or (
         CHORUS if CHORUS.exists() else _repeated_catalog(work / "repeated.jsonl", 700)

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import table
-from indexer.embedded_store import EmbeddedStore
+from indexer.embedded.store import EmbeddedStore
 from plugin_api.backends import embedder_from, retrieval_config
 from plugin_api.settings import Settings
-from ranker.base import Mode
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.evaluation import RUN_DEPTH, evaluate_pipelines, load_judgments, machine_description
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.base import Mode, SearchRequest
+from ranker.evaluation.relevance import RUN_DEPTH, evaluate_pipelines, load_judgments, machine_description
+from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.retrieval.retriever import Retriever
 
 REPO = Path(__file__).resolve().parents[1]
 JUDGMENTS = REPO.parent / "shared" / "data" / "chorus_icecat" / "judgments_dev.csv"

@@ -35,14 +35,14 @@ from typing import Any
 
 from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
-from ranker.evaluation import machine_description
+from ranker.evaluation.relevance import machine_description
 
 QUERY = "laptop bag"
 KEY = "bench-admin-key"
 
 
 def _prepare(data: Path, cache: Path, embedder: str, catalog: Path) -> None:
-    from plugin_api.cli import main as cli
+    from plugin_api.cli.main import main as cli
 
     del cache  # the CLI embeds through the settings' cache (SHOPRANK_CACHE_DIR)
     common = ["--data-dir", str(data), "--embedder", embedder]
@@ -107,7 +107,7 @@ def _post(c: Any, events: list[dict[str, Any]], key: str | None = None) -> tuple
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from plugin_api.app import create_app
+    from plugin_api.http.app import create_app
     from plugin_api.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="shoprank-attack-"))

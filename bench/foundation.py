@@ -25,14 +25,14 @@ from bench.bm25_compare import DEPTH, PlainBM25, compare_bm25
 from bench.knn_recall import measure_knn_recall
 from bench.report import render_markdown
 from indexer.catalog import read_catalog
-from indexer.embedding import EmbeddingCache, embed_texts, resolve_device
+from indexer.embedding.embedders import EmbeddingCache, embed_texts, resolve_device
 from indexer.pipeline import build_index
 from plugin_api.backends import embedder_from, factory, open_retriever
 from plugin_api.settings import Settings
-from ranker.base import Mode, Scored
-from ranker.evaluation import evaluate_pipelines, load_judgments, machine_description
-from ranker.fusion import rrf
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.base import Mode, Scored, SearchRequest
+from ranker.evaluation.relevance import evaluate_pipelines, load_judgments, machine_description
+from ranker.retrieval.fusion import rrf
+from ranker.retrieval.retriever import Retriever
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "chorus_icecat"
@@ -92,7 +92,7 @@ def backend_hw(name: str, url: str, hw: str) -> str:
 
 
 def opensearch_version(url: str) -> str | None:
-    from indexer.opensearch_client import make_client
+    from indexer.opensearch.client import make_client
 
     try:
         return str(make_client(url, timeout=5).info()["version"]["number"])
@@ -386,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _drop(s: Settings) -> list[str]:
-    from indexer.opensearch_client import make_client
-    from indexer.opensearch_store import OpenSearchStore
+    from indexer.opensearch.client import make_client
+    from indexer.opensearch.store import OpenSearchStore
 
     try:
         return OpenSearchStore(make_client(s.opensearch_url, timeout=60), alias=BENCH_ALIAS).drop()

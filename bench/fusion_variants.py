@@ -24,7 +24,7 @@ from bench.report import table
 from indexer.manifest import ModelManifest
 from plugin_api.backends import open_retriever
 from plugin_api.settings import Settings
-from ranker.evaluation import (
+from ranker.evaluation.relevance import (
     RUN_DEPTH,
     Run,
     compute_metrics,
@@ -32,11 +32,11 @@ from ranker.evaluation import (
     load_judgments,
     machine_description,
 )
-from ranker.features import FEATURES, feature_matrix
-from ranker.linear_fusion import LinearFusion, fit_fusion
-from ranker.mmr import mmr, normalize_relevance
-from ranker.retrieval import STRICT_CANDIDATES
-from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg
+from ranker.evaluation.significance import oracle_run, paired_bootstrap, per_query_ndcg
+from ranker.ranking.features import FEATURES, feature_matrix
+from ranker.ranking.linear_fusion import LinearFusion, fit_fusion
+from ranker.ranking.mmr import mmr, normalize_relevance
+from ranker.retrieval.retriever import STRICT_CANDIDATES
 from training.fusion import (
     Candidates,
     cross_validate_fusion,

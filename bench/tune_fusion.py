@@ -1,6 +1,6 @@
 """Grid over hybrid fusion (RRF k and weights, min-max weights) on the dev judgments.
 
-This is how the default fusion weights in ``ranker/retrieval.py`` were chosen. It needs a built
+This is how the default fusion weights in ``ranker/retrieval/retriever.py`` were chosen. It needs a built
 embedded index of the full catalog (``shoprank index --catalog ../shared/data/chorus_icecat``) and
 writes ``OUT/tune_fusion.json`` + ``.md``. Chosen and scored on the same 100 dev queries (no
 held-out set): treat small gaps as noise.
@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from bench.grid import write_grid
-from indexer.embedded_store import EmbeddedStore
-from indexer.embedding import SentenceTransformerEmbedder
+from indexer.embedded.store import EmbeddedStore
+from indexer.embedding.embedders import SentenceTransformerEmbedder
 from plugin_api.settings import Settings
 from ranker.base import Filters
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.evaluation import compute_metrics, load_judgments
-from ranker.fusion import minmax, rrf
-from ranker.retrieval import DEFAULT_WEIGHTS
+from ranker.evaluation.relevance import compute_metrics, load_judgments
+from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.retrieval.fusion import minmax, rrf
+from ranker.retrieval.retriever import DEFAULT_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 

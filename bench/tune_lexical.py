@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from bench.grid import write_grid
-from indexer.embedded_store import EmbeddedStore
+from indexer.embedded.store import EmbeddedStore
 from indexer.schema import DEFAULT_FIELD_BOOSTS, DEFAULT_SYNONYM_WEIGHT
 from plugin_api.settings import Settings
 from ranker.base import Filters
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.evaluation import compute_metrics, load_judgments
+from ranker.evaluation.relevance import compute_metrics, load_judgments
+from ranker.retrieval.embedded import EmbeddedBackend
 
 REPO = Path(__file__).resolve().parents[1]
 BOOSTS = {

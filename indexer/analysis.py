@@ -1,6 +1,6 @@
 """Text analysis shared by both backends so that BM25 behaves the same on each.
 
-The chain mirrors the OpenSearch analyzers in :mod:`indexer.opensearch_mapping`:
+The chain mirrors the OpenSearch analyzers in :mod:`indexer.opensearch.mapping`:
 standard-like tokenization → lowercase → ASCII folding → English possessive removal →
 Lucene's ``minimal_english`` stemmer (plural folding only) → (query side only: synonyms, whose
 rules go through the same chain, so "laptops" matches the rule "laptop, notebook").

@@ -13,7 +13,7 @@ import numpy as np
 from indexer.analysis import ANALYZER_VERSION
 from indexer.base import IndexStore, WriteReport
 from indexer.carry import Reembed
-from indexer.embedding import Embedder, EmbeddingCache, embed_texts
+from indexer.embedding.embedders import Embedder, EmbeddingCache, embed_texts
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.manifest import Manifest
 from indexer.product import Product, catalog_hash, check_batch

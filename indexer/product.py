@@ -20,7 +20,7 @@ AttributeValue = str | float | bool
 #: every ``/v1/products/{id}`` path, ``similar``): 1-128 characters, none of them whitespace, a
 #: control character, ``/`` or ``\``, and not starting with ``.``. So every id can be put in a URL
 #: path (percent-encoded) and addressed again, "." and ".." cannot be swallowed by path
-#: normalization, and every id fits OpenSearch's 512-byte ``_id``. ``plugin_api.schemas`` uses
+#: normalization, and every id fits OpenSearch's 512-byte ``_id``. ``plugin_api.http.schemas`` uses
 #: the same pattern for the HTTP paths.
 ID_MAX_CHARS = 128
 _ID_FORBIDDEN = r"\s/\\\x00-\x1f\x7f-\x9f"

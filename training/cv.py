@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from indexer.product import Product
-from ranker.base import Filters, Mode
-from ranker.cross_encoder import CrossEncoderReranker
-from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
-from ranker.rerank import RerankingRetriever
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.base import Filters, Mode, SearchRequest
+from ranker.evaluation.relevance import RUN_DEPTH, Qrels, Run, compute_metrics
+from ranker.rerank.cross_encoder import CrossEncoderReranker
+from ranker.rerank.stage import RerankingRetriever
+from ranker.retrieval.retriever import Retriever
 from training.data import SOURCES, TrainingSet, build_training_set
 from training.folds import kfold_queries, leaks
 from training.reranker import TrainConfig, train_reranker

@@ -6,7 +6,7 @@ negatives* for those queries, mined from BM25 and vector retrieval. Every exampl
 source so each source's contribution can be measured (``sources=`` drops one).
 
 Sources: ``judged`` (label = rating / 3), ``pseudo_pos`` (1.0), ``bm25_neg`` / ``vector_neg`` (0.0).
-The product side of every pair is :func:`ranker.cross_encoder.passage`, the text served at query time.
+The product side of every pair is :func:`ranker.rerank.cross_encoder.passage`, the text served at query time.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from indexer.analysis import analyze, fold
 from indexer.product import Product
-from ranker.cross_encoder import passage
-from ranker.evaluation import Qrels
+from ranker.evaluation.relevance import Qrels
+from ranker.rerank.cross_encoder import passage
 from training.folds import query_group_key, query_keys
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import numpy as np
 
 from indexer.errors import IndexMismatchError
 from indexer.manifest import ModelManifest, sha256_file
-from ranker.cross_encoder import KIND
-from ranker.onnx_cross_encoder import EXPORT_DIR, EXPORT_FILE, EXPORT_KIND, PRECISIONS
+from ranker.rerank.cross_encoder import KIND
+from ranker.rerank.onnx_cross_encoder import EXPORT_DIR, EXPORT_FILE, EXPORT_KIND, PRECISIONS
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from indexer.embedding import MINILM_ID, SentenceTransformerEmbedder
+from indexer.embedding.embedders import MINILM_ID, SentenceTransformerEmbedder
+from indexer.embedding.onnx_embedder import EXPORT_FILE, EXPORT_KIND, PRECISIONS
 from indexer.errors import IndexMismatchError
-from indexer.onnx_embedder import EXPORT_FILE, EXPORT_KIND, PRECISIONS
 from training.export import INPUT_NAMES, file_entries, onnx_export, quantize_int8, swap_folder
 
 log = logging.getLogger(__name__)

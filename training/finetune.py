@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.embedding import resolve_device
+from indexer.embedding.embedders import resolve_device
 from indexer.errors import BadInputError
 from indexer.manifest import ModelManifest
 
@@ -78,7 +78,7 @@ def load_base_model(max_length: int, device: str, base_model_path: str | Path | 
     from sentence_transformers.cross_encoder import CrossEncoder
 
     if base_model_path is None:
-        from indexer.embedding import SentenceTransformerEmbedder
+        from indexer.embedding.embedders import SentenceTransformerEmbedder
 
         base_model_path = SentenceTransformerEmbedder.packaged_model_path()
     return CrossEncoder(

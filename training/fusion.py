@@ -30,15 +30,15 @@ import numpy as np
 
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.manifest import ModelManifest
-from ranker.base import Hit, Reranker
-from ranker.cross_encoder import KIND as CE_KIND
-from ranker.evaluation import RUN_DEPTH, Qrels, Run, compute_metrics
-from ranker.features import FEATURES, feature_matrix
-from ranker.linear_fusion import LinearFusion, fit_fusion
-from ranker.rerank import with_cross_encoder
-from ranker.rerankers import open_reranker
-from ranker.retrieval import STRICT_CANDIDATES, Retriever, SearchRequest
-from ranker.significance import per_query_ndcg
+from ranker.base import Hit, Reranker, SearchRequest
+from ranker.evaluation.relevance import RUN_DEPTH, Qrels, Run, compute_metrics
+from ranker.evaluation.significance import per_query_ndcg
+from ranker.ranking.features import FEATURES, feature_matrix
+from ranker.ranking.linear_fusion import LinearFusion, fit_fusion
+from ranker.rerank.cross_encoder import KIND as CE_KIND
+from ranker.rerank.registry import open_reranker
+from ranker.rerank.stage import with_cross_encoder
+from ranker.retrieval.retriever import STRICT_CANDIDATES, Retriever
 from training.folds import kfold_queries
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def score_candidates(
     strict: int = STRICT_CANDIDATES,
 ) -> Candidates:
     """Per query: the first stage's top ``candidates`` plus the strict keyword leg's top ``strict``
-    (with products; as :class:`~ranker.full.FullPipeline` gathers them), each with its
+    (with products; as :class:`~ranker.ranking.full.FullPipeline` gathers them), each with its
     cross-encoder score (none when ``reranker`` is None). The expensive part of fusion training,
     done once per reranker."""
     out: Candidates = {}

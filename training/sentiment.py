@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.errors import BadInputError
 from indexer.manifest import ModelManifest
-from ranker.sentiment import KIND, MiniLMSentiment, clip_review
+from ranker.signals.sentiment import KIND, MiniLMSentiment, clip_review
 from training.finetune import TrainConfig, TrainReport, fine_tune
 from training.reviews_data import (
     BLITZER_DOMAINS,

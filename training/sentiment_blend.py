@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import BadInputError
-from ranker.ngram_sentiment import HEAD_DIR, NgramHead, logit
-from ranker.sentiment import MiniLMSentiment
-from ranker.significance import paired_bootstrap
+from ranker.evaluation.significance import paired_bootstrap
+from ranker.signals.ngram_sentiment import HEAD_DIR, NgramHead, logit
+from ranker.signals.sentiment import MiniLMSentiment
 from training.reviews_data import Review
 from training.sentiment import classification_scores, data_hash
 from training.sentiment_baseline import DEFAULT_C, SEED, make_pipeline

@@ -17,7 +17,7 @@ PROBE = r"""
 import json, sys
 from plugin_api.settings import Settings
 from fastapi.testclient import TestClient
-from plugin_api.app import create_app
+from plugin_api.http.app import create_app
 
 settings = Settings(data_dir=sys.argv[1], embedder="hashing", cache_dir=sys.argv[2])
 app = create_app(settings)

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from indexer.analysis import analyze
-from indexer.embedding import HashingEmbedder
+from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.pipeline import build_index, check_compatible
 from indexer.product import Product
 from indexer.schema import text_fields
-from ranker.base import Filters, Mode
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.base import Filters, Mode, SearchRequest
+from ranker.retrieval.retriever import Retriever
 from tests.conftest import opensearch_available, opensearch_url
 
 EMBEDDER = HashingEmbedder(dimension=64)
@@ -43,8 +43,8 @@ class Bench:
 
 def _open(kind: str, products: list[Product], tmp_path_factory) -> Iterator[Bench]:
     if kind == "embedded":
-        from indexer.embedded_store import EmbeddedStore
-        from ranker.embedded_backend import EmbeddedBackend
+        from indexer.embedded.store import EmbeddedStore
+        from ranker.retrieval.embedded import EmbeddedBackend
 
         store = EmbeddedStore(tmp_path_factory.mktemp("embedded"))
         build_index(products, store, EMBEDDER)
@@ -53,9 +53,9 @@ def _open(kind: str, products: list[Product], tmp_path_factory) -> Iterator[Benc
         return
     if not opensearch_available():
         pytest.skip(f"no OpenSearch node at {opensearch_url()}; start one with scripts/opensearch start")
-    from indexer.opensearch_client import make_client
-    from indexer.opensearch_store import OpenSearchStore
-    from ranker.opensearch_backend import OpenSearchBackend
+    from indexer.opensearch.client import make_client
+    from indexer.opensearch.store import OpenSearchStore
+    from ranker.retrieval.opensearch import OpenSearchBackend
 
     client = make_client(opensearch_url(), timeout=30)
     alias = f"shoprank-contract-{uuid.uuid4().hex[:8]}"
@@ -266,10 +266,10 @@ def test_a_rebuild_with_another_model_reembeds_the_carried_writes(fresh):
 def _reader(bench: Bench) -> Any:
     """A new reader of the store (a restarted service, as a model change needs)."""
     if bench.store.name == "embedded":
-        from ranker.embedded_backend import EmbeddedBackend
+        from ranker.retrieval.embedded import EmbeddedBackend
 
         return EmbeddedBackend(bench.store)
-    from ranker.opensearch_backend import OpenSearchBackend
+    from ranker.retrieval.opensearch import OpenSearchBackend
 
     return OpenSearchBackend(bench.store.client, alias=bench.store.alias)
 
@@ -279,7 +279,7 @@ def _during_build(bench: Bench, monkeypatch: pytest.MonkeyPatch, action: Any) ->
     switch (embedded: the switch's lock; OpenSearch: the alias swap)."""
     done: list[bool] = []
     if bench.store.name == "embedded":
-        import indexer.embedded_store as es
+        import indexer.embedded.store as es
 
         real = es._fsync_file
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin_api.app import create_app
+from plugin_api.http.app import create_app
 from plugin_api.settings import Settings
 from tests.conftest import build_fixture_index
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from indexer.opensearch_client import make_client
+from indexer.opensearch.client import make_client
 from tests.conftest import ROOT, opensearch_url
 
 SCRIPT = ROOT / "scripts" / "opensearch"

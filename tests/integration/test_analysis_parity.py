@@ -11,7 +11,7 @@ import pytest
 
 from indexer.analysis import ANALYZER_VERSION, Synonyms, analyze, analyze_query
 from indexer.manifest import Manifest
-from indexer.opensearch_mapping import INDEX_ANALYZER, SEARCH_ANALYZER, index_body
+from indexer.opensearch.mapping import INDEX_ANALYZER, SEARCH_ANALYZER, index_body
 from tests.conftest import opensearch_available, opensearch_url
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ EDGE_CASES = [
 def node():
     if not opensearch_available():
         pytest.skip(f"no OpenSearch node at {opensearch_url()}; start one with scripts/opensearch start")
-    from indexer.opensearch_client import make_client
+    from indexer.opensearch.client import make_client
 
     client = make_client(opensearch_url(), timeout=30)
     name = f"shoprank-analysis-{uuid.uuid4().hex[:8]}"

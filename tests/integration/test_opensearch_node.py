@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from indexer.analysis import ANALYZER_VERSION
-from indexer.embedding import HashingEmbedder
+from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError, NotFoundError
 from indexer.manifest import Manifest
-from indexer.opensearch_store import OpenSearchStore
+from indexer.opensearch.store import OpenSearchStore
 from indexer.product import Product, catalog_hash
 from ranker.base import Filters
-from ranker.opensearch_backend import OpenSearchBackend
+from ranker.retrieval.opensearch import OpenSearchBackend
 
 pytestmark = pytest.mark.integration
 
@@ -262,7 +262,8 @@ def test_missing_alias(client):
 
 
 def test_retriever_end_to_end(built):
-    from ranker.retrieval import RetrievalConfig, Retriever, SearchRequest
+    from ranker.base import SearchRequest
+    from ranker.retrieval.retriever import RetrievalConfig, Retriever
 
     _, backend, _ = built
     retriever = Retriever(backend, EMBEDDER, RetrievalConfig(candidates=10))
@@ -273,7 +274,7 @@ def test_retriever_end_to_end(built):
 
 
 def test_reviews_land_on_products_dedupe_and_survive_a_rebuild(client, request):
-    from indexer.opensearch_reviews import OpenSearchReviewStore
+    from indexer.opensearch.reviews import OpenSearchReviewStore
     from indexer.reviews import Review, ReviewPrior, ReviewStats
 
     store = _store(client, request, "reviews")

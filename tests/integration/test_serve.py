@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from plugin_api.cli import main
+from plugin_api.cli.main import main
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.integration
@@ -163,7 +163,7 @@ def service(node, sentiment_model, tmp_path_factory):
     cmd = [
         sys.executable,
         "-m",
-        "plugin_api.cli",
+        "plugin_api.cli.main",
         "serve",
         "--port",
         str(port),
@@ -249,7 +249,7 @@ def test_events_user_recommendations_and_erasure(service):
 def test_browser_events_are_verified_against_the_search_that_showed_them(service, node):
     """An untrusted click counts only when its query_id's search (read back from the node by id,
     right after the search: no refresh) showed that shopper the product."""
-    from indexer.opensearch_events import OpenSearchEventStore
+    from indexer.opensearch.events import OpenSearchEventStore
 
     base, _ = service
     r = http.get(f"{base}/v1/search", params={"q": "notebook", "k": 3, "user_id": "browser-1"}).json()
@@ -301,7 +301,7 @@ def test_reviews_change_sentiment_and_writes_need_the_key(service):
 def test_events_stored_by_another_worker_reach_this_one(service, node):
     """Several workers share the OpenSearch event indices; each folds in the others' events."""
     from indexer.events import Event
-    from indexer.opensearch_events import OpenSearchEventStore
+    from indexer.opensearch.events import OpenSearchEventStore
 
     base, _ = service
     assert http.get(f"{base}/v1/recommend/user/elsewhere").json()["strategy"] == "trending"

@@ -8,12 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from indexer.errors import BackendUnavailableError
-from plugin_api import app as app_module
-from plugin_api.app import create_app
-from plugin_api.services import Services, build_services
+from plugin_api.http import app as app_module
+from plugin_api.http.app import create_app
+from plugin_api.http.services import Services, build_services
 from plugin_api.settings import Settings
-from ranker.features import FEATURES
 from ranker.lazy import Once
+from ranker.ranking.features import FEATURES
 from tests.conftest import build_fixture_index
 
 KEY = "test-key-123"

@@ -8,7 +8,7 @@ from rank_bm25 import BM25Okapi
 
 from indexer.analysis import analyze
 from indexer.errors import BadInputError
-from ranker.bm25 import BestFieldBM25, BM25Index, BM25Params
+from ranker.retrieval.bm25 import BestFieldBM25, BM25Index, BM25Params
 
 CORPUS = [
     "Lenovo ThinkPad notebook with Intel Core i5",

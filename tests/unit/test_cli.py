@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from plugin_api.cli import main
+from plugin_api.cli.main import main
 from tests.conftest import FIXTURES
 
 
@@ -181,9 +181,9 @@ def test_help_lists_what_the_commands_accept(capsys):
     """Every flag has a help line, and the choices the help names are the ones accepted."""
     import argparse
 
-    from indexer.embedding import EMBEDDERS
-    from plugin_api.cli import EVAL_PIPELINES, build_parser
-    from ranker.retrieval import Mode
+    from indexer.embedding.embedders import EMBEDDERS
+    from plugin_api.cli.main import EVAL_PIPELINES, build_parser
+    from ranker.retrieval.retriever import Mode
 
     assert set(EVAL_PIPELINES) >= {m.value for m in Mode} | {"rerank", "full"}
     parser = build_parser()
@@ -215,7 +215,7 @@ def test_bulk_commands_share_one_exit_status_for_reported_rows(tmp_path, capsys)
 def test_every_optional_module_names_its_extra() -> None:
     import tomllib
 
-    from plugin_api.cli import OPTIONAL_MODULES
+    from plugin_api.cli.main import OPTIONAL_MODULES
     from tests.conftest import ROOT
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import BadInputError
-from ranker.diversity import distinct_count, diversity_metrics, intra_list_diversity
+from ranker.evaluation.diversity import distinct_count, diversity_metrics, intra_list_diversity
 
 
 def test_intra_list_diversity_hand_computed():

@@ -75,7 +75,7 @@ def test_cluster_compose_file_structure():
     """The multi-node variant: three cluster-manager-eligible data nodes that discover each
     other, and an API that knows every node (shoprank's client fails over between them)."""
     yaml = pytest.importorskip("yaml")
-    from indexer.opensearch_client import split_urls
+    from indexer.opensearch.client import split_urls
 
     spec = yaml.safe_load((DOCKER / "docker-compose.cluster.yml").read_text())
     services = spec["services"]

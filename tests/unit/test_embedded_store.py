@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from indexer.analysis import ANALYZER_VERSION
-from indexer.embedded_store import EmbeddedStore
-from indexer.embedding import HashingEmbedder
+from indexer.embedded.store import EmbeddedStore
+from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError, IndexMismatchError, NotFoundError
 from indexer.manifest import Manifest
 from indexer.pipeline import build_index
 from indexer.product import Product, catalog_hash
-from ranker.embedded_backend import EmbeddedBackend
+from ranker.retrieval.embedded import EmbeddedBackend
 
 EMB = HashingEmbedder(dimension=16)
 
@@ -131,7 +131,7 @@ def test_a_batch_is_one_log_line_so_a_torn_batch_is_skipped_whole(tmp_path):
 
 
 def test_a_failed_append_is_cut_back(tmp_path, monkeypatch):
-    import indexer.embedded_store as es
+    import indexer.embedded.store as es
 
     store = EmbeddedStore(tmp_path)
     build_index(_products(2), store, EMB)

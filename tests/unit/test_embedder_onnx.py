@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from indexer.embedding import MINILM_ID, cache_id, make_embedder
+from indexer.embedding.embedders import MINILM_ID, cache_id, make_embedder
 from indexer.errors import BadInputError, IndexMismatchError
 
 pytestmark = pytest.mark.model
@@ -24,7 +24,7 @@ def export(tmp_path_factory, minilm):
 
 
 def test_fp32_reproduces_and_int8_approximates_sentence_transformers(export, minilm):
-    from indexer.onnx_embedder import OnnxEmbedder
+    from indexer.embedding.onnx_embedder import OnnxEmbedder
 
     reference = minilm.encode(TEXTS)
     fp32 = OnnxEmbedder(export.folder, precision="fp32")
@@ -41,7 +41,7 @@ def test_fp32_reproduces_and_int8_approximates_sentence_transformers(export, min
 def test_export_manifest_and_files_are_checked(export, tmp_path):
     import shutil
 
-    from indexer.onnx_embedder import OnnxEmbedder
+    from indexer.embedding.onnx_embedder import OnnxEmbedder
 
     copy = tmp_path / "copy"
     shutil.copytree(export.folder, copy)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from indexer.embedding import EmbeddingCache, HashingEmbedder, embed_texts, make_embedder
+from indexer.embedding.embedders import EmbeddingCache, HashingEmbedder, embed_texts, make_embedder
 from indexer.errors import BadInputError
 
 
@@ -70,7 +70,7 @@ def test_concurrent_cache_writers_never_mix_up_vectors(tmp_path) -> None:
 
     import numpy as np
 
-    from indexer.embedding import EmbeddingCache
+    from indexer.embedding.embedders import EmbeddingCache
 
     errors: list[BaseException] = []
     start = threading.Barrier(2)

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from indexer.errors import BadInputError
-from ranker.evaluation import compute_metrics, judged_at, load_judgments
+from ranker.evaluation.relevance import compute_metrics, judged_at, load_judgments
 
 QRELS = {
     "q1": {"a": 3, "b": 0, "c": 1, "x": 2},  # x is never retrieved
@@ -62,7 +62,7 @@ def test_load_judgments_errors(tmp_path):
 def test_diversity_at_top_k():
     import numpy as np
 
-    from ranker.evaluation import diversity_at
+    from ranker.evaluation.relevance import diversity_at
 
     vec = {"a": [1.0, 0.0], "b": [1.0, 0.0], "c": [0.0, 1.0]}
     brand = {"a": "HP", "b": "hp", "c": "Dell"}

@@ -9,7 +9,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from indexer.embedded_events import EmbeddedEventStore
+from indexer.embedded.events import EmbeddedEventStore
 from indexer.events import (
     MAX_CLOCK_SKEW_S,
     MAX_EVENT_DEPTH,
@@ -18,10 +18,10 @@ from indexer.events import (
     parse_event,
     parse_timestamp,
 )
-from plugin_api.app import create_app
-from plugin_api.services import build_services
-from ranker.influence import InfluencePolicy
-from ranker.personalization import EventModel, PersonalizationConfig
+from plugin_api.http.app import create_app
+from plugin_api.http.services import build_services
+from ranker.signals.influence import InfluencePolicy
+from ranker.signals.personalization import EventModel, PersonalizationConfig
 from tests.unit.test_api import KEY, _settings, index_dir  # noqa: F401  (fixture)
 
 DAY = 86400.0
@@ -368,7 +368,7 @@ def test_public_keys_gate_browser_events_and_admin_keys_mark_them_trusted(app_cl
 
 
 def test_opensearch_event_store_reads_queries_by_id_expires_the_future_and_skips_bad_records() -> None:
-    from indexer.opensearch_events import OpenSearchEventStore
+    from indexer.opensearch.events import OpenSearchEventStore
     from tests.unit.test_opensearch_requests import FakeNode, fake_client
 
     node = FakeNode()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.embedded_events import EmbeddedEventStore
+from indexer.embedded.events import EmbeddedEventStore
 from indexer.errors import BadInputError
 from indexer.events import (
     Event,
@@ -18,10 +18,10 @@ from indexer.events import (
     read_ubi_log,
     resolve_products,
 )
-from indexer.opensearch_events import EVENTS_BODY, QUERIES_BODY, OpenSearchEventStore
+from indexer.opensearch.events import EVENTS_BODY, QUERIES_BODY, OpenSearchEventStore
 from indexer.product import Product
-from ranker.personalization import EventModel, PersonalizationConfig
-from ranker.recommend import is_duplicate
+from ranker.recommend.recommender import is_duplicate
+from ranker.signals.personalization import EventModel, PersonalizationConfig
 from tests.unit.test_opensearch_requests import Call, FakeNode, fake_client
 
 DAY = 86400.0
@@ -302,7 +302,7 @@ def test_opensearch_event_store_requests() -> None:
 
 
 def test_opensearch_backend_resolves_eans_with_one_terms_query() -> None:
-    from ranker.opensearch_backend import OpenSearchBackend
+    from ranker.retrieval.opensearch import OpenSearchBackend
 
     node = FakeNode()
     hits = [{"_id": "p2", "_source": {"ean": ["400", "401"]}}]

@@ -3,16 +3,16 @@ import json
 import numpy as np
 import pytest
 
-from indexer.embedded_store import EmbeddedStore
-from indexer.embedding import HashingEmbedder
+from indexer.embedded.store import EmbeddedStore
+from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.pipeline import build_index
-from ranker.base import Hit, SourceScore
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.features import FEATURES, ProductSignals, feature_matrix
-from ranker.full import FullOptions, FullPipeline
-from ranker.linear_fusion import LinearFusion, fit_pairwise
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.base import Hit, SearchOptions, SearchRequest, SourceScore
+from ranker.ranking.features import FEATURES, ProductSignals, feature_matrix
+from ranker.ranking.full import FullPipeline
+from ranker.ranking.linear_fusion import LinearFusion, fit_pairwise
+from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.retrieval.retriever import Retriever
 
 EMB = HashingEmbedder(dimension=32)
 
@@ -40,7 +40,7 @@ def _signals(ids):
 
 def test_explanation_sums_to_the_score(retriever):
     pipe = FullPipeline(retriever, CheapFirst(), candidates=20, signals=_signals)
-    res = pipe.search(SearchRequest("printer", k=5), FullOptions(explain=True, diversity=0.3))
+    res = pipe.search(SearchRequest("printer", k=5), SearchOptions(explain=True, diversity=0.3))
     assert len(res.hits) == 5
     for h in res.hits:
         e = h.explanation
@@ -57,12 +57,12 @@ def test_explanation_sums_to_the_score(retriever):
 
 def test_no_diversity_is_relevance_order_and_overrides_apply(retriever):
     pipe = FullPipeline(retriever, CheapFirst(), candidates=20)
-    res = pipe.search(SearchRequest("wireless", k=6), FullOptions(explain=True))
+    res = pipe.search(SearchRequest("wireless", k=6), SearchOptions(explain=True))
     scores = [h.score for h in res.hits]
     assert scores == sorted(scores, reverse=True)
     assert all(h.explanation["mmr"]["penalty"] == 0.0 for h in res.hits)
     only_bm25 = {f: 0.0 for f in FEATURES} | {"bm25": 1.0}
-    res2 = pipe.search(SearchRequest("wireless", k=6), FullOptions(weights=only_bm25))
+    res2 = pipe.search(SearchRequest("wireless", k=6), SearchOptions(weights=only_bm25))
     bm25 = retriever.search(SearchRequest("wireless", k=20))
     best = max(bm25.hits, key=lambda h: h.sources["bm25"].score)
     assert res2.hits[0].id == best.id
@@ -78,11 +78,11 @@ def test_a_fusion_without_the_cross_encoder_does_not_run_it(retriever):
 
     no_ce = LinearFusion({"bm25": 1.0, "vector": 1.0})
     pipe = FullPipeline(retriever, Counting(), no_ce, candidates=10)
-    res = pipe.search(SearchRequest("wireless", k=3), FullOptions(explain=True))
+    res = pipe.search(SearchRequest("wireless", k=3), SearchOptions(explain=True))
     assert res.hits and Counting.calls == 0 and "rerank" not in res.timings_ms
     assert all(h.explanation["features"]["cross_encoder"] == 0.0 for h in res.hits)
     # a per-request weight turns it back on
-    res = pipe.search(SearchRequest("wireless", k=3), FullOptions(weights={"cross_encoder": 1.0}))
+    res = pipe.search(SearchRequest("wireless", k=3), SearchOptions(weights={"cross_encoder": 1.0}))
     assert Counting.calls == 1 and "rerank" in res.timings_ms
 
 
@@ -99,13 +99,13 @@ def test_feature_sets_for_selection():
 
 def test_missing_signals_and_reranker_degrade_gracefully(retriever):
     pipe = FullPipeline(retriever, None, candidates=10)
-    res = pipe.search(SearchRequest("speaker", k=3), FullOptions(explain=True))
+    res = pipe.search(SearchRequest("speaker", k=3), SearchOptions(explain=True))
     assert res.hits
     for h in res.hits:
         f = h.explanation["features"]
         assert f["cross_encoder"] == f["sentiment"] == f["popularity"] == f["personal_affinity"] == 0.0
     with pytest.raises(BadInputError, match="diversity"):
-        FullOptions(diversity=1.5)
+        SearchOptions(diversity=1.5)
 
 
 def test_feature_scaling():
@@ -255,12 +255,12 @@ def test_strict_keyword_candidates_join_the_pool_and_can_win(retriever):
     # top 3 lacks (rank 0, retrieval feature 0) must come up.
     fusion = LinearFusion({"strict_match": 1.0})
     pipe = FullPipeline(retriever, None, fusion, candidates=3, strict_candidates=20)
-    res = pipe.search(SearchRequest("black", k=6), FullOptions(explain=True))
+    res = pipe.search(SearchRequest("black", k=6), SearchOptions(explain=True))
     feats = [h.explanation["features"] for h in res.hits]
     assert all(f["strict_match"] == 1.0 and f["all_terms"] == 1.0 for f in feats)
     assert any(f["retrieval"] == 0.0 for f in feats)  # brought by the strict leg alone
     none = FullPipeline(retriever, None, fusion, candidates=3, strict_candidates=0)
-    res0 = none.search(SearchRequest("black", k=6), FullOptions(explain=True))
+    res0 = none.search(SearchRequest("black", k=6), SearchOptions(explain=True))
     assert len(res0.hits) == 6 and all(h.explanation["features"]["retrieval"] > 0 for h in res0.hits)
     with pytest.raises(BadInputError, match="strict candidates"):
         FullPipeline(retriever, None, fusion, strict_candidates=-1)

@@ -2,7 +2,7 @@ import pytest
 
 from indexer.errors import BadInputError
 from ranker.base import Scored
-from ranker.fusion import Fusion, minmax, rrf
+from ranker.retrieval.fusion import Fusion, minmax, rrf
 
 
 def S(*pairs):

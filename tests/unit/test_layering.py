@@ -1,5 +1,14 @@
-"""Dependency direction: indexer ← ranker ← (training, plugin_api); nothing imports upward,
-and the core packages never read the environment (settings live at the edge)."""
+"""The folder tree is the architecture, and imports keep to it.
+
+Packages: indexer ← ranker ← (training, plugin_api); nothing imports upward. Inside them, each
+subpackage (``ranker/retrieval``, ``indexer/opensearch``, ``plugin_api/http`` …) may import only
+the units listed in ``ALLOWED``: a unit is a subpackage, or a package's top-level modules (the
+shared model and protocols, e.g. ``indexer`` = ``indexer/product.py``, ``indexer/events.py``…).
+The two engines never import each other, and the core packages never read the environment
+(settings live at the edge).
+"""
+
+from __future__ import annotations
 
 import ast
 from pathlib import Path
@@ -7,36 +16,118 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {
-    "indexer": {"ranker", "training", "plugin_api"},
-    "ranker": {"training", "plugin_api"},
-    "training": {"plugin_api"},
+PACKAGES = ("indexer", "ranker", "plugin_api", "training")
+INDEXER = {"indexer", "indexer.embedding", "indexer.embedded", "indexer.opensearch"}
+RANKER_CORE = {"ranker"} | INDEXER
+ALLOWED: dict[str, set[str]] = {
+    # the product model, catalog readers, analysis, manifests, event/review models and protocols
+    "indexer": {"indexer.embedding"},
+    "indexer.embedding": {"indexer"},
+    "indexer.embedded": {"indexer", "indexer.embedding"},
+    "indexer.opensearch": {"indexer", "indexer.embedding"},
+    "ranker": {"indexer", "indexer.embedding"},
+    "ranker.retrieval": RANKER_CORE,
+    "ranker.rerank": RANKER_CORE | {"ranker.retrieval"},
+    "ranker.signals": RANKER_CORE,
+    "ranker.ranking": RANKER_CORE | {"ranker.retrieval", "ranker.rerank", "ranker.signals"},
+    "ranker.recommend": RANKER_CORE | {"ranker.retrieval", "ranker.ranking", "ranker.signals"},
+    "ranker.evaluation": RANKER_CORE | {"ranker.retrieval", "ranker.signals"},
+    "training": RANKER_CORE
+    | {"ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals", "ranker.evaluation"},
+    # settings and the backend registry: the edge both front ends build from
+    "plugin_api": RANKER_CORE | {"ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals"},
+    "plugin_api.http": RANKER_CORE
+    | {"plugin_api", "ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals", "ranker.recommend"},
+    "plugin_api.cli": RANKER_CORE
+    | {
+        "plugin_api",
+        "plugin_api.http",
+        "ranker.retrieval",
+        "ranker.rerank",
+        "ranker.ranking",
+        "ranker.signals",
+        "ranker.recommend",
+        "ranker.evaluation",
+        "training",
+    },
+}
+# per engine: the search backend of one engine reads only that engine's storage
+ENGINE_FILES = {
+    "ranker/retrieval/embedded.py": "indexer.opensearch",
+    "ranker/retrieval/opensearch.py": "indexer.embedded",
 }
 
 
-def _imports(path: Path) -> set[str]:
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] not in PACKAGES:
+        return None
+    if len(parts) >= 2 and (ROOT / parts[0] / parts[1]).is_dir():
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
+def _file_unit(path: Path) -> str:
+    unit = _unit(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    assert unit is not None
+    return unit
+
+
+def _imported_units(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
+    units: set[str] = set()
     for node in ast.walk(tree):
+        modules: list[str] = []
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            modules = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            # ``from indexer import embedding`` imports the subpackage, not the package's modules
+            modules = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        for m in modules:
+            u = _unit(m)
+            if u is not None:
+                units.add(u)
+    return units
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_no_upward_imports(package):
-    files = list((ROOT / package).rglob("*.py"))
-    assert files
-    bad = {str(f.relative_to(ROOT)): sorted(_imports(f) & FORBIDDEN[package]) for f in files}
-    assert {k: v for k, v in bad.items() if v} == {}
+def _sources() -> list[Path]:
+    return sorted(f for p in PACKAGES for f in (ROOT / p).rglob("*.py"))
+
+
+def test_every_unit_has_a_rule():
+    assert {_file_unit(f) for f in _sources()} == set(ALLOWED)
+
+
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_imports_keep_to_the_layout(unit):
+    bad = {}
+    for f in _sources():
+        if _file_unit(f) != unit:
+            continue
+        extra = _imported_units(f) - ALLOWED[unit] - {unit}
+        if extra:
+            bad[str(f.relative_to(ROOT))] = sorted(extra)
+    assert bad == {}
+
+
+def test_the_layering_check_sees_a_violation(tmp_path):
+    """The rule is not vacuous: an upward import from ranker/retrieval would be reported."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from ranker.ranking.full import FullPipeline\nimport plugin_api.settings\n")
+    assert _imported_units(probe) - ALLOWED["ranker.retrieval"] == {"ranker.ranking", "plugin_api"}
+
+
+@pytest.mark.parametrize("path,forbidden", sorted(ENGINE_FILES.items()))
+def test_an_engine_never_reads_the_other_engine(path, forbidden):
+    assert forbidden not in _imported_units(ROOT / path)
 
 
 def test_only_the_train_commands_reach_into_training():
     """plugin_api serves and indexes with ranker + indexer; only the train/export CLI needs training."""
-    users = sorted(f.name for f in (ROOT / "plugin_api").rglob("*.py") if "training" in _imports(f))
-    assert users == ["train_cli.py"]
+    users = sorted(
+        str(f.relative_to(ROOT)) for f in (ROOT / "plugin_api").rglob("*.py") if "training" in _imported_units(f)
+    )
+    assert users == ["plugin_api/cli/train.py"]
 
 
 @pytest.mark.parametrize("package", ["indexer", "ranker", "training"])

@@ -6,9 +6,9 @@ import pytest
 from indexer.errors import BadInputError
 from indexer.product import Product
 from ranker.base import Hit, SourceScore
-from ranker.features import FEATURES, feature_matrix
-from ranker.lexical import LEXICAL_FEATURES, lexical_features
-from ranker.linear_fusion import OBJECTIVES, fit_fusion, fit_listnet
+from ranker.ranking.features import FEATURES, feature_matrix
+from ranker.ranking.lexical import LEXICAL_FEATURES, lexical_features
+from ranker.ranking.linear_fusion import OBJECTIVES, fit_fusion, fit_listnet
 
 LAPTOP = Product("1", "HP EliteBook 840 Laptops", brand="HP", attributes={"type": "Notebook"})
 SLEEVE = Product("2", "Kensington laptop sleeve 15.6 inch", brand="Kensington")

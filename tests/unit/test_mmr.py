@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import BadInputError
-from ranker.mmr import MMRResult, mmr, mmr_batch, normalize_relevance
+from ranker.ranking.mmr import MMRResult, mmr, mmr_batch, normalize_relevance
 
 
 def reference_mmr(rel, emb, k, lam):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import BadInputError, IndexMismatchError
-from ranker.ngram_sentiment import NgramHead, logit
+from ranker.signals.ngram_sentiment import NgramHead, logit
 from training.reviews_data import Review
 from training.sentiment_baseline import make_pipeline
 

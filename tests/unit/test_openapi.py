@@ -8,9 +8,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from plugin_api.app import create_app
-from plugin_api.cli import main
-from plugin_api.schemas import ErrorOut
+from plugin_api.cli.main import main
+from plugin_api.http.app import create_app
+from plugin_api.http.schemas import ErrorOut
 from plugin_api.settings import Settings
 from tests.conftest import FIXTURES
 

@@ -20,13 +20,13 @@ from indexer.analysis import Synonyms
 from indexer.base import DocError
 from indexer.errors import BackendUnavailableError, BadInputError, NotFoundError
 from indexer.manifest import Manifest
-from indexer.opensearch_client import START_HINT, client_url, make_client
-from indexer.opensearch_mapping import index_body
-from indexer.opensearch_store import OpenSearchStore
+from indexer.opensearch.client import START_HINT, client_url, make_client
+from indexer.opensearch.mapping import index_body
+from indexer.opensearch.store import OpenSearchStore
 from indexer.product import Product
 from indexer.schema import DEFAULT_FIELD_BOOSTS, document
 from ranker.base import Filters, Scored
-from ranker.opensearch_backend import OpenSearchBackend
+from ranker.retrieval.opensearch import OpenSearchBackend
 
 NODE = "http://fake-node:9200"
 ALIAS = "shoprank-products"
@@ -833,7 +833,7 @@ def test_several_urls_fail_over_to_a_live_node(caplog: pytest.LogCaptureFixture)
 
 
 def test_index_creation_race_between_workers_is_no_error() -> None:
-    from indexer.opensearch_events import OpenSearchEventStore
+    from indexer.opensearch.events import OpenSearchEventStore
 
     exists = {"error": {"type": "resource_already_exists_exception", "reason": "index [ubi_events] exists"}}
     node = FakeNode()

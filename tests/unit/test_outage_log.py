@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 
 from indexer.errors import BackendUnavailableError
-from indexer.opensearch_client import make_client
-from plugin_api import app as app_module
-from plugin_api.app import create_app
-from plugin_api.services import Services, build_services
+from indexer.opensearch.client import make_client
+from plugin_api.http import app as app_module
+from plugin_api.http.app import create_app
+from plugin_api.http.services import Services, build_services
 from plugin_api.settings import Settings
 from ranker.base import Filters
-from ranker.opensearch_backend import OpenSearchBackend
+from ranker.retrieval.opensearch import OpenSearchBackend
 from tests.conftest import build_fixture_index
 from tests.unit.test_opensearch_requests import ALIAS, Call, FakeConnection, FakeNode
 

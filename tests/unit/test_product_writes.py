@@ -14,18 +14,18 @@ from fastapi.testclient import TestClient
 
 from indexer import durable_log
 from indexer.catalog import product_from_record, read_catalog
-from indexer.embedded_store import EmbeddedStore, upsert_records
-from indexer.embedding import HashingEmbedder
+from indexer.embedded.store import EmbeddedStore, upsert_records
+from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.pipeline import build_index
 from indexer.product import ID_PATTERN, Product, check_id
-from plugin_api import schemas
-from plugin_api.app import create_app
-from plugin_api.cli import main
-from plugin_api.services import build_services
+from plugin_api.cli.main import main
+from plugin_api.http import schemas
+from plugin_api.http.app import create_app
+from plugin_api.http.services import build_services
 from plugin_api.settings import Settings
 from ranker.base import Filters
-from ranker.embedded_backend import EmbeddedBackend
+from ranker.retrieval.embedded import EmbeddedBackend
 from tests.conftest import FIXTURES, build_fixture_index
 
 KEY = "test-key-123"
@@ -89,7 +89,7 @@ def test_a_failed_durable_write_leaves_memory_untouched(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(durable_log, "append_records", disk_full)
-    monkeypatch.setattr("indexer.embedded_store.append_records", disk_full)
+    monkeypatch.setattr("indexer.embedded.store.append_records", disk_full)
     with pytest.raises(OSError):
         backend.upsert(new, _vecs(new))
     with pytest.raises(OSError):

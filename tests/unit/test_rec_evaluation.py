@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexer.events import Event
-from ranker.rec_evaluation import ItemKNN, Popularity, Scores, evaluate, leave_last_out
+from ranker.evaluation.recommendations import ItemKNN, Popularity, Scores, evaluate, leave_last_out
 
 
 def ev(action: str, client: str, pid: str, t: float) -> Event:

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
-from indexer.embedded_store import EmbeddedStore
-from indexer.embedding import HashingEmbedder
+from indexer.embedded.store import EmbeddedStore
+from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError
 from indexer.pipeline import build_index
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.rerank import RerankingRetriever
-from ranker.retrieval import Retriever, SearchRequest
+from ranker.base import SearchRequest
+from ranker.rerank.stage import RerankingRetriever
+from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.retrieval.retriever import Retriever
 
 EMB = HashingEmbedder(dimension=32)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import BadInputError, IndexMismatchError
-from ranker.cross_encoder import CrossEncoderReranker, passage
+from ranker.rerank.cross_encoder import CrossEncoderReranker, passage
 
 pytestmark = pytest.mark.model
 
@@ -121,7 +121,7 @@ def exported(trained):
 
 
 def test_onnx_export_reproduces_torch_and_int8_keeps_the_order(exported, fixture_products):
-    from ranker.rerankers import open_reranker
+    from ranker.rerank.registry import open_reranker
 
     out, rep = exported
     assert set(rep.files) == {"fp32", "int8"} and rep.max_abs_diff["fp32"] < 1e-3
@@ -141,7 +141,7 @@ def test_onnx_export_reproduces_torch_and_int8_keeps_the_order(exported, fixture
 def test_onnx_tokenizer_matches_the_torch_tokenizer(exported, fixture_products):
     from transformers import AutoTokenizer
 
-    from ranker.rerankers import open_reranker
+    from ranker.rerank.registry import open_reranker
 
     out, _ = exported
     onnx = open_reranker(out, runtime="onnx", device="cpu")
@@ -158,7 +158,7 @@ def test_onnx_tokenizer_matches_the_torch_tokenizer(exported, fixture_products):
 def test_onnx_export_is_checked_at_load(exported, tmp_path):
     import shutil
 
-    from ranker.rerankers import open_reranker
+    from ranker.rerank.registry import open_reranker
 
     out, _ = exported
     with pytest.raises(BadInputError, match="choose from torch, onnx, onnx-int8"):

@@ -9,16 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.embedded_reviews import EmbeddedReviewStore
-from indexer.embedded_store import EmbeddedStore
+from indexer.embedded.reviews import EmbeddedReviewStore
+from indexer.embedded.store import EmbeddedStore
 from indexer.errors import BadInputError
-from indexer.opensearch_reviews import REVIEW_INDEX_BODY, OpenSearchReviewStore
+from indexer.opensearch.reviews import REVIEW_INDEX_BODY, OpenSearchReviewStore
 from indexer.product import Product, catalog_hash
 from indexer.reviews import Review, ReviewPrior, ReviewStats, aggregate, read_reviews, shrunk_mean
 from ranker.base import Hit
-from ranker.embedded_backend import EmbeddedBackend
-from ranker.features import FEATURES, feature_matrix, signals_from_reviews
-from ranker.review_ingest import ingest_reviews
+from ranker.ranking.features import FEATURES, feature_matrix, signals_from_reviews
+from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.signals.review_ingest import ingest_reviews
 from tests.unit.test_opensearch_requests import Call, FakeNode, fake_client
 
 
@@ -113,7 +113,7 @@ def test_embedded_review_store_dedupes_survives_restart_and_torn_lines(tmp_path)
 def test_embedded_backend_serves_products_with_their_reviews_across_rebuilds(
     tmp_path, fixture_products
 ) -> None:
-    from indexer.embedding import HashingEmbedder
+    from indexer.embedding.embedders import HashingEmbedder
     from indexer.pipeline import build_index
 
     store = EmbeddedStore(tmp_path / "index")
@@ -253,11 +253,12 @@ def test_opensearch_review_store_requests() -> None:
 
 
 def test_full_pipeline_explains_stored_review_signals(tmp_path, fixture_products) -> None:
-    from indexer.embedding import HashingEmbedder
+    from indexer.embedding.embedders import HashingEmbedder
     from indexer.pipeline import build_index
-    from ranker.full import FullOptions, FullPipeline
-    from ranker.linear_fusion import LinearFusion
-    from ranker.retrieval import Retriever, SearchRequest
+    from ranker.base import SearchOptions, SearchRequest
+    from ranker.ranking.full import FullPipeline
+    from ranker.ranking.linear_fusion import LinearFusion
+    from ranker.retrieval.retriever import Retriever
 
     store = EmbeddedStore(tmp_path / "index")
     emb = HashingEmbedder(dimension=32)
@@ -265,7 +266,7 @@ def test_full_pipeline_explains_stored_review_signals(tmp_path, fixture_products
     EmbeddedReviewStore(store.root).add(_scored("p16", 0.9, 5.0, n=30) + _scored("p17", -0.9, 1.0, n=30))
     fusion = LinearFusion({"bm25": 1.0, "sentiment": 1.0})
     pipe = FullPipeline(Retriever(EmbeddedBackend(store), emb), None, fusion, candidates=20)
-    hits = pipe.search(SearchRequest("printer", k=10), FullOptions(explain=True)).hits
+    hits = pipe.search(SearchRequest("printer", k=10), SearchOptions(explain=True)).hits
     by_id = {h.id: h for h in hits}
     assert {"p16", "p17"} <= set(by_id)
     good, bad = by_id["p16"].explanation, by_id["p17"].explanation  # type: ignore[attr-defined]

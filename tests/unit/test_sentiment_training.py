@@ -50,7 +50,7 @@ def trained(tmp_path_factory, minilm):
 
 
 def test_sentiment_learns_and_reports_next_to_the_baseline(trained):
-    from ranker.sentiment import MiniLMSentiment
+    from ranker.signals.sentiment import MiniLMSentiment
 
     out, rep = trained
     assert rep.train.steps == 24 and rep.train.losses[-1] < rep.train.losses[0]
@@ -65,8 +65,8 @@ def test_sentiment_learns_and_reports_next_to_the_baseline(trained):
 
 
 def test_sentiment_model_folder_is_checked(trained, tmp_path):
-    from ranker.cross_encoder import CrossEncoderReranker
-    from ranker.sentiment import MiniLMSentiment
+    from ranker.rerank.cross_encoder import CrossEncoderReranker
+    from ranker.signals.sentiment import MiniLMSentiment
 
     out, _ = trained
     with pytest.raises(IndexMismatchError, match="not a 'cross-encoder' model"):
@@ -82,7 +82,7 @@ def test_sentiment_model_folder_is_checked(trained, tmp_path):
 def test_training_continues_from_an_earlier_model(trained, tmp_path):
     """``init_from`` warm-starts from a saved model (e.g. a second epoch): the first losses are
     already those of a trained model, and the manifest names where it started."""
-    from ranker.sentiment import MiniLMSentiment
+    from ranker.signals.sentiment import MiniLMSentiment
     from training.finetune import TrainConfig
     from training.sentiment import train_sentiment
 
@@ -113,7 +113,7 @@ def test_one_class_training_data_is_refused(tmp_path):
 
 
 def test_long_reviews_keep_head_and_tail():
-    from ranker.sentiment import HEAD_WORDS, TAIL_WORDS, clip_review
+    from ranker.signals.sentiment import HEAD_WORDS, TAIL_WORDS, clip_review
 
     words = [f"w{i}" for i in range(300)]
     clipped = clip_review(" ".join(words)).split()
@@ -128,7 +128,7 @@ def test_chinese_training_adds_the_missing_characters_to_the_vocabulary(tmp_path
     their own embeddings, and the saved model reloads with them."""
     from transformers import AutoTokenizer
 
-    from ranker.sentiment import MiniLMSentiment
+    from ranker.signals.sentiment import MiniLMSentiment
     from training.finetune import TrainConfig
     from training.sentiment import frequent_characters, train_sentiment
 
@@ -156,7 +156,7 @@ def test_chinese_training_adds_the_missing_characters_to_the_vocabulary(tmp_path
 def test_blend_stacks_an_ngram_head_into_a_new_folder(trained, tmp_path):
     """``blend_sentiment`` learns the stack on dev reviews, scores MiniLM, the baseline and the
     stack on test reviews, and writes a new model; the source folder is left as it was."""
-    from ranker.sentiment import MiniLMSentiment
+    from ranker.signals.sentiment import MiniLMSentiment
     from training.sentiment_blend import blend_sentiment
 
     src, _ = trained
@@ -176,7 +176,7 @@ def test_blend_stacks_an_ngram_head_into_a_new_folder(trained, tmp_path):
     assert model.blended and model.name.startswith("shoprank-sentiment-en-blend-")
     assert model.manifest.base_model == str(src) and model.manifest.metrics["source"] in before
     texts = ["love it, great quality", "awful, broke after a day"]
-    from ranker.ngram_sentiment import HEAD_DIR, NgramHead
+    from ranker.signals.ngram_sentiment import HEAD_DIR, NgramHead
 
     head = NgramHead.load(tmp_path / "blend" / HEAD_DIR)
     np.testing.assert_allclose(
@@ -204,8 +204,8 @@ def test_blend_stacks_an_ngram_head_into_a_new_folder(trained, tmp_path):
 
 def test_sentiment_blend_command_writes_the_stacked_model(trained, tmp_path, monkeypatch, capsys):
     import training.sentiment as sentiment
-    from plugin_api.cli import main
-    from ranker.sentiment import MiniLMSentiment
+    from plugin_api.cli.main import main
+    from ranker.signals.sentiment import MiniLMSentiment
 
     src, _ = trained
     train = _reviews(GOOD * 2, 1, "a") + _reviews(BAD * 2, 0, "a")

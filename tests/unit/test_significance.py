@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from indexer.errors import BadInputError
-from ranker.evaluation import PipelineResult, compute_metrics, write_outputs
-from ranker.significance import oracle_run, paired_bootstrap, per_query_ndcg
+from ranker.evaluation.relevance import PipelineResult, compute_metrics, write_outputs
+from ranker.evaluation.significance import oracle_run, paired_bootstrap, per_query_ndcg
 
 
 def _random_case(seed: int = 3):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from indexer.product import Product
-from ranker.cross_encoder import passage
+from ranker.rerank.cross_encoder import passage
 from tests.conftest import ICECAT
 from training.data import (
     Example,
@@ -297,7 +297,7 @@ def test_example_validates_label():
 def test_real_catalog_sample_has_every_source():
     from indexer.analysis import analyze
     from indexer.catalog import read_catalog
-    from ranker.evaluation import load_judgments
+    from ranker.evaluation.relevance import load_judgments
 
     products = read_catalog(ICECAT).products
     qrels = load_judgments(ICECAT / "judgments_dev.csv")

@@ -21,9 +21,9 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from plugin_api.app import create_app
-from plugin_api.limits import Guard, uvicorn_options
-from plugin_api.services import Services, build_services
+from plugin_api.http.app import create_app
+from plugin_api.http.limits import Guard, uvicorn_options
+from plugin_api.http.services import Services, build_services
 from plugin_api.settings import Settings
 from tests.conftest import build_fixture_index
 

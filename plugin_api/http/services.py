@@ -1,0 +1,330 @@
+"""Everything the service keeps between requests, built once from settings in the app's lifespan.
+
+Routes stay thin: they translate HTTP to these methods and back. Writes go durable-first (the
+index store, the review log, the event log) and then update the in-memory views (the embedded
+backend, the event model), so an accepted write is never lost and is visible to the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from indexer.base import WriteReport
+from indexer.embedding.embedders import Embedder, EmbeddingCache, embed_texts
+from indexer.errors import BadInputError, FeatureUnavailableError, NotFoundError
+from indexer.events import (
+    MAX_CLOCK_SKEW_S,
+    Event,
+    EventStore,
+    EventWriteReport,
+    QueryRecord,
+    resolve_products,
+)
+from indexer.pipeline import check_compatible
+from indexer.product import Product, check_batch
+from indexer.reviews import Review, ReviewStore
+from plugin_api.backends import (
+    embedder_from,
+    embedding_cache,
+    factory,
+    retrieval_config,
+    review_prior,
+)
+from plugin_api.settings import Settings
+from ranker.base import EanLookup, Hit, Reranker, SearchBackend, SearchOptions, SearchRequest, SearchResult
+from ranker.lazy import Once
+from ranker.ranking.full import DEFAULT_FUSION, TEXT_FUSION, FullPipeline
+from ranker.ranking.linear_fusion import LinearFusion
+from ranker.ranking.mmr import mmr
+from ranker.recommend.recommender import Recommender, user_affinity
+from ranker.retrieval.retriever import Retriever
+from ranker.signals.personalization import EventModel, PersonalizationConfig
+from ranker.signals.review_ingest import IngestReport, ingest_reviews
+from ranker.signals.sentiment import SentimentModel
+
+log = logging.getLogger(__name__)
+
+
+class _QueryLogState:
+    """Logs the ubi_queries store going bad and coming back once each, not once per search."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.lost = 0
+
+    def failed(self, exc: Exception) -> None:
+        self.lost += 1
+        if not self.down:
+            self.down = True
+            log.warning(
+                "ubi_queries records are not being stored (%s: %s); searches still answer", type(exc).__name__, exc
+            )
+
+    def ok(self) -> None:
+        if self.down:
+            self.down = False
+            log.warning("ubi_queries records are stored again (%d searches went unrecorded)", self.lost)
+            self.lost = 0
+
+
+def _shown(query: QueryRecord | None, client_id: str, product_id: str | None) -> bool:
+    """The search ``query`` was this shopper's and showed them this product."""
+    return (
+        query is not None
+        and product_id is not None
+        and query.client_id == client_id
+        and product_id in query.object_ids
+    )
+
+
+class ProductWriter(Protocol):
+    def upsert(self, products: Sequence[Product], vectors: np.ndarray) -> WriteReport: ...
+
+    def delete(self, ids: Sequence[str]) -> WriteReport: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    backend: SearchBackend
+    store: ProductWriter  # where product writes go (the embedded backend itself, or OpenSearch)
+    embedder: Embedder
+    retriever: Retriever
+    pipeline: FullPipeline
+    reviews: ReviewStore
+    events: EventStore
+    event_model: EventModel
+    recommender: Recommender
+    sentiment: Once[SentimentModel] | None = None
+    reranker: Reranker | None = None
+    started: float = field(default_factory=time.time)
+    last_expiry: float = 0.0
+    last_sync: float = 0.0
+    query_log: _QueryLogState = field(default_factory=lambda: _QueryLogState())
+    vector_cache: EmbeddingCache | None = None  # product writes' embedding cache
+    clock: Callable[[], float] = time.time  # the wall clock event expiry reads (tests pass their own)
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(
+        self,
+        req: SearchRequest,
+        opts: SearchOptions,
+        *,
+        client_id: str | None,
+        pipeline: str,
+        shown: tuple[int, int] = (0, 100),
+    ) -> tuple[SearchResult, str]:
+        """Ranked results and the query id the storefront attributes its events to; the query
+        record keeps the ids of the page the response shows (``shown`` = start, size), which
+        is what an untrusted click on this query id is checked against."""
+        result = self.retriever.search(req) if pipeline == "hybrid" else self.pipeline.search(req, opts)
+        query_id = str(uuid.uuid4())
+        start, size = shown
+        record = QueryRecord(
+            query_id,
+            client_id or "anonymous",
+            req.query,
+            time.time(),
+            tuple(h.id for h in result.hits[start : start + size]),
+        )
+        try:
+            self.events.add([], [record])
+        except Exception as exc:  # a search must not fail because its UBI query record could not be kept
+            self.query_log.failed(exc)
+        else:
+            self.query_log.ok()
+        return result, query_id
+
+    def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
+        self.sync_events()
+        return user_affinity(self.event_model, self.backend, client_id, hits)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def expire_events(self) -> int:
+        """Delete events older than the retention time, at most once per
+        ``event_expiry_every_s`` (called after event writes and by the app's scheduler)."""
+        ttl = self.settings.event_ttl_days * 86400.0
+        now = self.clock()
+        if ttl <= 0 or now - self.last_expiry < self.settings.event_expiry_every_s:
+            return 0
+        self.last_expiry = now
+        gone = self.events.expire(now - ttl, after=now + MAX_CLOCK_SKEW_S)
+        if gone:
+            log.info("expired %d events older than %s days", gone, self.settings.event_ttl_days)
+        return gone
+
+    def sync_events(self, *, overlap_s: float = 300.0) -> int:
+        """Fold in events other worker processes stored (OpenSearch backend; at most every
+        ``event_sync_s``). Overlapping reads are harmless: the event model counts each id once."""
+        if self.settings.backend != "opensearch":
+            return 0
+        now = time.time()
+        if now - self.last_sync < self.settings.event_sync_s:
+            return 0
+        since, self.last_sync = self.last_sync - overlap_s, now
+        return self.event_model.add(self.events.events(since=since))
+
+    def add_events(self, events: Sequence[Event], *, trusted: bool = True) -> EventWriteReport:
+        """Resolve, verify and store events. Untrusted (browser) events are dated no later than
+        now and marked verified only when their query_id's search showed that shopper the product
+        (see ranker/signals/influence.py: unverified browser events never move shared signals)."""
+        eans = [e.object_id for e in events if e.object_id and (e.object_id_field or "").lower() != "id"]
+        by_ean = self.backend.ids_for_eans(eans) if isinstance(self.backend, EanLookup) and eans else {}
+        direct = list({e.object_id for e in events if e.object_id})
+        known = set(self.backend.fetch(direct)) if direct else set()
+        resolved = resolve_products(events, by_ean, known)
+        now = time.time()
+        if not trusted:
+            qids = sorted({e.query_id for e in resolved if e.query_id and e.product_id})
+            shown = self.events.queries(qids) if qids else {}
+            resolved = [
+                replace(
+                    e,
+                    trusted=False,
+                    received=now,
+                    verified=_shown(shown.get(e.query_id or ""), e.client_id, e.product_id),
+                )
+                for e in resolved
+            ]
+        report = self.events.add(resolved)
+        self.event_model.add(report.stored)
+        self.expire_events()
+        return report
+
+    def erase_user(self, client_id: str) -> int:
+        gone = self.events.erase_client(client_id)
+        had_profile = self.event_model.forget_client(client_id)
+        if not gone and not had_profile:
+            raise NotFoundError(f"no events or profile for shopper {client_id!r}")
+        return gone
+
+    def upsert_products(self, products: Sequence[Product]) -> WriteReport:
+        if not products:
+            raise BadInputError("no products to write; send at least one")
+        check_batch(products)  # ids and repeats, before the embedding work and before any write
+        if self.vector_cache is None:  # opened once: reading every shard per write grew with writes
+            self.vector_cache = embedding_cache(self.settings, self.embedder)
+        vectors, _ = embed_texts(
+            [p.embedding_text() for p in products],
+            self.embedder,
+            self.vector_cache,
+            batch_size=self.settings.batch_size,
+        )
+        report = self.store.upsert(products, vectors)
+        self.reviews.publish([p.id for p in products])
+        return report
+
+    def delete_product(self, product_id: str) -> WriteReport:
+        if not self.backend.fetch([product_id]):
+            raise NotFoundError(f"unknown product {product_id!r}")
+        return self.store.delete([product_id])
+
+    def add_reviews(self, reviews: Sequence[Review]) -> IngestReport:
+        if self.sentiment is None:
+            raise FeatureUnavailableError(
+                "this service has no sentiment model to score reviews; train one with "
+                "`shoprank train sentiment` and set SHOPRANK_SENTIMENT_PATH"
+            )
+        report = ingest_reviews(
+            reviews,
+            model=self.sentiment.get(),
+            store=self.reviews,
+            known_products=lambda ids: set(self.backend.fetch(ids)),
+        )
+        if report.added:
+            touched = sorted({r.product_id for r in reviews})
+            self.reviews.publish(touched)
+        return report
+
+    def ready(self) -> dict[str, Any]:
+        """Raises when the backend cannot answer; the counts otherwise."""
+        return {"products": self.backend.count(), "events": self.event_model.events_seen}
+
+
+def build_services(s: Settings) -> Services:
+    """Open the backend, check the index fits the embedding model, load models and events."""
+    f = factory(s.backend)
+    embedder = embedder_from(s)
+    backend = f.search(s)
+    check_compatible(backend.manifest(), embedder, f.where(s))
+    # The embedded backend writes through to its store and updates its in-memory index itself.
+    store: ProductWriter = backend if s.backend == "embedded" else f.store(s)  # type: ignore[assignment]
+    retriever = Retriever(backend, embedder, retrieval_config(s))
+    reranker = None
+    if s.reranker_path is not None:
+        from ranker.rerank.registry import open_reranker
+
+        reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
+    fusion = LinearFusion.load(s.fusion_path) if s.fusion_path is not None else None
+    known: dict[str, tuple[str, str]] = {}  # product → (brand, category), for shopper profiles
+
+    def facets_of(pid: str) -> tuple[str, str]:
+        if pid not in known:
+            p = backend.fetch([pid]).get(pid)
+            known[pid] = (p.brand, p.category) if p is not None else ("", "")
+        return known[pid]
+
+    event_model = EventModel(
+        PersonalizationConfig(
+            half_life_days=s.event_half_life_days,
+            popularity_prior=s.popularity_prior,
+            profile_ttl_days=s.event_ttl_days,
+        ),
+        brand_of=lambda pid: facets_of(pid)[0],
+        category_of=lambda pid: facets_of(pid)[1],
+    )
+    events = f.events(s)
+    if s.event_ttl_days > 0:
+        now = time.time()
+        expired = events.expire(now - s.event_ttl_days * 86400.0, after=now + MAX_CLOCK_SKEW_S)
+        if expired:
+            log.info("expired %d events older than %s days or dated in the future", expired, s.event_ttl_days)
+    event_model.add(events.events())
+    sentiment: Once[SentimentModel] | None = None
+    if s.sentiment_path is not None:
+        from ranker.signals.sentiment import MiniLMSentiment
+
+        path, device = s.sentiment_path, s.device
+
+        def load_sentiment() -> SentimentModel:
+            return MiniLMSentiment(path, device=device)
+
+        sentiment = Once(load_sentiment)
+    services = Services(
+        settings=s,
+        backend=backend,
+        store=store,
+        embedder=embedder,
+        retriever=retriever,
+        pipeline=FullPipeline(
+            retriever,
+            reranker,
+            candidates=s.rerank_candidates,
+            strict_candidates=s.strict_candidates,
+            device=s.device,
+            prior=review_prior(s),
+        ),
+        reviews=f.reviews(s),
+        events=events,
+        event_model=event_model,
+        recommender=Recommender(backend, event_model, prior=review_prior(s), device=s.device),
+        sentiment=sentiment,
+        reranker=reranker,
+    )
+    # Load the models now, so the first shopper does not wait for them and /readyz means ready.
+    embedder.encode(["warm up"])
+    if reranker is not None:
+        reranker.score("warm up", [Product("warm-up", "warm up")])
+    mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device
+    services.pipeline.fusion = fusion or (DEFAULT_FUSION if reranker is not None else TEXT_FUSION)
+    services.last_expiry = services.last_sync = time.time()  # expired and loaded just above
+    services.pipeline.popularity = event_model.popularity
+    services.pipeline.personal = services.personal
+    return services

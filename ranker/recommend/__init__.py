@@ -1,0 +1,1 @@
+"""Recommendations: similar items and personal picks, explained."""
