@@ -5,40 +5,64 @@ embeds the 100 dev queries, and ``vector`` and ``hybrid`` are evaluated on the j
 serving situation, where only queries are embedded at request time. Speed: single-query
 embedding latency (p50/p95 over the dev queries, 3 rounds after a warm-up) and document
 throughput (texts/s, 2,000 catalog texts, batch 64). Needs ``shoprank export --embedder``.
-Writes ``OUT/embedder_onnx.json`` and ``OUT/embedder_onnx.md``.
+Merges one row per runtime (with its run's provenance) into ``OUT/embedder_onnx.json``; renders
+``OUT/embedder_onnx.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from bench.common import Run, RunNotes, Table, add_judgments, add_out, parser, write_results
 from bench.report import table
 from indexer.embedded.store import EmbeddedStore
 from plugin_api.backends import embedder_from, retrieval_config
 from plugin_api.settings import Settings
 from ranker.base import Mode, SearchRequest
-from ranker.evaluation.relevance import RUN_DEPTH, evaluate_pipelines, load_judgments, machine_description
+from ranker.evaluation.relevance import RUN_DEPTH, evaluate_pipelines, load_judgments
 from ranker.retrieval.embedded import EmbeddedBackend
 from ranker.retrieval.retriever import Retriever
 
-REPO = Path(__file__).resolve().parents[1]
-JUDGMENTS = REPO.parent / "shared" / "data" / "chorus_icecat" / "judgments_dev.csv"
 RUNTIMES = ("minilm", "minilm-onnx", "minilm-onnx-int8")
 METRICS = ("ndcg@10", "ndcg_condensed@10", "recall@100")
+COLUMNS = (
+    "vector ndcg@10",
+    "hybrid ndcg@10",
+    "hybrid ndcg_condensed@10",
+    "query p50 ms",
+    "query p95 ms",
+    "docs/s",
+    "min cosine to torch",
+)
+
+
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    rows = [[n, *(r[c] for c in COLUMNS), notes.mark(r)] for n, r in doc["rows"].items()]
+    lines = [
+        "# Bi-encoder runtimes: torch vs ONNX fp32 vs ONNX int8 (queries only; the index is the torch one)",
+        "",
+        "- 100 dev queries, unjudged = 0; document throughput on 2,000 catalog texts, batch 64;"
+        " `min cosine to torch` compares with the first runtime of the row's run",
+        "",
+        *table(["runtime", *COLUMNS, "run"], rows, 4),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("embedder_onnx", __doc__)
     ap.add_argument("--runtimes", default=",".join(RUNTIMES))
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "embedder_onnx")
+    add_judgments(ap)
+    add_out(ap, "embedder_onnx")
     args = ap.parse_args(argv)
-    qrels = load_judgments(JUDGMENTS)
+    run = Run.start("embedder_onnx", argv, args)
+    qrels = load_judgments(args.judgments)
     queries = sorted(qrels)
     base = Settings(device="cpu")
     store = EmbeddedStore(base.embedded_dir)
@@ -81,33 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows[name] = row
         print(name, json.dumps({k: round(v, 4) for k, v in row.items()}))
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "index": str(base.embedded_dir),
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "embedder_onnx.json").write_text(json.dumps(report, indent=2) + "\n")
-    cols = [
-        "vector ndcg@10",
-        "hybrid ndcg@10",
-        "hybrid ndcg_condensed@10",
-        "query p50 ms",
-        "query p95 ms",
-        "docs/s",
-        "min cosine to torch",
-    ]
-    lines = [
-        "# Bi-encoder runtimes: torch vs ONNX fp32 vs ONNX int8 (queries only; the index is the torch one)",
-        "",
-        f"- date: {report['date']}; machine: {report['machine']}",
-        "- 100 dev queries, unjudged = 0; document throughput on 2,000 catalog texts, batch 64",
-        "",
-        *table(["runtime", *cols], [[n, *(r[c] for c in cols)] for n, r in rows.items()], 4),
-    ]
-    (args.out / "embedder_onnx.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    doc = write_results(
+        args.out,
+        "embedder_onnx",
+        [Table([{"runtime": n, **r} for n, r in rows.items()], ("runtime",), keyed=True)],
+        run=run,
+        extra={"date": run.date, "machine": run.machine, "index": str(base.embedded_dir)},
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

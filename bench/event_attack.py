@@ -17,25 +17,22 @@ before and after:
 * ``future`` / ``nan``: one event dated three years ahead, one with ``"timestamp": "nan"`` — the
   answer, trending's top 5 and how many products' popularity changed.
 
-Writes ``OUT/event_attack.json`` and ``OUT/event_attack.md``. Run as
+Merges one row per attack (with its run's provenance) into ``OUT/event_attack.json`` and renders
+``OUT/event_attack.md`` from it. Run as
 ``python -m bench.event_attack [--embedder minilm|hashing] [--data-dir DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.provenance import CHORUS, REPO, git_commit
+from bench.common import Run, RunNotes, add_catalog, add_out, parser, write_results
 from bench.report import table
-from ranker.evaluation.relevance import machine_description
 
 QUERY = "laptop bag"
 KEY = "bench-admin-key"
@@ -222,11 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
 
     shutil.rmtree(work, ignore_errors=True)
+    products = {"target": target, "bag": bag, "cartridge": cartridge}
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench.event_attack " + " ".join(sys.argv[1:]),
-        "commit": git_commit(),
-        "machine": machine_description(),
         "parameters": {
             "embedder": args.embedder,
             "query": QUERY,
@@ -234,9 +228,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "searchers": args.searchers,
             "catalog": str(args.catalog),
         },
-        "products": {"target": target, "bag": bag, "cartridge": cartridge},
+        "products": products,
         "prepare_seconds": round(prep_s, 1),
-        "rows": rows,
+        "rows": [{**r, "products": products, "embedder": args.embedder, "query": QUERY} for r in rows],
     }
 
 
@@ -244,14 +238,24 @@ def markdown(r: dict[str, Any]) -> str:
     def cell(row: dict[str, Any], a: str, b: str) -> str:
         return f"{row[a]} → {row[b]}" if a in row else ""
 
+    notes = RunNotes()
     lines = [
         "# Fabricated events against the rankings",
         "",
-        f"{r['date']} · `{r['command']}` · commit {r['commit']} · {r['machine']} · "
-        f"embedder {r['parameters']['embedder']} · query “{r['parameters']['query']}”",
-        "",
         *table(
-            ["attack", "what", "HTTP", "accepted", "full rank", "trending rank", "similar rank", "other"],
+            [
+                "attack",
+                "what",
+                "HTTP",
+                "accepted",
+                "full rank",
+                "trending rank",
+                "similar rank",
+                "other",
+                "embedder",
+                "query",
+                "run",
+            ],
             [
                 [
                     x["attack"],
@@ -266,32 +270,43 @@ def markdown(r: dict[str, Any]) -> str:
                         for k in ("popularity_mass", "trending_top5_same", "popularity_changed")
                         if k in x
                     ),
+                    x.get("embedder", "–"),
+                    x.get("query", "–"),
+                    notes.mark(x),
                 ]
                 for x in r["rows"]
             ],
         ),
         "",
         "Ranks are 1-based within the top 100 (`None`: not in it). See README “Threat model”.",
+        "",
+        *notes.lines(),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--catalog", type=Path, default=CHORUS)
+    ap = parser("event_attack", __doc__)
+    add_catalog(ap)
     ap.add_argument("--embedder", default="minilm", help="minilm (default) or hashing (fast, no model)")
     ap.add_argument("--data-dir", type=Path, help="reuse a prepared data dir (index + trusted events)")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "shoprank")
     ap.add_argument("--target-rank", type=int, default=50)
     ap.add_argument("--searchers", type=int, default=2000)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "event_attack")
+    add_out(ap, "event_attack")
     args = ap.parse_args(argv)
+    this_run = Run.start("event_attack", argv, args)
     r = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "event_attack.json").write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r)
-    (args.out / "event_attack.md").write_text(md)
-    print(md)
+    doc = write_results(
+        args.out,
+        "event_attack",
+        r.pop("rows"),
+        key=["attack"],
+        run=this_run,
+        extra={k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r,
+        markdown=markdown,
+    )
+    print(markdown(doc))
     return 0
 
 

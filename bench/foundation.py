@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.bm25_compare import DEPTH, PlainBM25, compare_bm25
+from bench.common import Run, add_catalog, add_judgments, add_out, add_quiet, parser
 from bench.knn_recall import measure_knn_recall
 from bench.report import render_markdown
 from indexer.catalog import read_catalog
@@ -34,8 +35,6 @@ from ranker.evaluation.relevance import evaluate_pipelines, load_judgments, mach
 from ranker.retrieval.fusion import rrf
 from ranker.retrieval.retriever import Retriever
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "chorus_icecat"
 BENCH_ALIAS = "shoprank-bench"
 MODES = (Mode.BM25, Mode.VECTOR, Mode.HYBRID)
 # Quoted from the issue (dev judgments, unjudged = 0) — shown beside this run's measured figures.
@@ -43,13 +42,13 @@ REFERENCE = {"plain BM25": 0.69, "plain MiniLM vectors": 0.58, "their RRF": 0.72
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.foundation", description=__doc__.splitlines()[0])
-    ap.add_argument("--catalog", type=Path, default=DEFAULT_DATA, help="catalog file or folder")
-    ap.add_argument("--judgments", type=Path, default=DEFAULT_DATA / "judgments_dev.csv")
+    ap = parser("foundation", __doc__)
+    add_catalog(ap)
+    add_judgments(ap)
     ap.add_argument("--backends", default="embedded,opensearch", help="comma-separated: embedded,opensearch")
     ap.add_argument("--opensearch-url", default="http://127.0.0.1:9200")
     ap.add_argument("--limit", type=int, help="only the first N products (quick runs)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "foundation")
+    add_out(ap, "foundation")
     ap.add_argument(
         "--cache-dir",
         type=Path,
@@ -59,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=3, help="latency repetitions per query")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(ap)
     args = ap.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = set(args.backends) - {"embedded", "opensearch"}
@@ -272,6 +271,7 @@ def measure_plain(products, retriever: Retriever, qrels, progress: bool, hw: str
 # -- main ------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    run = Run.start("foundation", argv, args)
     progress = not args.quiet
     started = datetime.now(UTC)
     notes: list[str] = []
@@ -310,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     embedder = embedder_from(base)
     result: dict = {
+        # one run makes the whole document (its renderer, bench.report, reads one run's sections)
+        "run": run.as_dict(),
         "date": started.isoformat(timespec="seconds"),
-        "machine": machine_description(),
+        "machine": run.machine,
         "embedding_device": device,
         "hardware_label": hw,
         "python": platform.python_version(),

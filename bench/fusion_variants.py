@@ -6,20 +6,30 @@ keyword leg's top ``--strict`` that the hybrid list lacks, as ``full`` gathers t
 ``OUT/cache``, the same cache ``shoprank train fusion --cache`` uses); then each
 variant's linear fusion is fitted on the fold's train queries and ranks its test queries. All
 variants therefore see the same held-out cross-encoder scores; only the fusion differs.
-Writes ``OUT/fusion_variants.json`` and ``OUT/fusion_variants.md``.
+Merges one row per pipeline into ``OUT/fusion_variants.json`` (``metrics[name]`` carries the row's
+run; ``ndcg@10_vs_hybrid[name]`` and ``weights[name]`` belong to the same row and are replaced with
+it) and renders ``OUT/fusion_variants.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.common import Run as BenchRun
+from bench.common import (
+    RunNotes,
+    Table,
+    add_device,
+    add_judgments,
+    add_out,
+    parser,
+    read_results,
+    write_results,
+)
 from bench.report import table
 from indexer.manifest import ModelManifest
 from plugin_api.backends import open_retriever
@@ -30,7 +40,6 @@ from ranker.evaluation.relevance import (
     compute_metrics,
     diversity_at,
     load_judgments,
-    machine_description,
 )
 from ranker.evaluation.significance import oracle_run, paired_bootstrap, per_query_ndcg
 from ranker.ranking.features import FEATURES, feature_matrix
@@ -46,7 +55,6 @@ from training.fusion import (
     ranked_run,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "ild@10", "distinct_brands@10"]
 SHIPPED = "listnet: all features, oof"
 RECIPE = "`train fusion` recipe: nested CV picks all features or all but the cross-encoder"
@@ -121,12 +129,34 @@ def mmr_run(
     return run
 
 
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    vs = doc.get("ndcg@10_vs_hybrid", {})
+
+    def delta(n: str) -> list[str]:
+        c = vs.get(n)
+        return [f"{c['delta']:+.4f}", f"[{c['low']:+.4f}, {c['high']:+.4f}]"] if c else ["", ""]
+
+    rows = [[n, *(m[k] for k in METRICS), *delta(n), notes.mark(m)] for n, m in doc["metrics"].items()]
+    lines = [
+        "# Fusion variants (query-level k-fold, held-out)",
+        "",
+        "- candidates: hybrid top N + the strict keyword leg's top M (those the hybrid list lacks); the"
+        " reranker, folds, N and M of each row are in its run (JSON `metrics[name]`)",
+        "- Δ: nDCG@10 minus hybrid's (of the same run), per query, with a 95% paired bootstrap interval"
+        " over the queries; the ceiling row puts each query's candidates in judged order (the best any"
+        " reranker can do)",
+        "",
+        *table(["pipeline", *METRICS, "Δ nDCG@10", "95% interval", "run"], rows, 4),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("fusion_variants", __doc__)
     ap.add_argument("--reranker", type=Path, required=True)
-    ap.add_argument(
-        "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
-    )
+    add_judgments(ap)
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument(
         "--strict",
@@ -137,14 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cache", type=Path, help="cross-encoder score cache (default OUT/cache; share with train fusion)"
     )
-    ap.add_argument("--device", default="auto")
+    add_device(ap)
     ap.add_argument(
         "--runtimes",
         default="torch",
         help="reranker runtimes, e.g. torch,onnx-int8 (onnx needs `shoprank export --folds`)",
     )
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fusion_variants")
+    add_out(ap, "fusion_variants")
     args = ap.parse_args(argv)
+    this_run = BenchRun.start("fusion_variants", argv, args)
     manifest = ModelManifest.load(args.reranker, kind="cross-encoder")
     qrels = load_judgments(args.judgments)
     queries = sorted(qrels)
@@ -222,47 +253,38 @@ def main(argv: list[str] | None = None) -> int:
     vs_hybrid = {
         n: paired_bootstrap(base, per_query_ndcg(r, qrels)) for n, r in runs.items() if n != "hybrid"
     }
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
+    per_row = {
         "reranker": manifest.name,
         "folds": len(manifest.folds),
         "candidates": args.candidates,
         "strict_candidates": args.strict,
-        "scoring_seconds": {k: round(v, 1) for k, v in scoring_s.items()},
-        "metrics": results,
-        "ndcg@10_vs_hybrid": {n: c.as_dict() for n, c in vs_hybrid.items()},
-        "weights": weights,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fusion_variants.json").write_text(json.dumps(report, indent=2))
-    lines = [
-        "# Fusion variants (query-level k-fold, held-out)",
-        "",
-        f"- date: {report['date']}; machine: {report['machine']}",
-        f"- reranker {manifest.name}, {len(manifest.folds)} folds; candidates: hybrid top {args.candidates}"
-        f" + the strict keyword leg's top {args.strict} (those the hybrid list lacks)",
-        "",
-        "- Δ: nDCG@10 minus hybrid's, per query, with a 95% paired bootstrap interval over the queries;"
-        " the ceiling row puts each query's candidates in judged order (the best any reranker can do)",
-        "",
-        *table(
-            ["pipeline", *METRICS, "Δ nDCG@10", "95% interval"],
-            [
-                [
-                    n,
-                    *(m[k] for k in METRICS),
-                    f"{vs_hybrid[n].delta:+.4f}" if n in vs_hybrid else "",
-                    f"[{vs_hybrid[n].low:+.4f}, {vs_hybrid[n].high:+.4f}]" if n in vs_hybrid else "",
-                ]
-                for n, m in results.items()
-            ],
-            4,
-        ),
-        "",
-    ]
-    (args.out / "fusion_variants.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    previous = read_results(args.out, "fusion_variants")
+    doc = write_results(
+        args.out,
+        "fusion_variants",
+        [
+            Table(
+                [{"pipeline": n, **m, **per_row} for n, m in results.items()], ("pipeline",), "metrics", True
+            )
+        ],
+        run=this_run,
+        extra={"date": this_run.date, "machine": this_run.machine}
+        | per_row
+        | {
+            "scoring_seconds": {
+                **previous.get("scoring_seconds", {}),
+                **{k: round(v, 1) for k, v in scoring_s.items()},
+            },
+            "ndcg@10_vs_hybrid": {
+                **previous.get("ndcg@10_vs_hybrid", {}),
+                **{n: c.as_dict() for n, c in vs_hybrid.items()},
+            },
+            "weights": {**previous.get("weights", {}), **weights},
+        },
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

@@ -10,30 +10,37 @@ Writes ``OUT/judgment_pool.json`` and ``OUT/judgment_pool.md``.
 
 from __future__ import annotations
 
-import argparse
-import json
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
+from bench.common import Run, RunNotes, add_index, add_judgments, add_out, parser, write_results
 from bench.report import table
 from indexer.embedded.store import EmbeddedStore
-from plugin_api.settings import Settings
 from ranker.base import Filters
-from ranker.evaluation.relevance import load_judgments, machine_description
+from ranker.evaluation.relevance import load_judgments
 from ranker.retrieval.embedded import EmbeddedBackend
 
-REPO = Path(__file__).resolve().parents[1]
 POOL = 40  # the judgments' deepest regular pool
 
 
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    rows = [[r["measure"], r["value"], notes.mark(r)] for r in doc["rows"]]
+    lines = [
+        "# The judgment pool and the strict keyword leg",
+        "",
+        *table(["measure", "value", "run"], rows, 4),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--index", type=Path, default=Settings().embedded_dir)
-    ap.add_argument(
-        "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
-    )
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "judgment_pool")
+    ap = parser("judgment_pool", __doc__)
+    add_index(ap)
+    add_judgments(ap)
+    add_out(ap, "judgment_pool")
     args = ap.parse_args(argv)
+    run = Run.start("judgment_pool", argv, args)
     qrels = load_judgments(args.judgments)
     backend = EmbeddedBackend(EmbeddedStore(args.index))
     n_all = backend.count()
@@ -51,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         elif len(rated) == POOL and len(match) > POOL:
             top = {s.id for s in hits[:POOL]}
             full_overlap.append(len(top & set(rated)) / POOL)
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
+    measures = {
+        "products": n_all,
         "queries": len(qrels),
         "judged_pairs": judged,
         "judged_in_strict_match": round(matched / judged, 4),
@@ -64,18 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         if full_overlap
         else None,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "judgment_pool.json").write_text(json.dumps(report, indent=2))
-    lines = [
-        "# The judgment pool and the strict keyword leg",
-        "",
-        f"{report['date']} · {report['machine']} · {n_all} products, {len(qrels)} dev queries",
-        "",
-        *table(["measure", "value"], [[k, v] for k, v in report.items() if k not in ("date", "machine")], 4),
-        "",
-    ]
-    (args.out / "judgment_pool.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    doc = write_results(
+        args.out,
+        "judgment_pool",
+        [{"measure": k, "value": v} for k, v in measures.items()],
+        key=["measure"],
+        run=run,
+        # the older flat layout (one field per measure), kept for readers of it
+        extra=lambda tables: (
+            {"date": run.date, "machine": run.machine} | {r["measure"]: r["value"] for r in tables["rows"]}
+        ),
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

@@ -10,22 +10,21 @@ Datasets:
 * **Chorus UBI (synthetic)**: the UBI log of ``../shared/data/chorus_icecat`` against the embedded
   Chorus index (``scripts/run`` builds it); generated shoppers, so plumbing, not a quality claim.
 
-Writes ``OUT/recommend.json`` and ``OUT/recommend.md``.
+Merges one row per dataset (with its run's provenance) into ``OUT/recommend.json`` and renders
+``OUT/recommend.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import SHARED_DATA, Run, RunNotes, Table, add_out, parser, write_results
 from bench.report import table
 from indexer.embedded.store import EmbeddedStore
 from indexer.events import Event, read_ubi_log, resolve_products
@@ -33,13 +32,10 @@ from indexer.product import Product
 from plugin_api.backends import embedder_from, embedding_cache
 from plugin_api.settings import Settings
 from ranker.evaluation.recommendations import Case, ItemKNN, Popularity, Split, evaluate, leave_last_out
-from ranker.evaluation.relevance import machine_description
 from ranker.recommend.recommender import Recommender
 from ranker.retrieval.embedded import EmbeddedBackend
 from ranker.signals.personalization import EventModel
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 RECBOLE = "recbole==1.2.1"
 ML_DIR = "recbole/dataset_example/ml-100k/"
 
@@ -86,7 +82,7 @@ def chorus(s: Settings) -> tuple[EmbeddedBackend, list[Event]] | None:
     if not (s.embedded_dir / "CURRENT").exists():
         return None
     backend = EmbeddedBackend(EmbeddedStore(s.embedded_dir))
-    log = read_ubi_log(DATA / "chorus_icecat" / "ubi_events_synthetic.zip")
+    log = read_ubi_log(SHARED_DATA / "chorus_icecat" / "ubi_events_synthetic.zip")
     eans = sorted({e.object_id for e in log.events if e.object_id})
     events = resolve_products(log.events, backend.ids_for_eans(eans), set())
     return backend, [e for e in events if e.product_id is not None]
@@ -134,16 +130,55 @@ def run_dataset(
         "catalog": catalog_size,
         "metrics": metrics,
         "seconds": round(time.perf_counter() - t0, 1),
+        "k": k,
     }
 
 
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    rows = []
+    for r in doc["results"]:
+        mark = notes.mark(r)
+        for task in ("user", "similar"):
+            for method, m in r["metrics"][task].items():
+                rows.append(
+                    [
+                        r["dataset"],
+                        task,
+                        method,
+                        r.get("k", doc.get("k")),
+                        m["hit_rate"],
+                        m["ndcg"],
+                        m["coverage"],
+                        int(m["cases"]),
+                        mark,
+                    ]
+                )
+    lines = [
+        "# Recommendations: time-ordered leave-last-out (a shopper's last purchase / add-to-cart held out)",
+        "",
+        *(
+            f"- {r['dataset']}: {r['events']} events, {r['cases']} shoppers evaluated, catalog {r['catalog']},"
+            f" {r['seconds']} s {notes.mark(r)}"
+            for r in doc["results"]
+        ),
+        "- user: products in the shopper's history excluded for every method; similar: anchored on the "
+        "shopper's last training product; HR and nDCG at the row's k",
+        "",
+        *table(["dataset", "task", "method", "k", "HR", "nDCG", "coverage", "cases", "run"], rows, 4),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("recommend", __doc__)
     ap.add_argument("--datasets", default="movielens,chorus")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "shoprank" / "recbole-1.2.1")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "recommend")
+    add_out(ap, "recommend")
     args = ap.parse_args(argv)
+    run = Run.start("recommend", argv, args)
     s = Settings(device="cpu")
     results = []
     for name in args.datasets.split(","):
@@ -161,37 +196,15 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_dataset("Chorus UBI (synthetic)", backend, events, args.k, backend.count()))
         else:
             raise SystemExit(f"unknown dataset {name!r}; choose from movielens, chorus")
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "k": args.k,
-        "results": results,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "recommend.json").write_text(json.dumps(report, indent=2) + "\n")
-    rows = []
-    for r in results:
-        for task in ("user", "similar"):
-            for method, m in r["metrics"][task].items():
-                rows.append(
-                    [r["dataset"], task, method, m["hit_rate"], m["ndcg"], m["coverage"], int(m["cases"])]
-                )
-    k = args.k
-    lines = [
-        "# Recommendations: time-ordered leave-last-out (a shopper's last purchase / add-to-cart held out)",
-        "",
-        f"- date: {report['date']}; machine: {report['machine']}",
-        *(
-            f"- {r['dataset']}: {r['events']} events, {r['cases']} shoppers evaluated, catalog {r['catalog']}, {r['seconds']} s"
-            for r in results
-        ),
-        "- user: products in the shopper's history excluded for every method; similar: anchored on the "
-        "shopper's last training product",
-        "",
-        *table(["dataset", "task", "method", f"HR@{k}", f"nDCG@{k}", "coverage", "cases"], rows, 4),
-    ]
-    (args.out / "recommend.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    doc = write_results(
+        args.out,
+        "recommend",
+        [Table(results, ("dataset",), at="results")],
+        run=run,
+        extra={"date": run.date, "machine": run.machine, "k": args.k},
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

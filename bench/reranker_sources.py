@@ -7,24 +7,24 @@ judgments of the training queries) and ``hard_negatives`` (BM25 / vector negativ
 same data plan and training settings, and the fold's held-out queries are reranked by each
 model. ``--reuse-all DIR`` takes the all-sources model of that fold from an earlier CV run
 (``DIR/folds/fold-i``) instead of training it again. One fold is ~20 dev queries: differences
-of a few points are within noise. Writes ``OUT/reranker_sources.json`` and ``.md``.
+of a few points are within noise. Merges one row per variant (with its run's provenance) into
+``OUT/reranker_sources.json`` and renders ``.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import CHORUS, Run, RunNotes, Table, add_out, parser, write_results
 from bench.report import table
 from indexer.catalog import read_catalog
 from plugin_api.backends import open_retriever
 from plugin_api.settings import Settings
 from ranker.base import Mode
-from ranker.evaluation.relevance import compute_metrics, load_judgments, machine_description
+from ranker.evaluation.relevance import compute_metrics, load_judgments
 from ranker.rerank.cross_encoder import CrossEncoderReranker
 from ranker.rerank.stage import RerankingRetriever
 from training.cv import DataPlan, _runs, build_set
@@ -32,13 +32,36 @@ from training.data import SOURCES
 from training.folds import kfold_queries
 from training.reranker import TrainConfig, train_reranker
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "chorus_icecat"
 METRICS = ("ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10")
 
 
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    rows = [
+        [
+            n,
+            r.get("fold"),
+            *(r["metrics"].get(m) for m in METRICS),
+            r["examples"],
+            r["train_s"],
+            notes.mark(r),
+        ]
+        for n, r in doc["rows"].items()
+    ]
+    lines = [
+        "# Cross-encoder training sources, leave-one-out (one CV fold, rerank = hybrid top 100 → cross-encoder)",
+        "",
+        "- one fold's held-out dev queries (unjudged = 0; compare rows of one fold only); each run's"
+        " epochs, lr, max length and products for pseudo-queries are in its `parameters` in the JSON",
+        "",
+        *table(["variant", "fold", *METRICS, "examples", "train s", "run"], rows, 4),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("reranker_sources", __doc__)
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-products", type=int, default=1000)
@@ -47,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--reuse-all", type=Path, help="an earlier `train reranker --folds` folder")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shoprank-source-ablation"))
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reranker_sources")
+    ap.add_argument("--data", type=Path, default=CHORUS, help=f"catalog + judgments folder ({CHORUS})")
+    add_out(ap, "reranker_sources")
     args = ap.parse_args(argv)
-    qrels = load_judgments(DATA / "judgments_dev.csv")
-    products = read_catalog(DATA).products
+    this_run = Run.start("reranker_sources", argv, args)
+    qrels = load_judgments(args.data / "judgments_dev.csv")
+    products = read_catalog(args.data).products
     s = Settings(device="cpu")
     retriever = open_retriever(s)
     train_q, test_q = list(kfold_queries(sorted(qrels), k=args.folds, seed=13))[args.fold]
@@ -94,34 +119,21 @@ def main(argv: list[str] | None = None) -> int:
             "reused": reuse is not None,
         }
         print(name, json.dumps({k: round(v, 4) for k, v in rows[name]["metrics"].items()}), flush=True)
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "fold": args.fold,
-        "test_queries": len(test_q),
-        "config": {k: str(v) for k, v in vars(args).items()},
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reranker_sources.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# Cross-encoder training sources, leave-one-out (one CV fold, rerank = hybrid top 100 → cross-encoder)",
-        "",
-        f"- date: {report['date']}; machine: {report['machine']}",
-        f"- fold {args.fold} of {args.folds}: {len(test_q)} held-out dev queries (unjudged = 0); "
-        f"{args.epochs} epochs, lr {args.lr}, max length {args.max_length}, {args.max_products} products for pseudo-queries",
-        "",
-        *table(
-            ["variant", *METRICS, "examples", "train s"],
-            [
-                [n, *(r["metrics"].get(m) for m in METRICS), r["examples"], r["train_s"]]
-                for n, r in rows.items()
-            ],
-            4,
-        ),
-    ]
-    (args.out / "reranker_sources.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    doc = write_results(
+        args.out,
+        "reranker_sources",
+        [Table([{"variant": n, "fold": args.fold, **r} for n, r in rows.items()], ("variant",), keyed=True)],
+        run=this_run,
+        extra={
+            "date": this_run.date,
+            "machine": this_run.machine,
+            "fold": args.fold,
+            "test_queries": len(test_q),
+            "config": {k: str(v) for k, v in vars(args).items()},
+        },
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

@@ -6,49 +6,73 @@ saw it) and, when given, a fusion model from ``shoprank train fusion`` (its held
 metrics). Then measures the cross-encoder's latency on the real catalog for 50 and 100 candidates
 (hybrid top-N of each dev query, products fetched) for each runtime (torch, ONNX fp32, ONNX int8),
 on this machine's CPU or GPU.
-Writes ``OUT/reranking.json`` and ``OUT/reranking.md``.
+Merges its rows (quality per pipeline, latency per runtime and depth, each with its run's
+provenance) into ``OUT/reranking.json`` and renders ``OUT/reranking.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from bench.common import Run, RunNotes, Table, add_device, add_judgments, add_out, parser, write_results
 from bench.report import table
 from indexer.embedding.embedders import resolve_device
 from indexer.manifest import ModelManifest
 from plugin_api.backends import open_retriever
 from plugin_api.settings import Settings
 from ranker.base import SearchRequest
-from ranker.evaluation.relevance import load_judgments, machine_description
+from ranker.evaluation.relevance import load_judgments
 from ranker.rerank.registry import open_reranker
 
-REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg@10", "ndcg_condensed@10", "judged@10", "mrr@10", "recall@100"]
+LATENCY = ["runtime", "candidates", "p50_ms", "p95_ms", "queries", "device"]
+
+
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    quality = [
+        [p, m.get("reranker", "–"), *(m.get(k, float("nan")) for k in METRICS), notes.mark(m)]
+        for p, m in doc["quality_cross_validated"].items()
+    ]
+    latency = [[*(r[c] for c in LATENCY), notes.mark(r)] for r in doc["latency"]]
+    r = doc.get("reranker", {})
+    train = r.get("train", {})
+    lines = [
+        "# Reranking benchmark",
+        "",
+        f"- last reranker read: {r.get('name')}: sources {r.get('data_sources')}; trained {train.get('steps')} "
+        f"steps in {train.get('seconds')} s on {train.get('device_used')}",
+        f"- quality: query-level {r.get('folds')}-fold cross-validation on the dev judgments (held-out runs),"
+        " as the reranker's (and fusion file's) manifest recorded it",
+        "",
+        *table(["pipeline", "reranker", *METRICS, "run"], quality, 4),
+        *table(["runtime", "candidates", "p50 ms", "p95 ms", "queries", "device", "run"], latency),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("reranking", __doc__)
     ap.add_argument("--reranker", type=Path, required=True)
     ap.add_argument("--fusion-file", type=Path)
-    ap.add_argument(
-        "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
-    )
+    add_judgments(ap)
     ap.add_argument("--depths", default="50,100")
     ap.add_argument(
         "--runtimes",
         default="torch,onnx,onnx-int8",
         help="reranker runtimes to time (onnx needs `shoprank export`)",
     )
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reranking")
+    add_device(ap)
+    add_out(ap, "reranking")
     args = ap.parse_args(argv)
+    run = Run.start("reranking", argv, args)
     manifest = ModelManifest.load(args.reranker, kind="cross-encoder")
     quality = dict(manifest.metrics.get("cross_validated", {}))
     if args.fusion_file:
@@ -84,43 +108,25 @@ def main(argv: list[str] | None = None) -> int:
                     "device": resolve_device(s.device),
                 }
             )
-    result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "reranker": {
-            "name": manifest.name,
-            "data_sources": manifest.data_sources,
-            "train": manifest.train_config,
-            "folds": len(manifest.folds),
-        },
-        "quality_cross_validated": quality,
-        "latency": latency,
+    reranker_meta = {
+        "name": manifest.name,
+        "data_sources": manifest.data_sources,
+        "train": manifest.train_config,
+        "folds": len(manifest.folds),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reranking.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    lines = [
-        "# Reranking benchmark",
-        "",
-        f"- date: {result['date']}; machine: {result['machine']}",
-        f"- reranker {manifest.name}: sources {manifest.data_sources}; trained {manifest.train_config.get('steps')} "
-        f"steps in {manifest.train_config.get('seconds')} s on {manifest.train_config.get('device_used')}",
-        f"- quality: query-level {len(manifest.folds)}-fold cross-validation on the dev judgments (held-out runs)",
-        "",
-        *table(
-            ["pipeline", *METRICS],
-            [[p, *(m.get(k, float("nan")) for k in METRICS)] for p, m in quality.items()],
-            4,
-        ),
-        *table(
-            ["runtime", "candidates", "p50 ms", "p95 ms", "queries", "device"],
-            [
-                [r["runtime"], r["candidates"], r["p50_ms"], r["p95_ms"], r["queries"], r["device"]]
-                for r in latency
-            ],
-        ),
-    ]
-    (args.out / "reranking.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    quality_rows = [{"pipeline": p, **m, "reranker": manifest.name} for p, m in quality.items()]
+    doc = write_results(
+        args.out,
+        "reranking",
+        [
+            Table(quality_rows, ("pipeline",), at="quality_cross_validated", keyed=True),
+            Table(latency, ("runtime", "candidates"), at="latency"),
+        ],
+        run=run,
+        extra={"date": run.date, "machine": run.machine, "reranker": reranker_meta},
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

@@ -6,7 +6,8 @@ both scored on the held-out 20%. English also gets an aspect check on the Hu & L
 sentences whose aspect labels sum to a clear sign (|Σ| ≥ 1) are scored by the model, and
 accuracy is the share whose predicted sign matches. ``--blend`` also stacks the n-gram head
 (:mod:`training.sentiment_blend`) and scores all three on the same test sample; ``--trained DIR``
-scores an earlier run's model instead of fine-tuning one. Writes ``OUT/sentiment.json`` and ``.md``.
+scores an earlier run's model instead of fine-tuning one. Merges one row per language (with its
+run's provenance; languages not run keep theirs) into ``OUT/sentiment.json``, renders ``.md`` from it.
 
     python -m bench.sentiment --langs en,zh [--max-train-zh 12000] [--epochs 1]
     python -m bench.sentiment --langs zh --trained MODELS/zh --blend --models MODELS
@@ -14,24 +15,20 @@ scores an earlier run's model instead of fine-tuning one. Writes ``OUT/sentiment
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench.provenance import SHARED_DATA as DEFAULT_DATA
+from bench.common import Run, RunNotes, add_data, add_device, add_out, parser, write_results
 from bench.report import table
 from indexer.manifest import ModelManifest
-from ranker.evaluation.relevance import machine_description
 from ranker.signals.sentiment import MiniLMSentiment
 from training.finetune import TrainConfig
 from training.reviews_data import read_hu_liu
 from training.sentiment import load_split, train_sentiment
 from training.sentiment_blend import blend_sentiment, split_heldout
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def aspect_check(model: MiniLMSentiment, data: Path) -> dict[str, float]:
@@ -57,11 +54,11 @@ def _gain(g: dict | None) -> str:
 def render(result: dict) -> list[str]:
     """The Markdown report of a ``sentiment.json`` result."""
     rows = result["rows"]
-    extra = result
+    notes = RunNotes()
     lines = [
         "# Review sentiment: fine-tuned MiniLM vs TF-IDF + logistic regression (same split, same run)",
         "",
-        f"- date: {result['date']}; machine: {result['machine']}",
+        "- `date` is when the row's model finished; `run` names the row's run (footnotes below)",
         "- long reviews keep head + tail up to the row's max length (tokens); `from` names the model a"
         " row's run continued (a further epoch with a fresh schedule)",
         "- stacked: MiniLM + the TF-IDF n-gram head (`shoprank train sentiment-blend`), stacking weights"
@@ -86,6 +83,7 @@ def render(result: dict) -> list[str]:
                 "stacked acc",
                 "stacked F1",
                 "stacked − baseline acc [95%]",
+                "run",
             ],
             [
                 [
@@ -105,6 +103,7 @@ def render(result: dict) -> list[str]:
                     r.get("blend_acc", "–"),
                     r.get("blend_f1", "–"),
                     _gain(r.get("blend_gain")),
+                    notes.mark(r),
                 ]
                 for r in rows
             ],
@@ -119,19 +118,32 @@ def render(result: dict) -> list[str]:
                 f" {r['dev']} dev reviews, which also learnt the stacking weights); the head alone"
                 f" scores {r['head_acc']:.4f} on the test reviews.",
             ]
-    if extra.get("hu_liu_aspects"):
-        a = extra["hu_liu_aspects"]
+    en = next((r for r in rows if r["lang"] == "en"), {})
+    a = en.get("hu_liu_aspects") or result.get("hu_liu_aspects")
+    if a:
         lines += [
             "",
-            f"Hu & Liu aspect sentences (|Σ aspect polarity| ≥ 1): {int(a['sentences'])} sentences, "
-            f"sign accuracy {a['sign_accuracy']:.4f} (positive share {a['positive_share']:.4f}).",
+            f"Hu & Liu aspect sentences (|Σ aspect polarity| ≥ 1), scored by the en row's model"
+            f" {notes.mark(en)}: {int(a['sentences'])} sentences, sign accuracy {a['sign_accuracy']:.4f}"
+            f" (positive share {a['positive_share']:.4f}).",
         ]
-    return lines
+    return [*lines, "", *notes.lines()]
+
+
+def _legacy(tables: dict[str, list[dict[str, Any]]], run: Run, args: Any) -> dict[str, Any]:
+    """The older file-level fields (the last run's), and the en row's aspect check at the top."""
+    en = next((r for r in tables["rows"] if r["lang"] == "en"), {})
+    out: dict[str, Any] = {
+        "date": run.date,
+        "machine": run.machine,
+        "config": {k: str(v) for k, v in vars(args).items()},
+    }
+    return out | ({"hu_liu_aspects": en["hu_liu_aspects"]} if en.get("hu_liu_aspects") else {})
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap = parser("sentiment", __doc__)
+    add_data(ap)
     ap.add_argument("--langs", default="en,zh")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=5e-5)
@@ -155,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also stack the n-gram head (weights learnt on the held-out reviews outside the test sample)",
     )
-    ap.add_argument("--device", default="auto")
+    add_device(ap)
     ap.add_argument("--models", type=Path, default=Path("/tmp/shoprank-sentiment"))
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sentiment")
+    add_out(ap, "sentiment")
     args = ap.parse_args(argv)
-    rows, extra = [], {}
+    run = Run.start("sentiment", argv, args)
+    rows = []
     for lang in args.langs.split(","):
         train, test = load_split(lang, args.data)
         dev: list = []
@@ -233,30 +246,19 @@ def main(argv: list[str] | None = None) -> int:
                 head_C=b["head_C"]["chosen"],
             )
         row["total_s"] = time.perf_counter() - t
-        rows.append(row)
         if lang == "en":
-            extra["hu_liu_aspects"] = aspect_check(MiniLMSentiment(model_dir, device=args.device), args.data)
-    # Languages not run this time keep their last measured rows (each row names its own date).
-    previous = args.out / "sentiment.json"
-    if previous.exists():
-        before = json.loads(previous.read_text())
-        ran = {r["lang"] for r in rows}
-        rows = [r for r in before.get("rows", []) if r["lang"] not in ran] + rows
-        if "en" not in ran and before.get("hu_liu_aspects"):
-            extra["hu_liu_aspects"] = before["hu_liu_aspects"]
-    rows.sort(key=lambda r: r["lang"])
-    result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "config": {k: str(v) for k, v in vars(args).items()},
-        "rows": rows,
-        **extra,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sentiment.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = render(result)
-    (args.out / "sentiment.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            row["hu_liu_aspects"] = aspect_check(MiniLMSentiment(model_dir, device=args.device), args.data)
+        rows.append(row)
+    doc = write_results(
+        args.out,
+        "sentiment",
+        rows,
+        key=["lang"],
+        run=run,
+        extra=lambda tables: _legacy(tables, run, args),
+        markdown=lambda d: "\n".join(render(d)) + "\n",
+    )
+    print("\n".join(render(doc)))
     return 0
 
 

@@ -10,12 +10,12 @@ clients (each sends its next request when the previous answer arrived) for ``--s
 
 Reports throughput, p50/p95/p99 latency and the error count (non-200 answers and transport
 errors) per scenario. The load generator runs on the same machine as the service, so both share
-its cores. Writes ``OUT/serve_load.json`` and ``OUT/serve_load.md``.
+its cores. Merges one row per scenario (with its run's provenance; scenarios not run keep theirs)
+into ``OUT/serve_load.json`` and renders ``OUT/serve_load.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -26,18 +26,14 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from bench.common import Run, RunNotes, Table, add_judgments, add_out, parser, write_results
 from bench.report import table
-from ranker.evaluation.relevance import machine_description
-
-REPO = Path(__file__).resolve().parents[1]
-JUDGMENTS = REPO.parent / "shared" / "data" / "chorus_icecat" / "judgments_dev.csv"
 
 
 def _free_port() -> int:
@@ -46,8 +42,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _queries() -> list[str]:
-    with open(JUDGMENTS, newline="") as fh:
+def _queries(judgments: Path) -> list[str]:
+    with open(judgments, newline="") as fh:
         return sorted({row["query"] for row in csv.DictReader(fh)})
 
 
@@ -94,16 +90,50 @@ def _load(base: str, make_path: Any, clients: int, seconds: float) -> dict[str, 
     }
 
 
+def render(doc: dict[str, Any]) -> str:
+    notes = RunNotes()
+    rows = [
+        [
+            n,
+            r.get("clients", "–"),
+            r["requests"],
+            r["errors"],
+            r["throughput_rps"],
+            r["p50_ms"],
+            r["p95_ms"],
+            r["p99_ms"],
+            notes.mark(r),
+        ]
+        for n, r in doc["scenarios"].items()
+    ]
+    lines = [
+        "# Serving under load (loopback; the load generator shares the machine)",
+        "",
+        "- closed-loop clients, each scenario after a 5 s warm-up; the run's seconds per scenario, products"
+        " and events in the event model are in the row (JSON)",
+        "",
+        *table(
+            ["scenario", "clients", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "run"],
+            rows,
+            1,
+        ),
+        *notes.lines(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("serve_load", __doc__)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--scenarios", default="search-hybrid,search-full,similar")
     ap.add_argument("--reranker", type=Path, help="serve with this cross-encoder (full pipeline)")
     ap.add_argument("--reranker-runtime", default="onnx-int8")
     ap.add_argument("--label", default="", help="appended to the scenario names in the report")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serve_load")
+    add_judgments(ap)
+    add_out(ap, "serve_load")
     args = ap.parse_args(argv)
+    run = Run.start("serve_load", argv, args)
     port = _free_port()
     cmd = [sys.executable, "-m", "plugin_api.cli.main", "serve", "--port", str(port)]
     if args.reranker:
@@ -127,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             time.sleep(0.5)
         ready = httpx.get(f"{base}/readyz").json()
-        queries = _queries()
+        queries = _queries(args.judgments)
         ids = [
             r["id"] for r in httpx.get(f"{base}/v1/search", params={"q": "usb", "k": 100}).json()["results"]
         ]
@@ -151,36 +181,30 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(30)
         log.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "serve_load.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    scenarios = {**previous.get("scenarios", {}), **results}
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_description(),
+    per_run = {
         "clients": args.clients,
-        "seconds": args.seconds,
+        "seconds_per_scenario": args.seconds,
         "products": ready.get("products"),
         "events": ready.get("events"),
         "reranker": str(args.reranker) if args.reranker else None,
-        "scenarios": scenarios,
     }
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    rows = [
-        [n, r["requests"], r["errors"], r["throughput_rps"], r["p50_ms"], r["p95_ms"], r["p99_ms"]]
-        for n, r in scenarios.items()
-    ]
-    lines = [
-        "# Serving under load (loopback; the load generator shares the machine)",
-        "",
-        f"- date: {report['date']}; machine: {report['machine']}",
-        f"- {args.clients} concurrent clients, {args.seconds:.0f} s per scenario after a 5 s warm-up; "
-        f"{report['products']} products, {report['events']} events in the event model",
-        "",
-        *table(["scenario", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"], rows, 1),
-    ]
-    (args.out / "serve_load.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    doc = write_results(
+        args.out,
+        "serve_load",
+        [
+            Table(
+                [{"scenario": n, **r, **per_run} for n, r in results.items()],
+                ("scenario",),
+                "scenarios",
+                True,
+            )
+        ],
+        run=run,
+        extra={"date": run.date, "machine": run.machine, "seconds": args.seconds}
+        | {k: v for k, v in per_run.items() if k != "seconds_per_scenario"},
+        markdown=render,
+    )
+    print(render(doc))
     return 0
 
 

@@ -8,31 +8,29 @@ held-out set): treat small gaps as noise.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
+from bench.common import Run, add_index, add_judgments, add_out, parser
 from bench.grid import write_grid
 from indexer.embedded.store import EmbeddedStore
 from indexer.embedding.embedders import SentenceTransformerEmbedder
-from plugin_api.settings import Settings
 from ranker.base import Filters
 from ranker.evaluation.relevance import compute_metrics, load_judgments
 from ranker.retrieval.embedded import EmbeddedBackend
 from ranker.retrieval.fusion import minmax, rrf
 from ranker.retrieval.retriever import DEFAULT_WEIGHTS
 
-REPO = Path(__file__).resolve().parents[1]
+TITLE = "Hybrid fusion grid (embedded backend, dev judgments, top-100 lists, bm25 weight 1.0)"
+COLUMNS = ["fusion", "rrf_k", "vector_weight"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--index", type=Path, default=Settings().embedded_dir)
-    ap.add_argument(
-        "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
-    )
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tune_fusion")
+    ap = parser("tune_fusion", __doc__)
+    add_index(ap)
+    add_judgments(ap)
+    add_out(ap, "tune_fusion")
     args = ap.parse_args(argv)
+    this_run = Run.start("tune_fusion", argv, args)
     qrels = load_judgments(args.judgments)
     backend = EmbeddedBackend(EmbeddedStore(args.index))
     queries = sorted(qrels)
@@ -70,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     write_grid(
         args.out,
         "tune_fusion",
-        "Hybrid fusion grid (embedded backend, dev judgments, top-100 lists, bm25 weight 1.0)",
+        TITLE,
         backend.count(),
-        ["fusion", "rrf_k", "vector_weight"],
+        COLUMNS,
         rows,
+        this_run,
     )
     return 0
 

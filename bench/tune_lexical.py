@@ -8,19 +8,16 @@ same 100 dev queries it is scored on (there is no held-out set), so treat small 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
+from bench.common import Run, add_index, add_judgments, add_out, parser
 from bench.grid import write_grid
 from indexer.embedded.store import EmbeddedStore
 from indexer.schema import DEFAULT_FIELD_BOOSTS, DEFAULT_SYNONYM_WEIGHT
-from plugin_api.settings import Settings
 from ranker.base import Filters
 from ranker.evaluation.relevance import compute_metrics, load_judgments
 from ranker.retrieval.embedded import EmbeddedBackend
 
-REPO = Path(__file__).resolve().parents[1]
 BOOSTS = {
     "per-field sum: title3 name2 brand2 cat2 desc1 attr.5": dict(
         title=3, name=2, brand=2, category=2, description=1, attributes_text=0.5
@@ -35,15 +32,17 @@ BOOSTS = {
 }
 SYNONYM_WEIGHTS = (0.0, 0.3, 1.0)
 
+TITLE = "Lexical tuning grid (embedded BM25, dev judgments)"
+COLUMNS = ["boosts", "synonym_weight"]
+
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--index", type=Path, default=Settings().embedded_dir)
-    ap.add_argument(
-        "--judgments", type=Path, default=REPO.parent / "shared/data/chorus_icecat/judgments_dev.csv"
-    )
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tune_lexical")
+    ap = parser("tune_lexical", __doc__)
+    add_index(ap)
+    add_judgments(ap)
+    add_out(ap, "tune_lexical")
     args = ap.parse_args(argv)
+    this_run = Run.start("tune_lexical", argv, args)
     qrels = load_judgments(args.judgments)
     store = EmbeddedStore(args.index)
     rows = []
@@ -68,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     write_grid(
         args.out,
         "tune_lexical",
-        "Lexical tuning grid (embedded BM25, dev judgments)",
+        TITLE,
         len(store.load().products),
-        ["boosts", "synonym_weight"],
+        COLUMNS,
         rows,
+        this_run,
     )
     return 0
 

@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED = ".jsonl, .ndjson, .json, .csv, .json.zip (or a folder of them)"
 _ICECAT_MARKERS = ("supplier", "short_description", "img_500x500")
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f", ""}
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f", ""})
 MAX_EANS = 1000
 MAX_EAN_CHARS = 64
 

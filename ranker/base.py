@@ -183,3 +183,9 @@ class SearchOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.diversity <= 1.0:
             raise BadInputError(f"diversity must be between 0 and 1, got {self.diversity}")
+
+
+class Searcher(Protocol):
+    """The search role: every named pipeline (``ranker.ranking.pipelines.PIPELINES``) has this shape."""
+
+    def search(self, req: SearchRequest, options: SearchOptions | None = None) -> SearchResult: ...

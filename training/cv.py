@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from indexer.product import Product
-from ranker.base import Filters, Mode, SearchRequest
+from ranker.base import Filters, Searcher, SearchRequest
 from ranker.evaluation.relevance import RUN_DEPTH, Qrels, Run, compute_metrics
+from ranker.ranking.pipelines import PipelineParts, build_pipeline
 from ranker.rerank.cross_encoder import CrossEncoderReranker
-from ranker.rerank.stage import RerankingRetriever
 from ranker.retrieval.retriever import Retriever
 from training.data import SOURCES, TrainingSet, build_training_set
 from training.folds import kfold_queries, leaks
@@ -82,10 +82,10 @@ def build_set(
     )
 
 
-def _runs(searcher: Any, queries: list[str], mode: Mode) -> Run:
+def _runs(searcher: Searcher, queries: list[str]) -> Run:
     run: Run = {}
     for q in queries:
-        hits = searcher.search(SearchRequest(q, k=RUN_DEPTH, mode=mode, with_products=False)).hits
+        hits = searcher.search(SearchRequest(q, k=RUN_DEPTH, with_products=False)).hits
         run[q] = {h.id: float(len(hits) - i) for i, h in enumerate(hits)}
     return run
 
@@ -116,10 +116,9 @@ def train_with_cv(
             log.info("fold %d/%d: %d training examples %s", i + 1, folds, len(ts), ts.counts_by_source())
             train_reranker(ts.examples, fold_dir, cfg, data_sources=ts.counts_by_source(), progress=progress)
             reranker = CrossEncoderReranker(fold_dir, device=cfg.device)
-            held_out["hybrid"].update(_runs(retriever, test_q, Mode.HYBRID))
-            held_out["rerank"].update(
-                _runs(RerankingRetriever(retriever, reranker, candidates=candidates), test_q, Mode.HYBRID)
-            )
+            parts = PipelineParts(retriever, reranker, candidates=candidates)
+            for name in held_out:
+                held_out[name].update(_runs(build_pipeline(name, parts), test_q))
             fold_qrels = {q: qrels[q] for q in test_q}
             report.folds.append(
                 {

@@ -29,11 +29,11 @@ from ranker.rerank.onnx_cross_encoder import EXPORT_DIR, EXPORT_FILE, EXPORT_KIN
 log = logging.getLogger(__name__)
 
 OPSET = 17
-PROBES = [
+PROBES = (
     ("usb c cable 2m", "Belkin USB-C to USB-C cable 2 m | brand Belkin | Cables"),
     ("laptop bag 15 inch", "Targus Classic 15.6 inch laptop backpack black"),
     ("hp toner", "HP 305A cyan original LaserJet toner cartridge | brand HP"),
-]
+)
 # fp32 ONNX must reproduce torch; int8 is allowed to move logits a little (ranking is measured).
 FP32_TOLERANCE = 1e-3
 
@@ -45,7 +45,7 @@ class ExportReport:
     max_abs_diff: dict[str, float]
 
 
-INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def onnx_export(module: Any, inputs: dict[str, Any], path: Path, output: str, opset: int) -> None:
@@ -62,7 +62,7 @@ def onnx_export(module: Any, inputs: dict[str, Any], path: Path, output: str, op
             module,
             tuple(inputs[n] for n in INPUT_NAMES),
             str(path),
-            input_names=INPUT_NAMES,
+            input_names=list(INPUT_NAMES),
             output_names=[output],
             dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}, output: {0: "batch"}},
             opset_version=opset,
@@ -119,7 +119,7 @@ def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: in
 
     wrapper = Logits(model).eval()
     enc = tokenizer(
-        PROBES, padding=True, truncation="longest_first", max_length=manifest.max_length, return_tensors="pt"
+        list(PROBES), padding=True, truncation="longest_first", max_length=manifest.max_length, return_tensors="pt"
     )
     names = INPUT_NAMES
     with torch.no_grad():

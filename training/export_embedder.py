@@ -28,12 +28,12 @@ from training.export import INPUT_NAMES, file_entries, onnx_export, quantize_int
 log = logging.getLogger(__name__)
 
 OPSET = 17
-PROBES = [
+PROBES = (
     "Targus Classic 15.6 inch laptop backpack black",
     "usb c cable 2m",
     "HP 305A cyan original LaserJet toner cartridge",
     "Café crème espresso machine, 15 bar, stainless steel",
-]
+)
 FP32_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.95
 
@@ -73,9 +73,9 @@ def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OP
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
     wrapper = Pooled(transformer).eval()
-    enc = st.tokenizer(PROBES, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    enc = st.tokenizer(list(PROBES), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     names = INPUT_NAMES
-    reference = st.encode(PROBES, normalize_embeddings=True, convert_to_numpy=True)
+    reference = st.encode(list(PROBES), normalize_embeddings=True, convert_to_numpy=True)
 
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")

@@ -143,32 +143,114 @@ def fine_tune(
 
     An interrupted run resumes from ``out_dir/checkpoint`` when the data and config are the same.
     """
-    import torch
-
     cfg = config or TrainConfig()
-    if not first or len(labels) != len(first) or (second is not None and len(second) != len(first)):
-        raise BadInputError("no training examples (or texts and labels differ in number)")
+    _check_texts(first, second, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    dhash = data_hash
-    run_key = hashlib.sha256(
-        json.dumps([dhash, asdict(cfg) | {"device": None}], sort_keys=True).encode()
-    ).hexdigest()
+    run_key = _run_key(data_hash, cfg)
     _seed_everything(cfg.seed)
+    model, added = _prepare_model(cfg, device, base_model_path)
+    steps_per_epoch, total = _plan_steps(len(first), cfg)
+    loop = _make_loop(model, cfg, device, total, added, run_key, out / "checkpoint")
+    step = _resume(loop, kind)
+    y_all = _labels(labels)
+    t0 = time.perf_counter()
+    step, losses = _train_epochs(loop, first, second, y_all, steps_per_epoch, step, kind, progress, on_step)
+    seconds = time.perf_counter() - t0
+    loop.net.eval()
+    _save_model(
+        model,
+        out,
+        ModelManifest(
+            kind=kind,
+            # The name identifies data *and* settings: two runs on the same data with another lr or
+            # length are different models (caches and ONNX exports are keyed by this name).
+            name=f"{name_prefix}-{run_key[:12]}",
+            base_model=BASE_MODEL if base_model_path is None else str(base_model_path),
+            max_length=cfg.max_length,
+            data_hash=data_hash,
+            data_sources=dict(data_sources or {}),
+            train_config=asdict(cfg)
+            | {
+                "extra_tokens": len(cfg.extra_tokens),
+                "tokens_added": added,
+                "device_used": device,
+                "steps": step,
+                "seconds": round(seconds, 1),
+            },
+            metrics=dict(metrics or {}),
+            folds=list(folds or []),
+        ),
+        loop.ckpt,
+    )
+    log.info("trained %s: %d steps in %.1f s on %s -> %s", kind, step, seconds, device, out)
+    return TrainReport(out, step, seconds, device, losses, loop.resumed_from)
+
+
+# -- the steps of fine_tune -------------------------------------------------------------------------
+
+
+@dataclass
+class _Loop:
+    """What the training loop works with: the network, its optimizer and schedule, mixed precision,
+    and where its checkpoint goes."""
+
+    net: Any
+    tokenizer: Any
+    opt: Any
+    sched: Any
+    scaler: Any
+    loss_fn: Any
+    cfg: TrainConfig
+    device: str
+    use_amp: bool
+    amp_dtype: Any
+    total: int
+    run_key: str
+    ckpt: Path
+    resumed_from: int = 0
+
+
+def _check_texts(first: Sequence[str], second: Sequence[str] | None, labels: Sequence[float]) -> None:
+    if not first or len(labels) != len(first) or (second is not None and len(second) != len(first)):
+        raise BadInputError("no training examples (or texts and labels differ in number)")
+
+
+def _run_key(data_hash: str, cfg: TrainConfig) -> str:
+    """The hash of the data and the settings (not the device): a checkpoint resumes only under it."""
+    return hashlib.sha256(
+        json.dumps([data_hash, asdict(cfg) | {"device": None}], sort_keys=True).encode()
+    ).hexdigest()
+
+
+def _prepare_model(cfg: TrainConfig, device: str, base_model_path: str | Path | None) -> tuple[Any, int]:
+    """The base model with the extra tokens added, on ``device`` in training mode; and how many
+    tokens were added."""
     model = load_base_model(cfg.max_length, device, base_model_path)
     net = model[0].auto_model
-    tokenizer = model.tokenizer
-    added = extend_vocabulary(tokenizer, net, cfg.extra_tokens, cfg.seed)
+    added = extend_vocabulary(model.tokenizer, net, cfg.extra_tokens, cfg.seed)
     net.to(device)
     net.train()
+    return model, added
 
-    steps_per_epoch = (len(first) + cfg.batch_size - 1) // cfg.batch_size
+
+def _plan_steps(examples: int, cfg: TrainConfig) -> tuple[int, int]:
+    """Steps per epoch and in all (``max_steps`` caps the latter)."""
+    steps_per_epoch = (examples + cfg.batch_size - 1) // cfg.batch_size
     total = (
         steps_per_epoch * cfg.epochs
         if cfg.max_steps is None
         else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
     )
+    return steps_per_epoch, total
+
+
+def _optimizer(net: Any, cfg: TrainConfig, added: int) -> Any:
+    """AdamW without weight decay on biases and LayerNorm weights; when tokens were added, the
+    word embeddings learn at ``embedding_lr_scale`` × lr."""
+    import torch
+
     no_decay = ("bias", "LayerNorm.weight")
     embed = net.get_input_embeddings().weight
     rest = [(n, p) for n, p in net.named_parameters() if not (added and p is embed)]
@@ -184,116 +266,167 @@ def fine_tune(
     ]
     if added:
         groups.append({"params": [embed], "weight_decay": 0.0, "lr": cfg.lr * cfg.embedding_lr_scale})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _schedule(opt: Any, cfg: TrainConfig, total: int) -> Any:
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0."""
+    import torch
+
     warm = max(1, int(total * cfg.warmup_ratio))
-    sched = torch.optim.lr_scheduler.LambdaLR(
+    return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
     )
+
+
+def _make_loop(
+    model: Any, cfg: TrainConfig, device: str, total: int, added: int, run_key: str, ckpt: Path
+) -> _Loop:
+    """Optimizer, schedule, mixed precision (CUDA only; bf16 where supported) and the loss."""
+    import torch
+
+    net = model[0].auto_model
+    opt = _optimizer(net, cfg, added)
+    sched = _schedule(opt, cfg, total)
     use_amp = cfg.amp and device.startswith("cuda")
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    return _Loop(
+        net=net,
+        tokenizer=model.tokenizer,
+        opt=opt,
+        sched=sched,
+        scaler=scaler,
+        loss_fn=torch.nn.BCEWithLogitsLoss(),
+        cfg=cfg,
+        device=device,
+        use_amp=use_amp,
+        amp_dtype=amp_dtype,
+        total=total,
+        run_key=run_key,
+        ckpt=ckpt,
+    )
 
-    ckpt = out / "checkpoint"
+
+def _resume(loop: _Loop, kind: str) -> int:
+    """The step to start at: the checkpoint's when it belongs to this run (data and settings), else 0."""
+    import torch
+
     step = 0
-    if (ckpt / "state.pt").exists():
-        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
-        if state.get("run_key") == run_key:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
+    if (loop.ckpt / "state.pt").exists():
+        state = torch.load(loop.ckpt / "state.pt", map_location=loop.device, weights_only=False)
+        if state.get("run_key") == loop.run_key:
+            loop.net.load_state_dict(state["model"])
+            loop.opt.load_state_dict(state["optimizer"])
+            loop.sched.load_state_dict(state["scheduler"])
             step = int(state["step"])
-            log.info("resuming %s training at step %d of %d", kind, step, total)
+            log.info("resuming %s training at step %d of %d", kind, step, loop.total)
         else:
-            log.warning("ignoring checkpoint in %s: it belongs to other data or settings", ckpt)
-    resumed_from = step
+            log.warning("ignoring checkpoint in %s: it belongs to other data or settings", loop.ckpt)
+    loop.resumed_from = step
+    return step
 
+
+def _labels(labels: Sequence[float]) -> Any:
     y_all = np.asarray(labels, dtype=np.float32)
     if y_all.min() < 0 or y_all.max() > 1:
         raise BadInputError("labels must be in [0, 1]")
+    return y_all
 
+
+def _train_epochs(
+    loop: _Loop,
+    first: Sequence[str],
+    second: Sequence[str] | None,
+    y_all: Any,
+    steps_per_epoch: int,
+    step: int,
+    kind: str,
+    progress: bool,
+    on_step: Callable[[int, float], None] | None,
+) -> tuple[int, list[float]]:
+    """Train from ``step`` to ``loop.total``, each epoch in its own seeded order; the last step and
+    the mean loss per window of 20 steps."""
+    cfg = loop.cfg
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=step, desc=f"train {kind}", unit="step")
-    t0 = time.perf_counter()
+        bar = tqdm(total=loop.total, initial=step, desc=f"train {kind}", unit="step")
     window: list[float] = []
     losses: list[float] = []
-    while step < total:
+    while step < loop.total:
         epoch, offset = divmod(step, steps_per_epoch)
         order = np.random.default_rng(cfg.seed + epoch).permutation(len(first))
         idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-        batch = tokenizer(
-            [first[i] for i in idx],
-            None if second is None else [second[i] for i in idx],
-            padding=True,
-            truncation="only_second" if second is not None else True,
-            max_length=cfg.max_length,
-            return_tensors="pt",
-        ).to(device)
-        y = torch.from_numpy(y_all[idx]).to(device)
-        with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
-            logits = net(**batch).logits.view(-1)
-            loss = loss_fn(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        window.append(_train_step(loop, first, second, y_all, idx))
         step += 1
-        window.append(float(loss.detach()))
         if on_step:
             on_step(step, window[-1])
         if bar:
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}")
-        if len(window) == 20 or step == total:
+        if len(window) == 20 or step == loop.total:
             losses.append(float(np.mean(window)))
             window = []
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            ckpt.mkdir(exist_ok=True)
-            torch.save(
-                {
-                    "run_key": run_key,
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "step": step,
-                },
-                ckpt / "state.pt.tmp",
-            )
-            (ckpt / "state.pt.tmp").replace(ckpt / "state.pt")
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < loop.total:
+            _save_checkpoint(loop, step)
     if bar:
         bar.close()
-    seconds = time.perf_counter() - t0
-    net.eval()
-    model.save_pretrained(str(out / "model"))
-    ModelManifest(
-        kind=kind,
-        # The name identifies data *and* settings: two runs on the same data with another lr or
-        # length are different models (caches and ONNX exports are keyed by this name).
-        name=f"{name_prefix}-{run_key[:12]}",
-        base_model=BASE_MODEL if base_model_path is None else str(base_model_path),
-        max_length=cfg.max_length,
-        data_hash=dhash,
-        data_sources=dict(data_sources or {}),
-        train_config=asdict(cfg)
-        | {
-            "extra_tokens": len(cfg.extra_tokens),
-            "tokens_added": added,
-            "device_used": device,
-            "steps": step,
-            "seconds": round(seconds, 1),
+    return step, losses
+
+
+def _train_step(
+    loop: _Loop, first: Sequence[str], second: Sequence[str] | None, y_all: Any, idx: Any
+) -> float:
+    """One optimizer step on the examples ``idx``; its loss."""
+    import torch
+
+    batch = loop.tokenizer(
+        [first[i] for i in idx],
+        None if second is None else [second[i] for i in idx],
+        padding=True,
+        truncation="only_second" if second is not None else True,
+        max_length=loop.cfg.max_length,
+        return_tensors="pt",
+    ).to(loop.device)
+    y = torch.from_numpy(y_all[idx]).to(loop.device)
+    with torch.autocast(device_type="cuda", dtype=loop.amp_dtype, enabled=loop.use_amp):
+        logits = loop.net(**batch).logits.view(-1)
+        loss = loop.loss_fn(logits.float(), y)
+    loop.opt.zero_grad(set_to_none=True)
+    loop.scaler.scale(loss).backward()
+    loop.scaler.unscale_(loop.opt)
+    torch.nn.utils.clip_grad_norm_(loop.net.parameters(), 1.0)
+    loop.scaler.step(loop.opt)
+    loop.scaler.update()
+    loop.sched.step()
+    return float(loss.detach())
+
+
+def _save_checkpoint(loop: _Loop, step: int) -> None:
+    """Model, optimizer and schedule at ``step``, written whole or not at all."""
+    import torch
+
+    loop.ckpt.mkdir(exist_ok=True)
+    torch.save(
+        {
+            "run_key": loop.run_key,
+            "model": loop.net.state_dict(),
+            "optimizer": loop.opt.state_dict(),
+            "scheduler": loop.sched.state_dict(),
+            "step": step,
         },
-        metrics=dict(metrics or {}),
-        folds=list(folds or []),
-    ).save(out)
+        loop.ckpt / "state.pt.tmp",
+    )
+    (loop.ckpt / "state.pt.tmp").replace(loop.ckpt / "state.pt")
+
+
+def _save_model(model: Any, out: Path, manifest: ModelManifest, ckpt: Path) -> None:
+    """The model and its manifest into ``out``; the checkpoint, no longer needed, removed."""
+    model.save_pretrained(str(out / "model"))
+    manifest.save(out)
     if ckpt.exists():
         for f in ckpt.iterdir():
             f.unlink()
         ckpt.rmdir()
-    log.info("trained %s: %d steps in %.1f s on %s -> %s", kind, step, seconds, device, out)
-    return TrainReport(out, step, seconds, device, losses, resumed_from)

@@ -19,11 +19,13 @@ cross-encoder, chosen inside each fold's training queries. Without a reranker,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -242,17 +244,19 @@ def cross_validate_fusion(
     return FusionCV(held_out, folds, fold_models, fit(queries, sets[chosen]), chosen, overall, sets)
 
 
-def save_fusion(cv: FusionCV, qrels: Qrels, out: str | Path, meta: dict[str, Any]) -> FusionReport:
-    """Write ``out/fusion.json``: the final weights, ``meta``, the held-out metrics and the folds."""
+def save_fusion(cv: FusionCV, qrels: Qrels, out: str | Path | None, meta: dict[str, Any]) -> FusionReport:
+    """Write ``out/fusion.json`` (``out`` None: nothing written): the final weights, ``meta``, the
+    held-out metrics and the folds."""
     metrics = {"full": compute_metrics(cv.held_out, qrels)} if cv.held_out else {}
     model = LinearFusion(
         cv.final.weights,
         cv.final.bias,
         {**dict(cv.final.meta), **meta, "cross_validated": metrics, "folds": cv.folds},
     )
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "fusion.json")
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / "fusion.json")
     return FusionReport(model, metrics, cv.folds)
 
 
@@ -271,7 +275,7 @@ TEXT_FEATURES = (
 def train_text_fusion_cv(
     qrels: Qrels,
     retriever: Retriever,
-    out: str | Path,
+    out: str | Path | None,
     *,
     candidates: int = 100,
     strict: int = STRICT_CANDIDATES,
@@ -284,7 +288,8 @@ def train_text_fusion_cv(
     """Fusion without a cross-encoder: the first stage's top ``candidates`` per query, weights
     learned by query-level k-fold (near-duplicate queries stay on one side,
     :func:`~training.folds.kfold_queries`) over the text features (default :data:`TEXT_FEATURES`),
-    then fitted on every query. For a shop with judgments but no trained reranker."""
+    then fitted on every query. For a shop with judgments but no trained reranker; the fusion
+    ``full`` ships for that case is this one on the dev judgments (:func:`ship_text_fusion`)."""
     feats = tuple(features) if features else TEXT_FEATURES
     if "cross_encoder" in feats:
         raise BadInputError(
@@ -318,6 +323,49 @@ def train_text_fusion_cv(
             "strict_candidates": strict,
         },
     )
+
+
+# How closely a re-run of the recorded `train fusion` command must reproduce the shipped text
+# fusion (tests/unit/test_shipped_fusion.py): per weight, and on the held-out nDCG@10. The fit is
+# deterministic; the slack is for query embeddings computed on another CPU or BLAS build.
+RETRAIN_TOLERANCE = MappingProxyType({"weight": 0.01, "ndcg@10": 0.002})
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ship_text_fusion(report: FusionReport, path: str | Path, provenance: dict[str, Any]) -> LinearFusion:
+    """Write the learned text fusion as the resource ``full`` uses without a cross-encoder
+    (:func:`ranker.ranking.shipped.text_fusion`): the weights as learned (shop signals at 0; the
+    loader adds the hand-set ones), the training meta, and ``meta.provenance`` (the command, the
+    judgments' sha256, date, commit, held-out figures and :data:`RETRAIN_TOLERANCE`)."""
+    meta = dict(report.model.meta)
+    if meta.get("reranker") is not None or report.model.weights.get("cross_encoder", 0.0) != 0.0:
+        raise BadInputError("only a fusion trained without --reranker can ship as the text fusion")
+    held_out = report.metrics.get("full", {})
+    shipped = LinearFusion(
+        report.model.weights,
+        report.model.bias,
+        {
+            **meta,
+            "provenance": {
+                **provenance,
+                "held_out": {k: round(v, 4) for k, v in held_out.items()},
+                "tolerance": dict(RETRAIN_TOLERANCE),
+            },
+        },
+    )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    shipped.save(tmp)
+    tmp.replace(target)
+    return shipped
 
 
 def train_fusion_cv(

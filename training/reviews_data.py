@@ -35,9 +35,10 @@ import random
 import re
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Generic, NamedTuple, TypeVar
 
 from indexer.catalog import RowError
@@ -46,7 +47,7 @@ from indexer.errors import BadInputError
 log = logging.getLogger(__name__)
 
 BLITZER_DOMAINS = ("books", "dvd", "electronics", "kitchen")
-_LABELS = {"positive": 1, "negative": 0}
+_LABELS: Mapping[str, int] = MappingProxyType({"positive": 1, "negative": 0})
 _WS = re.compile(r"\s+")
 _BLOCK_START = re.compile(r"<review>")
 _BLOCK_END = "</review>"

@@ -23,41 +23,56 @@ from indexer.opensearch.mapping import AUTO_REPLICAS
 
 log = logging.getLogger(__name__)
 
-KEYWORD = {"type": "keyword"}
-TIMESTAMP = {"type": "date", "format": "epoch_millis"}
-EVENTS_BODY: dict[str, Any] = {
-    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
-    "mappings": {
-        "dynamic": False,
-        "properties": {
-            "event_id": KEYWORD,
-            "action_name": KEYWORD,
-            "client_id": KEYWORD,
-            "query_id": KEYWORD,
-            "session_id": KEYWORD,
-            "object_id": KEYWORD,
-            "object_id_field": KEYWORD,
-            "product_id": KEYWORD,
-            "position": {"type": "integer"},
-            "user_query": {"type": "keyword", "ignore_above": 1024},
-            "timestamp": TIMESTAMP,
-            "raw": {"type": "object", "enabled": False},
+
+def _keyword() -> dict[str, Any]:
+    return {"type": "keyword"}
+
+
+def _timestamp() -> dict[str, Any]:
+    return {"type": "date", "format": "epoch_millis"}
+
+
+def events_body() -> dict[str, Any]:
+    """The events index body (fresh each call: request bodies share no dict)."""
+    return {
+        "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
+        "mappings": {
+            "dynamic": False,
+            "properties": {
+                "event_id": _keyword(),
+                "action_name": _keyword(),
+                "client_id": _keyword(),
+                "query_id": _keyword(),
+                "session_id": _keyword(),
+                "object_id": _keyword(),
+                "object_id_field": _keyword(),
+                "product_id": _keyword(),
+                "position": {"type": "integer"},
+                "user_query": {"type": "keyword", "ignore_above": 1024},
+                "timestamp": _timestamp(),
+                "raw": {"type": "object", "enabled": False},
+            },
         },
-    },
-}
-QUERIES_BODY: dict[str, Any] = {
-    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
-    "mappings": {
-        "dynamic": False,
-        "properties": {
-            "query_id": KEYWORD,
-            "client_id": KEYWORD,
-            "user_query": {"type": "keyword", "ignore_above": 1024},
-            "query_response_object_ids": KEYWORD,
-            "timestamp": TIMESTAMP,
+    }
+
+
+def queries_body() -> dict[str, Any]:
+    """The queries index body (fresh each call)."""
+    return {
+        "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
+        "mappings": {
+            "dynamic": False,
+            "properties": {
+                "query_id": _keyword(),
+                "client_id": _keyword(),
+                "user_query": {"type": "keyword", "ignore_above": 1024},
+                "query_response_object_ids": _keyword(),
+                "timestamp": _timestamp(),
+            },
         },
-    },
-}
+    }
+
+
 PAGE = 1000
 
 
@@ -77,7 +92,7 @@ class OpenSearchEventStore:
         self.url = client_url(client)
 
     def ensure_indices(self) -> None:
-        for index, body in ((self.events_index, EVENTS_BODY), (self.queries_index, QUERIES_BODY)):
+        for index, body in ((self.events_index, events_body()), (self.queries_index, queries_body())):
             ensure_index(self.client, index, body, self.url)
 
     def add(self, events: Sequence[Event], queries: Sequence[QueryRecord] = ()) -> EventWriteReport:
@@ -158,7 +173,10 @@ class OpenSearchEventStore:
             if len(hits) < PAGE:
                 if skipped:
                     log.warning(
-                        "%s: skipped %d unusable event record(s) (first: %s)", self.events_index, skipped, first
+                        "%s: skipped %d unusable event record(s) (first: %s)",
+                        self.events_index,
+                        skipped,
+                        first,
                     )
                 return out
             after = hits[-1]["sort"]

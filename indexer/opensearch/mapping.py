@@ -85,17 +85,21 @@ def vector_field(dimension: int) -> dict[str, Any]:
 # The review aggregate kept with each product (``shoprank reviews ingest``): exact sums and counts,
 # plus the shrunk sentiment and rating, so queries can filter or boost on them.
 REVIEWS_FIELD = "reviews"
-REVIEWS_MAPPING: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "count": {"type": "integer"},
-        "sentiment_sum": {"type": "double"},
-        "rating_count": {"type": "integer"},
-        "rating_sum": {"type": "double"},
-        "sentiment": {"type": "float"},
-        "rating": {"type": "float"},
-    },
-}
+
+
+def reviews_mapping() -> dict[str, Any]:
+    """The ``reviews`` object field (a fresh dict each call: request bodies share no dict)."""
+    return {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "sentiment_sum": {"type": "double"},
+            "rating_count": {"type": "integer"},
+            "rating_sum": {"type": "double"},
+            "sentiment": {"type": "float"},
+            "rating": {"type": "float"},
+        },
+    }
 
 
 def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def mappings(dimension: int, manifest: Manifest) -> dict[str, Any]:
                 "ignore_malformed": True,
             },
             "attributes": {"type": "object", "enabled": False},
-            REVIEWS_FIELD: REVIEWS_MAPPING,
+            REVIEWS_FIELD: reviews_mapping(),
             VECTOR_FIELD: vector_field(dimension),
         }
     )

@@ -17,30 +17,39 @@ from typing import Any
 
 from indexer.base import DocError
 from indexer.opensearch.client import client_url, ensure_index, os_errors
-from indexer.opensearch.mapping import AUTO_REPLICAS, REVIEWS_FIELD, REVIEWS_MAPPING
+from indexer.opensearch.mapping import AUTO_REPLICAS, REVIEWS_FIELD, reviews_mapping
 from indexer.reviews import Review, ReviewPrior, ReviewStats, ReviewWriteReport
 
 log = logging.getLogger(__name__)
 
-REVIEW_INDEX_BODY: dict[str, Any] = {
-    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
-    "mappings": {
-        "dynamic": "strict",
-        "properties": {
-            "id": {"type": "keyword"},
-            "product_id": {"type": "keyword"},
-            "text": {"type": "text", "index": False},
-            "rating": {"type": "float"},
-            "date": {"type": "keyword"},
-            "sentiment": {"type": "float"},
+
+def review_index_body() -> dict[str, Any]:
+    """The reviews index body (fresh each call)."""
+    return {
+        "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": AUTO_REPLICAS}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "id": {"type": "keyword"},
+                "product_id": {"type": "keyword"},
+                "text": {"type": "text", "index": False},
+                "rating": {"type": "float"},
+                "date": {"type": "keyword"},
+                "sentiment": {"type": "float"},
+            },
         },
-    },
-}
-AGGS: dict[str, Any] = {
-    "sentiment_sum": {"sum": {"field": "sentiment"}},
-    "rating_count": {"value_count": {"field": "rating"}},
-    "rating_sum": {"sum": {"field": "rating"}},
-}
+    }
+
+
+def review_aggs() -> dict[str, Any]:
+    """The per-product sums the aggregate is rebuilt from (fresh each call)."""
+    return {
+        "sentiment_sum": {"sum": {"field": "sentiment"}},
+        "rating_count": {"value_count": {"field": "rating"}},
+        "rating_sum": {"sum": {"field": "rating"}},
+    }
+
+
 PAGE = 500
 
 
@@ -55,7 +64,7 @@ class OpenSearchReviewStore:
         self.url = client_url(client)
 
     def ensure_index(self) -> None:
-        ensure_index(self.client, self.index, REVIEW_INDEX_BODY, self.url)
+        ensure_index(self.client, self.index, review_index_body(), self.url)
 
     def add(self, reviews: Sequence[Review]) -> ReviewWriteReport:
         """Store scored reviews (duplicates skipped), then refresh the touched products' aggregates."""
@@ -113,7 +122,7 @@ class OpenSearchReviewStore:
                 composite["after"] = after
             body: dict[str, Any] = {
                 "size": 0,
-                "aggs": {"products": {"composite": composite, "aggs": AGGS}},
+                "aggs": {"products": {"composite": composite, "aggs": review_aggs()}},
             }
             if ids is not None:
                 body["query"] = {"terms": {"product_id": list(ids)}}
@@ -144,7 +153,7 @@ class OpenSearchReviewStore:
         with os_errors(self.url, f"adding the reviews field to {self.alias!r}"):
             # Additive and idempotent: indices built before reviews existed gain the field.
             self.client.indices.put_mapping(
-                index=self.alias, body={"properties": {REVIEWS_FIELD: REVIEWS_MAPPING}}
+                index=self.alias, body={"properties": {REVIEWS_FIELD: reviews_mapping()}}
             )
         actions = (
             {"_op_type": "update", "_id": pid, "doc": {REVIEWS_FIELD: s.to_dict(self.prior)}}

@@ -7,22 +7,24 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from indexer.errors import BadInputError
 from plugin_api.cli.common import common, rows_status, settings_from
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
-SERVE_FLAGS = {
+SERVE_FLAGS: Mapping[str, str] = MappingProxyType({
     "host": "host",
     "port": "port",
     "reranker": "reranker_path",
     "fusion_file": "fusion_path",
     "sentiment_model": "sentiment_path",
     "reranker_runtime": "reranker_runtime",
-}
+})
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

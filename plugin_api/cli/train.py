@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +175,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train_fusion(args: argparse.Namespace) -> int:
+    from indexer.errors import BadInputError
     from plugin_api.backends import open_retriever
     from ranker.evaluation.relevance import load_judgments
     from training.fusion import train_fusion_cv
 
+    if args.out is None and args.resource is None:
+        raise BadInputError("give --out DIR for fusion.json (or, without --reranker, --resource FILE)")
+    if args.resource is not None and args.reranker is not None:
+        raise BadInputError("--resource ships the text fusion: drop --reranker (or --resource)")
     s = settings_from(args)
     shared: dict[str, Any] = {
         "candidates": s.rerank_candidates,
@@ -186,9 +194,11 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     }
     qrels, retriever = load_judgments(args.judgments), open_retriever(s)
     if args.reranker is None:
-        from training.fusion import train_text_fusion_cv
+        from training.fusion import ship_text_fusion, train_text_fusion_cv
 
         rep = train_text_fusion_cv(qrels, retriever, args.out, folds=args.folds, **shared)
+        if args.resource is not None:
+            ship_text_fusion(rep, args.resource, fusion_provenance(args, s, retriever))
     else:
         rep = train_fusion_cv(
             args.reranker,
@@ -204,7 +214,8 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     print(
         json.dumps(
             {
-                "out": str(args.out / "fusion.json"),
+                "out": str(args.out / "fusion.json") if args.out is not None else None,
+                **({"resource": str(args.resource)} if args.resource is not None else {}),
                 "weights": {k: round(v, 4) for k, v in rep.model.weights.items()},
                 "feature_set": rep.model.meta.get("feature_set"),
                 "cross_validated": {
@@ -214,6 +225,76 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+# The settings that change what `train fusion` learns; a re-run sets them as SHOPRANK_* again.
+FUSION_SETTINGS = (
+    "backend",
+    "embedder",
+    "candidates",
+    "fusion",
+    "rrf_k",
+    "weight_bm25",
+    "weight_vector",
+    "rerank_candidates",
+    "strict_candidates",
+    "device",
+)
+
+
+def fusion_command(args: argparse.Namespace) -> str:
+    """The `shoprank train fusion` command line these arguments stand for (the flags that matter)."""
+    argv = ["shoprank", "train", "fusion", "--judgments", str(args.judgments), "--folds", str(args.folds)]
+    argv += ["--objective", args.objective]
+    argv += ["--judged-only"] if args.judged_only else []
+    argv += ["--features", args.features] if args.features else []
+    for flag in ("--backend", "--opensearch-url", "--index-alias", "--data-dir", "--embedder", "--device"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        argv += [flag, str(value)] if value is not None else []
+    argv += ["--out", str(args.out)] if args.out is not None else []
+    return shlex.join([*argv, "--resource", str(args.resource)])
+
+
+def fusion_provenance(args: argparse.Namespace, s: Any, retriever: Any) -> dict[str, Any]:
+    """Where a shipped text fusion comes from: the command, its settings, the judgments file's
+    sha256, the index it ranked (catalog hash, size, embedder), the date and the commit."""
+    from training.fusion import file_sha256
+
+    manifest = retriever.backend.manifest()
+    return {
+        "command": fusion_command(args),
+        "settings": {k: getattr(s, k) for k in FUSION_SETTINGS},
+        "judgments": Path(args.judgments).name,
+        "judgments_sha256": file_sha256(args.judgments),
+        "index": {
+            "catalog_hash": manifest.catalog_hash,
+            "documents": manifest.documents,
+            "model_id": manifest.model_id,
+        }
+        if manifest is not None
+        else None,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+    }
+
+
+def git_commit() -> str:
+    """The checkout's short HEAD, ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+    repo = str(Path(__file__).resolve().parents[2])
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", "-C", repo, *cmd], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head, dirty = (
+            git("rev-parse", "--short", "HEAD"),
+            git("status", "--porcelain", "--untracked-files=no"),
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
 
 
 def add_train_commands(sub: Any) -> None:
@@ -305,7 +386,13 @@ def add_train_commands(sub: Any) -> None:
     )
     p.add_argument("--folds", type=int, default=5, help="k for the query-level CV without --reranker")
     p.add_argument("--judgments", required=True, type=Path, help="query,docid,rating CSV")
-    p.add_argument("--out", required=True, type=Path, help="folder for fusion.json")
+    p.add_argument("--out", type=Path, help="folder for fusion.json (optional with --resource)")
+    p.add_argument(
+        "--resource",
+        type=Path,
+        help="without --reranker: also write the text fusion with its provenance as the resource `full` "
+        "ships (ranker/ranking/resources/text_fusion.json)",
+    )
     p.add_argument(
         "--judged-only",
         action="store_true",

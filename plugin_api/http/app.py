@@ -18,7 +18,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from indexer.errors import BackendUnavailableError, IndexMismatchError, ShoprankError
-from plugin_api.http.errors import Metrics, install
+from plugin_api.http.errors import install
+from plugin_api.http.metrics import Metrics
 from plugin_api.http.services import Services, build_services
 from plugin_api.settings import Settings
 

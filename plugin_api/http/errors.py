@@ -1,8 +1,8 @@
-"""HTTP plumbing shared by the routes: the one error → status map, API keys, metrics, limits."""
+"""The one place domain errors become HTTP statuses and error bodies, and the app's middleware
+(transport limits, metrics per endpoint) is installed."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.errors import (
@@ -23,7 +23,9 @@ from indexer.errors import (
     OverloadedError,
     ShoprankError,
 )
+from plugin_api.http.auth import Unauthorized
 from plugin_api.http.limits import Guard, Limits
+from plugin_api.http.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,6 @@ STATUS: tuple[tuple[type[ShoprankError], int], ...] = (
 )
 
 
-class Unauthorized(ShoprankError):
-    """A write without a valid API key (HTTP 401)."""
-
-
 def status_of(exc: ShoprankError) -> int:
     if isinstance(exc, Unauthorized):
         return 401
@@ -49,81 +47,6 @@ def status_of(exc: ShoprankError) -> int:
         if isinstance(exc, cls):
             return code
     return 500
-
-
-def check_api_key(presented: str | None, keys: tuple[str, ...]) -> None:
-    """Constant-time comparison against every configured key; the key itself is never logged."""
-    if not keys:
-        raise Unauthorized("writes are disabled: this service has no API keys (set SHOPRANK_API_KEYS)")
-    if not presented:
-        raise Unauthorized("this endpoint needs an API key in the X-API-Key header")
-    given = presented.encode()
-    ok = False
-    for k in keys:
-        ok |= hmac.compare_digest(given, k.encode())
-    if not ok:
-        raise Unauthorized("the X-API-Key header does not hold a valid key")
-
-
-def event_trust(presented: str | None, settings: Any) -> bool:
-    """Whether events sent with this key are the shop's own (True: an admin key) or a browser's
-    (False: a public key, or no key while the service has no public keys); 401 otherwise."""
-    admin: tuple[str, ...] = settings.api_keys
-    public: tuple[str, ...] = settings.public_keys
-    if presented and admin and _matches(presented, admin):
-        return True
-    if not public:
-        if presented:
-            raise Unauthorized("the X-API-Key header does not hold a valid key; send events without one")
-        return False
-    if not presented:
-        raise Unauthorized("events need the storefront's public key in the X-API-Key header")
-    if not _matches(presented, public):
-        raise Unauthorized("the X-API-Key header does not hold a valid public or admin key")
-    return False
-
-
-def _matches(presented: str, keys: tuple[str, ...]) -> bool:
-    given = presented.encode()
-    ok = False
-    for k in keys:
-        ok |= hmac.compare_digest(given, k.encode())
-    return ok
-
-
-class Metrics:
-    """Prometheus counters and histograms in a registry of this app (no process globals)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "shoprank_requests", "HTTP requests", ["endpoint", "method", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "shoprank_request_seconds",
-            "HTTP request latency",
-            ["endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        self.stages = Histogram(
-            "shoprank_stage_seconds",
-            "time per ranking stage",
-            ["stage"],
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry,
-        )
-
-    def observe_stages(self, timings_ms: dict[str, float]) -> None:
-        for stage, ms in timings_ms.items():
-            self.stages.labels(stage).observe(ms / 1000.0)
-
-    def render(self) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _error(status: int, message: str, detail: list[dict[str, str]] | None = None) -> JSONResponse:

@@ -15,7 +15,7 @@ from indexer.events import parse_event
 from indexer.product import Product
 from indexer.reviews import Review
 from plugin_api.backends import review_prior
-from plugin_api.http.errors import check_api_key, event_trust
+from plugin_api.http.auth import check_api_key, event_trust
 from plugin_api.http.schemas import (
     ID_PATTERN,
     USER_ID_PATTERN,
@@ -57,7 +57,6 @@ API_KEY = APIKeyHeader(
     description="one of SHOPRANK_API_KEYS (admin), or for events one of SHOPRANK_PUBLIC_KEYS",
 )
 ApiKey = Annotated[str | None, Security(API_KEY)]
-OPTIONAL_KEY: dict[str, Any] = {"security": [{}]}  # with the scheme FastAPI adds: a key, or none
 
 
 class _FieldErrors(BadInputError):
@@ -245,7 +244,7 @@ def for_user(
     response_model=EventsOut,
     tags=["events"],
     responses=error_responses(401, 422, 503, 429),
-    openapi_extra=OPTIONAL_KEY,
+    openapi_extra={"security": [{}]},  # with the scheme FastAPI adds: a key, or none
 )
 def post_events(
     request: Request, body: EventsIn, x_api_key: ApiKey = None

@@ -8,7 +8,9 @@ are text on the wire, so ``GET /v1/search?k=5`` still parses. Every error answer
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -48,7 +50,7 @@ class ErrorOut(BaseModel):
     detail: list[FieldProblem] | None = Field(None, description="the problems one by one (422), else null")
 
 
-ERROR_DESCRIPTIONS: dict[int, str] = {
+ERROR_DESCRIPTIONS: Mapping[int, str] = MappingProxyType({
     400: "the request is malformed",
     401: "a missing or invalid X-API-Key",
     404: "no such product or shopper",
@@ -58,7 +60,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     422: "invalid input: not JSON, a wrong type, a value out of range; `detail` names each field",
     429: "too many requests in flight; retry after Retry-After seconds",
     503: "the backend or a model this request needs is unavailable; `error` says which",
-}
+})
 
 
 def error_responses(*codes: int, by_ref: bool = False) -> dict[int | str, dict[str, Any]]:
@@ -103,6 +105,11 @@ Weights = Annotated[
 ]
 
 
+# The registry's pipelines (ranker.ranking.pipelines) a storefront request may name.
+SearchPipeline = Literal["full", "hybrid"]
+API_PIPELINES: tuple[str, ...] = get_args(SearchPipeline)
+
+
 class SearchParams(BaseModel):
     """``GET /v1/search`` query parameters (text on the wire: ``k=5`` parses)."""
 
@@ -119,7 +126,7 @@ class SearchParams(BaseModel):
     user_id: str | None = Field(None, pattern=USER_ID_PATTERN, description="pseudonymous shopper id")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR: 0 = relevance only, 1 = most varied")
     explain: bool = False
-    pipeline: Literal["full", "hybrid"] = "full"
+    pipeline: SearchPipeline = Field("full", description="a named pipeline: full (ranked) or hybrid (fast)")
 
 
 class SearchBody(SearchParams):

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,12 +38,23 @@ from plugin_api.backends import (
     retrieval_config,
     review_prior,
 )
+from plugin_api.http.schemas import API_PIPELINES
 from plugin_api.settings import Settings
-from ranker.base import EanLookup, Hit, Reranker, SearchBackend, SearchOptions, SearchRequest, SearchResult
+from ranker.base import (
+    EanLookup,
+    Hit,
+    Reranker,
+    SearchBackend,
+    Searcher,
+    SearchOptions,
+    SearchRequest,
+    SearchResult,
+)
 from ranker.lazy import Once
-from ranker.ranking.full import DEFAULT_FUSION, TEXT_FUSION, FullPipeline
+from ranker.ranking.full import FullPipeline
 from ranker.ranking.linear_fusion import LinearFusion
 from ranker.ranking.mmr import mmr
+from ranker.ranking.pipelines import PipelineParts, build_pipeline
 from ranker.recommend.recommender import Recommender, user_affinity
 from ranker.retrieval.retriever import Retriever
 from ranker.signals.personalization import EventModel, PersonalizationConfig
@@ -97,7 +109,8 @@ class Services:
     store: ProductWriter  # where product writes go (the embedded backend itself, or OpenSearch)
     embedder: Embedder
     retriever: Retriever
-    pipeline: FullPipeline
+    pipeline: FullPipeline  # the storefront's ``full`` pipeline (shop signals are attached to it)
+    searchers: Mapping[str, Searcher]  # what ``pipeline=`` may name, built from the registry
     reviews: ReviewStore
     events: EventStore
     event_model: EventModel
@@ -124,7 +137,7 @@ class Services:
         """Ranked results and the query id the storefront attributes its events to; the query
         record keeps the ids of the page the response shows (``shown`` = start, size), which
         is what an untrusted click on this query id is checked against."""
-        result = self.retriever.search(req) if pipeline == "hybrid" else self.pipeline.search(req, opts)
+        result = self.searchers[pipeline].search(req, opts)
         query_id = str(uuid.uuid4())
         start, size = shown
         record = QueryRecord(
@@ -297,20 +310,26 @@ def build_services(s: Settings) -> Services:
             return MiniLMSentiment(path, device=device)
 
         sentiment = Once(load_sentiment)
+    parts = PipelineParts(
+        retriever,
+        reranker,
+        fusion,
+        candidates=s.rerank_candidates,
+        strict_candidates=s.strict_candidates,
+        prior=review_prior(s),
+        device=s.device,
+    )
+    searchers = {name: build_pipeline(name, parts) for name in API_PIPELINES}
+    full = searchers["full"]
+    assert isinstance(full, FullPipeline)
     services = Services(
         settings=s,
         backend=backend,
         store=store,
         embedder=embedder,
         retriever=retriever,
-        pipeline=FullPipeline(
-            retriever,
-            reranker,
-            candidates=s.rerank_candidates,
-            strict_candidates=s.strict_candidates,
-            device=s.device,
-            prior=review_prior(s),
-        ),
+        pipeline=full,
+        searchers=MappingProxyType(searchers),
         reviews=f.reviews(s),
         events=events,
         event_model=event_model,
@@ -323,7 +342,6 @@ def build_services(s: Settings) -> Services:
     if reranker is not None:
         reranker.score("warm up", [Product("warm-up", "warm up")])
     mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device
-    services.pipeline.fusion = fusion or (DEFAULT_FUSION if reranker is not None else TEXT_FUSION)
     services.last_expiry = services.last_sync = time.time()  # expired and loaded just above
     services.pipeline.popularity = event_model.popularity
     services.pipeline.personal = services.personal

@@ -34,7 +34,6 @@ FEATURES = (
     "popularity",  # time-decayed interaction share in [0, 1] (serving work feeds it)
     "personal_affinity",  # shopper-profile similarity in [-1, 1] (serving work feeds it)
 )
-NEUTRAL = {name: 0.0 for name in FEATURES}
 
 
 @dataclass(frozen=True)

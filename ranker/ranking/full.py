@@ -28,25 +28,9 @@ from ranker.retrieval.retriever import STRICT_CANDIDATES, Retriever
 SHOP_SIGNAL_WEIGHTS = MappingProxyType({"sentiment": 0.3, "rating": 0.2, "popularity": 0.3, "personal_affinity": 0.5})
 # Until `shoprank train fusion` has learned weights: the cross-encoder leads, retrieval breaks ties.
 DEFAULT_FUSION = LinearFusion({"cross_encoder": 1.0, "bm25": 0.2, "vector": 0.2, **SHOP_SIGNAL_WEIGHTS})
-# Without a cross-encoder: the text weights `shoprank train fusion --judgments judgments_dev.csv`
-# (no --reranker) learns on the dev judgments over the hybrid top 100 plus the strict keyword leg's
-# top 40, rounded (final fit on all 100 queries; held-out nDCG@10 of its 5-fold CV 0.852 vs hybrid
-# 0.795, CPU run of 2026-11-29, bench/README.md) plus the shop signals. "Every query term in some
-# field" and "the strict keyword leg found it" carry much of the weight: the judgments were pooled
-# from a keyword engine that required every term, so they rate what such an engine returns.
-TEXT_FUSION = LinearFusion(
-    {
-        "retrieval": 0.47,
-        "bm25": 1.28,
-        "vector": 3.96,
-        "title_coverage": 0.23,
-        "field_coverage": -0.89,
-        "brand_in_query": 0.39,
-        "all_terms": 1.72,
-        "strict_match": 1.78,
-        **SHOP_SIGNAL_WEIGHTS,
-    }
-)
+# Without a cross-encoder, `full` uses ranker.ranking.shipped.text_fusion(): text weights learned by
+# `shoprank train fusion` on the dev judgments (a package resource with its provenance) plus these
+# shop signals.
 
 
 class FullPipeline:

@@ -93,7 +93,7 @@ def service(tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
-    shoprank = [sys.executable, "-m", "plugin_api.cli.main"]
+    shoprank = [sys.executable, "-m", "plugin_api.cli"]
     catalog = FIXTURES / "catalog.jsonl"
     index = [*shoprank, "index", "--catalog", str(catalog), "--data-dir", str(root / "data"), "--quiet"]
     subprocess.run(index, env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)

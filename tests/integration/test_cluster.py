@@ -76,7 +76,7 @@ def _env(home: Path) -> dict[str, str]:
 
 def _index(cluster: Cluster, home: Path) -> subprocess.CompletedProcess[str]:
     """``shoprank index`` of the fixture catalog (a new index version, then the alias swap)."""
-    cmd = [sys.executable, "-m", "plugin_api.cli.main", "index", "--backend", "opensearch"]
+    cmd = [sys.executable, "-m", "plugin_api.cli", "index", "--backend", "opensearch"]
     cmd += ["--opensearch-url", cluster.url, "--index-alias", ALIAS]
     cmd += ["--catalog", str(FIXTURES / "catalog.jsonl"), "--quiet"]
     return subprocess.run(cmd, env=_env(home), capture_output=True, text=True, timeout=300, check=False)
@@ -178,7 +178,7 @@ def service(opensearch_cluster: Cluster, tmp_path_factory: pytest.TempPathFactor
     built = _index(opensearch_cluster, home)
     assert built.returncode == 0, built.stdout + built.stderr
     port = _free_port()
-    cmd = [sys.executable, "-m", "plugin_api.cli.main", "serve", "--workers", "2", "--port", str(port)]
+    cmd = [sys.executable, "-m", "plugin_api.cli", "serve", "--workers", "2", "--port", str(port)]
     cmd += ["--backend", "opensearch", "--opensearch-url", opensearch_cluster.url, "--index-alias", ALIAS]
     log = open(home / "serve.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(cmd, env=_env(home), stdout=log, stderr=subprocess.STDOUT)

@@ -163,7 +163,7 @@ def service(node, sentiment_model, tmp_path_factory):
     cmd = [
         sys.executable,
         "-m",
-        "plugin_api.cli.main",
+        "plugin_api.cli",
         "serve",
         "--port",
         str(port),

@@ -182,10 +182,11 @@ def test_help_lists_what_the_commands_accept(capsys):
     import argparse
 
     from indexer.embedding.embedders import EMBEDDERS
-    from plugin_api.cli.main import EVAL_PIPELINES, build_parser
-    from ranker.retrieval.retriever import Mode
+    from plugin_api.cli.main import build_parser
+    from ranker.base import Mode
+    from ranker.ranking.pipelines import PIPELINES
 
-    assert set(EVAL_PIPELINES) >= {m.value for m in Mode} | {"rerank", "full"}
+    assert set(PIPELINES) >= {m.value for m in Mode} | {"rerank", "full"}
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name in ("search", "eval", "index"):
@@ -193,7 +194,7 @@ def test_help_lists_what_the_commands_accept(capsys):
             if not isinstance(action, argparse._HelpAction):
                 assert action.help, f"`shoprank {name}` {action.option_strings or action.dest} has no help"
     eval_help = subs.choices["eval"].format_help()
-    assert all(p in eval_help for p in EVAL_PIPELINES)
+    assert all(p in eval_help for p in PIPELINES)
     search_help = subs.choices["search"].format_help()
     assert all(e in search_help for e in EMBEDDERS)
 

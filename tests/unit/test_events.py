@@ -18,7 +18,7 @@ from indexer.events import (
     read_ubi_log,
     resolve_products,
 )
-from indexer.opensearch.events import EVENTS_BODY, QUERIES_BODY, OpenSearchEventStore
+from indexer.opensearch.events import OpenSearchEventStore, events_body, queries_body
 from indexer.product import Product
 from ranker.recommend.recommender import is_duplicate
 from ranker.signals.personalization import EventModel, PersonalizationConfig
@@ -241,8 +241,8 @@ def test_opensearch_event_store_requests() -> None:
     rep = store.add([a, b, a], [QueryRecord("q1", "c1", "tv", 99.0, ("p1",))])
     assert (rep.accepted, rep.duplicates, rep.queries) == (1, 2, 1) and rep.stored == [a]
     calls = {(c.method, c.path): c for c in node.calls}
-    assert calls[("PUT", "/ubi_events")].body == EVENTS_BODY
-    assert calls[("PUT", "/ubi_queries")].body == QUERIES_BODY
+    assert calls[("PUT", "/ubi_events")].body == events_body()
+    assert calls[("PUT", "/ubi_queries")].body == queries_body()
     bulk = calls[("POST", "/_bulk")]
     assert "refresh" not in bulk.params  # durable in the translog; reads refresh first
     assert bulk.body[0] == {"create": {"_index": "ubi_events", "_id": a.id}}

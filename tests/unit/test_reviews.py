@@ -12,7 +12,7 @@ import pytest
 from indexer.embedded.reviews import EmbeddedReviewStore
 from indexer.embedded.store import EmbeddedStore
 from indexer.errors import BadInputError
-from indexer.opensearch.reviews import REVIEW_INDEX_BODY, OpenSearchReviewStore
+from indexer.opensearch.reviews import OpenSearchReviewStore, review_index_body
 from indexer.product import Product, catalog_hash
 from indexer.reviews import Review, ReviewPrior, ReviewStats, aggregate, read_reviews, shrunk_mean
 from ranker.base import Hit
@@ -213,7 +213,7 @@ def test_opensearch_review_store_requests() -> None:
     rep = store.add(reviews)
     assert (rep.added, rep.duplicates, rep.products) == (2, 1, ["p1", "p2"])
     calls = {(c.method, c.path): c for c in node.calls}
-    assert calls[("PUT", "/shoprank-products-reviews")].body == REVIEW_INDEX_BODY
+    assert calls[("PUT", "/shoprank-products-reviews")].body == review_index_body()
     bulk = calls[("POST", "/shoprank-products-reviews/_bulk")]
     assert bulk.params["refresh"] == "wait_for"
     assert bulk.body[0] == {"create": {"_id": reviews[0].id}}
