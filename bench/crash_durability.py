@@ -22,28 +22,36 @@ Everything runs as real ``shoprank`` processes on loopback, with the hashing emb
 A SIGKILL'ed process loses what it had not handed to the kernel; a power cut would also lose
 what was not fsync'ed, which this does not test. ``--backend opensearch`` adds the ``writes``
 rounds against the node at 127.0.0.1:9200 (own alias and UBI prefix, dropped at the end) when one
-answers; it never starts or stops a node. Writes ``OUT/crash_durability.json`` and ``.md``.
+answers; it never starts or stops a node. Merges the ``writes`` (one per backend) and the killed
+builds (one per trigger), each with its run's provenance, into ``OUT/crash_durability.json`` and
+renders ``.md`` from it; rows this run did not produce keep theirs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import (
+    RESULTS,
+    Run,
+    RunNotes,
+    Table,
+    merge_rows,
+    parser,
+    read_results,
+    rows_of,
+    write_results,
+)
 from bench.live.crash_build import build_kills
 from bench.live.crash_writes import KINDS, write_kills
 from bench.live.server import FIXTURE, NODE, node_answers
-from bench.provenance import REPO, git_commit
 from bench.report import table
-from ranker.evaluation.relevance import machine_description
 
 NO_REVIEWS = "not exercised: no sentiment model (POST /v1/reviews needs one; pass --sentiment-model)"
 
@@ -63,10 +71,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench.crash_durability " + " ".join(sys.argv[1:]),
-        "commit": git_commit(),
-        "machine": machine_description(),
         "parameters": {
             "catalog": str(args.catalog),
             "rounds": args.rounds,
@@ -110,11 +114,13 @@ def _cell(c: dict[str, Any]) -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     p = r["parameters"]
+    notes = RunNotes()
     lines = [
         "# Durability under kill -9",
         "",
-        f"{r['date']} · `{r['command']}` · commit {r['commit']} · {r['machine']} · embedder hashing · "
-        f"{p['rounds']} rounds × {p['threads']} writer threads · seed {p['seed']} · {r['seconds']} s",
+        f"Latest run: {r['date']} · `{r['command']}` · commit {r['commit']} · {r['machine']} · embedder "
+        f"hashing · {p['rounds']} rounds × {p['threads']} writer threads · seed {p['seed']} · "
+        f"{r['seconds']} s. [n]: the run behind a section or row, below.",
         "",
         "## Server killed during writes",
         "",
@@ -122,24 +128,26 @@ def markdown(r: dict[str, Any]) -> str:
         "rounds so far) / unanswered→applied; `refused or unsent applied` sums the kinds.",
         "",
     ]
-    for w in r["writes"]:
-        lines += _writes_section(w)
-    if r["build"]:
-        lines += _build_section(r["build"])
+    for w in rows_of(r, "writes", key="backend"):
+        lines += _writes_section(w, notes)
+    if r.get("build"):
+        lines += _build_section(r["build"], notes)
     lines += [
         "acked = answered 200 with every item taken; lost = acked but not in the store after the restart "
         "(must be 0); unanswered = the connection broke with the request in flight (applied or not, both "
         "fine; “in part” = a batch of which only some items were stored); refused or unsent applied = "
         "non-200 or never-sent writes found in the store (must be 0). SIGKILL only: a power cut is not "
         "tested.",
+        "",
+        *notes.lines(),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _writes_section(w: dict[str, Any]) -> list[str]:
+def _writes_section(w: dict[str, Any], notes: RunNotes) -> list[str]:
     """One backend's write rounds: a row per round, then the exceptions its servers logged."""
     lines = [f"### {w['backend']}: {w['catalog_products']} catalog products, first start "]
-    lines[-1] += f"{w['first_start_s']} s to ready"
+    lines[-1] += f"{w['first_start_s']} s to ready {notes.mark(w)}"
     rows = []
     for x in w["rows"]:
         kinds = [k for k in KINDS if k in x]
@@ -155,17 +163,19 @@ def _writes_section(w: dict[str, Any]) -> list[str]:
     ]
 
 
-def _build_section(b: dict[str, Any]) -> list[str]:
-    """The killed builds, a row per kill, and the build left alone."""
+def _build_section(b: dict[str, Any], notes: RunNotes) -> list[str]:
+    """The killed builds, a row per kill (with its run), and the build left alone."""
     f = b["final"]
+    trials = [{k: v for k, v in t.items() if k != "run"} | {"run": notes.mark(t)} for t in b["trials"]]
+    final_mark = f" {notes.mark(b)}" if "run" in b else ""
     return [
         "## Index build killed mid-way",
         "",
         f"Live version: {b['catalog']} ({b['catalog_products']} products) plus one product written "
         f"through the API; the killed builds index {b['build_catalog']}; `tmp files at kill` in bytes.",
         "",
-        *_table(b["trials"]),
-        f"Then a build left alone: {f['documents']} products in {f['seconds']} s; CURRENT switched: "
+        *_table(trials),
+        f"Then a build left alone{final_mark}: {f['documents']} products in {f['seconds']} s; CURRENT switched: "
         f"{f['current_changed']}; leftover .tmp folders after it: {f['leftover_tmp_after']}; the running "
         f"server serves {f['live_server_products']} products (expected {f['expected_products']}, "
         f"{f['live_switch_s']} s after the build); API product carried: {f['api_product_carried']}; a "
@@ -176,7 +186,7 @@ def _build_section(b: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("crash_durability", __doc__)
     ap.add_argument("--catalog", type=Path, default=FIXTURE, help="catalog of the live index")
     ap.add_argument(
         "--build-catalog",
@@ -200,15 +210,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "crash_durability")
+    ap.add_argument("--out", type=Path, default=RESULTS / "crash_durability")
     args = ap.parse_args(argv)
+    this_run = Run.start("crash_durability", argv, args)
     r = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "crash_durability.json").write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r)
-    (args.out / "crash_durability.md").write_text(md)
-    print(md)
+    writes, build = r.pop("writes"), r.pop("build")
+    extra = {k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r
+    if build is not None:  # --skip-build keeps the stored build section as it is
+        extra["build"] = _merged_build(args.out, build, this_run)
+    doc = write_results(
+        args.out,
+        "crash_durability",
+        [Table(writes, ("backend",), at="writes")],
+        run=this_run,
+        extra=extra,
+        markdown=markdown,
+    )
+    print(markdown(doc))
     return 0
+
+
+def _merged_build(out: Path, build: dict[str, Any], run: Run) -> dict[str, Any]:
+    """This run's build section, its trials merged (on ``trigger``) into the stored ones."""
+    stored = read_results(out, "crash_durability").get("build") or {}
+    trials = merge_rows(stored.get("trials") or [], build["trials"], ("trigger",), run)
+    return {**build, "trials": trials, "run": run.as_dict()}
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ temporary data dir, ``SHOPRANK_API_KEYS='["k"]'``, a free loopback port) gets, c
 10. the OpenAPI document against the service: error schema, status codes, /metrics media type.
 
 Each row states the expected answer and passes or fails; the run exits 0 either way and prints the
-count. Only 127.0.0.1 is contacted; every process and socket is closed at the end. Writes
-``OUT/hostile_inputs.json`` and ``.md``; run as ``python -m bench.hostile_inputs``.
+count. Only 127.0.0.1 is contacted; every process and socket is closed at the end. Merges one row
+per check (keyed on case and request, with its run's provenance) into ``OUT/hostile_inputs.json``
+and renders ``.md`` from it; run as ``python -m bench.hostile_inputs``.
 """
 
 from __future__ import annotations
@@ -31,30 +32,26 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import RESULTS, Run, RunNotes, parser, rows_of, write_results
 from bench.live.hostile_cases import case_batch, case_flood, case_ids, case_numbers, case_time
 from bench.live.hostile_client import KEY, Bench
 from bench.live.hostile_service import case_openapi, case_opensearch, case_rebuild
 from bench.live.hostile_sockets import chunked_flood, slowloris
 from bench.live.server import FIXTURE, Server, Shoprank, server_exceptions
-from bench.provenance import REPO, git_commit
 from bench.report import table
-from ranker.evaluation.relevance import machine_description
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="shoprank-hostile-"))
-    meta = _meta(args)
     sr = Shoprank(work, work / "data")
     sr.env["SHOPRANK_API_KEYS"] = json.dumps([KEY])
     srv = Server(sr, "hostile")
-    b = Bench(srv, meta)
+    b = Bench(srv)
     t0 = time.monotonic()
     from plugin_api.settings import Settings
 
@@ -73,35 +70,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     rows = sorted(b.rows, key=lambda r: r["case"])
     return {
-        **meta,
-        "machine": machine_description(),
+        "parameters": _parameters(args),
         "seconds": round(time.monotonic() - t0, 1),
         "read_timeout_s": read_timeout,
-        "passed": sum(r["pass"] for r in rows),
-        "failed": sum(not r["pass"] for r in rows),
         "server_exceptions": exceptions,
         "rows": rows,
         "work_dir": str(work) if args.keep else None,
     }
 
 
-def _meta(args: argparse.Namespace) -> dict[str, Any]:
-    """When, what and with which parameters this run went; copied into every row."""
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """What the latest run exercised (each row's ``run`` holds its own run's arguments)."""
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m bench.hostile_inputs", *sys.argv[1:]]),
-        "commit": git_commit(),
-        "parameters": {
-            "catalog": str(args.catalog),
-            "backend": "embedded",
-            "embedder": "hashing",
-            "fake_events": args.fake,
-            "chunked_mb": args.chunked_mb,
-            "stalled": args.stalled,
-            "searches": args.searches,
-            "opensearch": args.opensearch,
-        },
+        "catalog": str(args.catalog),
+        "backend": "embedded",
+        "embedder": "hashing",
+        "fake_events": args.fake,
+        "chunked_mb": args.chunked_mb,
+        "stalled": args.stalled,
+        "searches": args.searches,
+        "opensearch": args.opensearch,
     }
+
+
+def _counts(merged: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    """Passed and failed over every row of the merged file, not only this run's."""
+    rows = merged["rows"]
+    return {"passed": sum(r["pass"] for r in rows), "failed": sum(not r["pass"] for r in rows)}
 
 
 def _cases(b: Bench, args: argparse.Namespace, read_timeout: float, work: Path) -> None:
@@ -130,14 +125,16 @@ def _cases(b: Bench, args: argparse.Namespace, read_timeout: float, work: Path) 
 
 def markdown(r: dict[str, Any]) -> str:
     exc = "; ".join(f"{n} × `{e}`" for e, n in r["server_exceptions"].items()) or "none"
+    notes = RunNotes()
     lines = [
         "# Hostile inputs: issue 12's failures replayed against `shoprank serve`",
         "",
-        f"{r['date']} · `{r['command']}` · commit {r['commit']} · {r['machine']} · embedded backend, "
-        f"hashing embedder · {r['seconds']} s · **{r['passed']} passed, {r['failed']} failed**",
+        f"Embedded backend, hashing embedder · latest run {r['seconds']} s · "
+        f"**{r['passed']} passed, {r['failed']} failed** over all rows · run: the footnote of the run "
+        "that wrote the row",
         "",
         *table(
-            ["case", "request", "expected", "answered", "ms", "check afterwards", "pass"],
+            ["case", "request", "expected", "answered", "ms", "check afterwards", "pass", "run"],
             [
                 [
                     x["case"],
@@ -147,21 +144,24 @@ def markdown(r: dict[str, Any]) -> str:
                     x["ms"],
                     x["check"],
                     "pass" if x["pass"] else "**FAIL**",
+                    notes.mark(x),
                 ]
-                for x in r["rows"]
+                for x in rows_of(r)
             ],
             digits=1,
         ),
-        f"Exceptions in the server logs (a traceback's last line): {exc}.",
+        f"Exceptions in the latest run's server logs (a traceback's last line): {exc}.",
         "",
         "ms: time to the answer (case 5: the slowest search / the last stalled answer; case 8: from the "
         "end of the build until served). A 5xx always fails its row.",
+        "",
+        *notes.lines(),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("hostile_inputs", __doc__)
     ap.add_argument("--catalog", type=Path, default=FIXTURE)
     ap.add_argument("--fake", type=int, default=2000, help="fabricated events in case 3")
     ap.add_argument("--chunked-mb", type=int, default=20, help="size of the chunked body in case 4")
@@ -169,15 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--searches", type=int, default=20, help="searches during the stall in case 5")
     ap.add_argument("--opensearch", action="store_true", help="case 9 against a node at 127.0.0.1:9200")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "hostile_inputs")
+    ap.add_argument("--out", type=Path, default=RESULTS / "hostile_inputs")
     args = ap.parse_args(argv)
+    this_run = Run.start("hostile_inputs", argv, args)
     r = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hostile_inputs.json").write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r)
-    (args.out / "hostile_inputs.md").write_text(md)
-    print(md)
-    print(f"hostile_inputs: {r['passed']} passed, {r['failed']} failed ({len(r['rows'])} checks)")
+    rows = r.pop("rows")
+    doc = write_results(
+        args.out,
+        "hostile_inputs",
+        rows,
+        key=["case", "request"],
+        run=this_run,
+        extra=lambda merged: (
+            {k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r | _counts(merged)
+        ),
+        markdown=markdown,
+    )
+    print(markdown(doc))
+    passed = sum(x["pass"] for x in rows)
+    print(f"hostile_inputs: this run {passed} passed, {len(rows) - passed} failed ({len(rows)} checks)")
     return 0
 
 

@@ -31,7 +31,9 @@ inside the buckets of the difference (requests the admission guard refuses are c
 their endpoint but not timed, so this histogram holds the admitted ones, queue wait included).
 wrk, the stalled sockets and the service share this machine's cores.
 
-Writes ``OUT/overload.json`` and ``OUT/overload.md``. Run as ``python -m bench.overload``.
+Merges one row per variant, scenario and connection count (with its run's provenance; rows not
+run keep theirs) into ``OUT/overload.json`` and renders ``OUT/overload.md`` from it. Run as
+``python -m bench.overload``.
 """
 
 from __future__ import annotations
@@ -44,15 +46,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import CHORUS, RESULTS, Run, RunNotes, parser, rows_of, write_results
 from bench.live.overload_load import WRK, Stalled, admitted_latency, run_wrk, write_lua
 from bench.live.overload_server import Server, dev_queries, prepare_data
-from bench.provenance import CHORUS, REPO, git_commit
 from bench.report import table
-from ranker.evaluation.relevance import machine_description
 
 ADMISSION = {
     "max_inflight": "max_inflight",
@@ -65,7 +65,7 @@ LEGACY = {"max_inflight": 32, "max_queued": 0, "queue_wait_s": 0.0}
 
 @dataclass(frozen=True)
 class _Plan:
-    """What every variant runs: the scenarios, the wrk scripts, the environment, the run's stamp."""
+    """What every variant runs: the scenarios, the wrk scripts, the environment."""
 
     args: argparse.Namespace
     work: Path
@@ -73,7 +73,6 @@ class _Plan:
     lua: dict[str, Path]
     scenarios: list[str]
     conns: list[int]
-    stamp: dict[str, str]  # date, command, commit: copied into every row
 
 
 def _variants(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -145,11 +144,6 @@ def _scenarios(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="shoprank-overload-"))
     env = _env(work)
-    stamp = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench.overload " + " ".join(sys.argv[1:]),
-        "commit": git_commit(),
-    }
     load0 = os.getloadavg()[0]
     queries = dev_queries(args.catalog)
     scenarios = _scenarios(args)
@@ -161,14 +155,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base = args.data_dir or work / "base"
         prep_s = prepare_data(base, args.catalog, args.events, env)
         lua = {p: write_lua(work / f"{p}.lua", queries, p) for p in ("hybrid", "full")}
-        plan = _Plan(args, work, env, lua, scenarios, conns, stamp)
+        plan = _Plan(args, work, env, lua, scenarios, conns)
         for name, admission in variants.items():
             rows += _run_variant(plan, name, admission, base, ready)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
-        **stamp,
-        "machine": machine_description(),
         "loadavg_1min_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "parameters": {
             "catalog": str(args.catalog),
@@ -211,7 +203,6 @@ def _run_variant(
                 params = {**admission, "seconds": args.seconds, "pipeline": m.pop("pipeline")}
                 rows.append(
                     {
-                        **plan.stamp,
                         "variant": name,
                         "scenario": scenario,
                         "connections": c,
@@ -231,15 +222,17 @@ def _fmt_s(v: float | None) -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     p = r["parameters"]
-    load = r["rows"]
+    load = rows_of(r)
+    notes = RunNotes()
     lines = [
         "# Admission control under overload",
         "",
-        f"{r['date']} · `{r['command']}` · commit {r['commit']} · {r['machine']} · "
+        f"Latest run: {r['date']} · `{r['command']}` · commit {r['commit']} · {r['machine']} · "
         f"load average {r['loadavg_1min_start_end'][0]} → {r['loadavg_1min_start_end'][1]} · "
-        f"{p['queries']} dev queries, hashing embedder, {p['seconds']:g} s per scenario",
+        f"{p['queries']} dev queries, hashing embedder, {p['seconds']:g} s per scenario. "
+        "run: the footnote of the run behind the row, below.",
         "",
-        *_load_table(load),
+        *_load_table(load, notes),
     ]
     slow = [x for x in load if "slowloris" in x]
     if slow:
@@ -251,11 +244,19 @@ def markdown(r: dict[str, Any]) -> str:
         "scrapes; queue wait included; refused requests are counted, not timed), p50/p99 "
         "linearly interpolated inside its buckets (0.005 … 10 s, with 0.75 and 1.5 s), so ≈ only. `legacy` is HEAD's "
         "admission before issue 12 (32 in flight, no queue, immediate 429) with today's read deadlines.",
+        "",
+        *notes.lines(),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _load_table(load: list[dict[str, Any]]) -> list[str]:
+def _shown_run(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's run less its parameters (each row records its own admission settings there), so
+    rows of one invocation share a footnote."""
+    return {"run": {k: v for k, v in (row.get("run") or {}).items() if k != "parameters"}}
+
+
+def _load_table(load: list[dict[str, Any]], notes: RunNotes) -> list[str]:
     """A row per variant, scenario and connection count: wrk's figures and the service's."""
     return table(
         [
@@ -272,6 +273,7 @@ def _load_table(load: list[dict[str, Any]]) -> list[str]:
             "socket errors c/r/w",
             "admitted/s",
             "admitted p50 / p99 ms ≈",
+            "run",
         ],
         [
             [
@@ -291,6 +293,7 @@ def _load_table(load: list[dict[str, Any]]) -> list[str]:
                 " / ".join(
                     "–" if v is None else f"{v:.0f}" for v in (x["admitted_p50_ms"], x["admitted_p99_ms"])
                 ),
+                notes.mark(_shown_run(x)),
             ]
             for x in load
         ],
@@ -335,7 +338,7 @@ def _slowloris_section(slow: list[dict[str, Any]], p: dict[str, Any]) -> list[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("overload", __doc__)
     ap.add_argument(
         "--catalog", type=Path, default=CHORUS, help="Chorus folder (catalog + judgments_dev.csv)"
     )
@@ -365,16 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stalled-length", type=int, default=1000, help="the Content-Length they promise")
     ap.add_argument("--reopen", action="store_true", help="reopen each stalled socket the server ends")
     ap.add_argument("--slowloris-connections", type=int, default=8, help="wrk connections beside them")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "overload")
+    ap.add_argument("--out", type=Path, default=RESULTS / "overload")
     args = ap.parse_args(argv)
     if not Path(WRK).exists():
         raise SystemExit(f"{WRK} not found: apt-get install wrk")
+    this_run = Run.start("overload", argv, args)
     r = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "overload.json").write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r)
-    (args.out / "overload.md").write_text(md)
-    print(md)
+    doc = write_results(
+        args.out,
+        "overload",
+        r.pop("rows"),
+        key=["variant", "scenario", "connections"],
+        run=this_run,
+        extra={k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r,
+        markdown=markdown,
+    )
+    print(markdown(doc))
     return 0
 
 

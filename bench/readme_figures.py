@@ -11,22 +11,33 @@ theirs. A region whose markers sit on their own lines is a block; one inside a l
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
-import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
-from indexer.errors import BadInputError, ShoprankError
+from bench.readme_regions import (
+    REGION,
+    Doc,
+    Results,
+    diff,
+    f3,
+    file_run,
+    interval,
+    pair,
+    row_run,
+    source,
+    table,
+)
+from bench.readme_regions import render as render_regions
+from indexer.errors import ShoprankError
+
+__all__ = ["REGION", "REGIONS", "main", "render"]
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 RESULTS = REPO / "bench" / "results"
-REGION = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) -->(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 # `full` gained the strict keyword leg in b0d3141: serving figures of `full` measured before it
 # describe another pipeline and are not quoted.
 STRICT_LEG = ("b0d3141", "2026-11-29T11:08:29+00:00")
@@ -34,115 +45,6 @@ EMBEDDERS = MappingProxyType({"minilm": "MiniLM", "hashing": "hashing"})
 WORDS = MappingProxyType({0: "none", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"})
 FV = "fusion_variants/fusion_variants.json"
 RECIPE = "`train fusion` recipe: nested CV picks all features or all but the cross-encoder"
-
-Doc = Mapping[str, Any]
-
-
-class Results:
-    """The committed result files under one folder, read once each."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._cache: dict[str, Doc] = {}
-
-    def __call__(self, rel: str) -> Doc:
-        if rel not in self._cache:
-            path = self.root / rel
-            if not path.is_file():
-                raise BadInputError(
-                    f"{path} is missing: run the bench that writes it, or drop its README region"
-                )
-            self._cache[rel] = json.loads(path.read_text(encoding="utf-8"))
-        return self._cache[rel]
-
-
-# ---- provenance ---------------------------------------------------------------------------------
-
-
-def _when(iso: object) -> str:
-    try:
-        return datetime.fromisoformat(str(iso)).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return str(iso)
-
-
-RUN_KEYS = ("date", "commit", "machine", "command")
-
-
-def _file_run(doc: Doc) -> dict[str, Any]:
-    meta = doc.get("meta")
-    inner: Doc = meta if isinstance(meta, Mapping) else {}
-    return {k: doc.get(k, inner.get(k)) for k in RUN_KEYS}
-
-
-def row_run(row: Doc, base: Mapping[str, Any]) -> dict[str, Any]:
-    """A row's run: its ``run`` object (the merging writer's), else its own top-level fields, else the file's."""
-    own = row.get("run")
-    stamped: Doc = own if isinstance(own, Mapping) else {}
-    return {k: stamped.get(k) or row.get(k) or base.get(k) for k in RUN_KEYS}
-
-
-def _run_text(run: Mapping[str, Any]) -> str:
-    parts = [f"run {_when(run['date'])}" if run.get("date") else "run undated"]
-    parts += [f"commit {run['commit']}"] if run.get("commit") else []
-    parts += [f"`{run['command']}`"] if run.get("command") else []
-    parts += [str(run["machine"])] if run.get("machine") else []
-    return ", ".join(parts)
-
-
-def _merge_partial(runs: dict[str, dict[str, Any]], labels: dict[str, list[str]]) -> None:
-    """Fold a run with unrecorded fields into the one recorded run it agrees with on every field it has."""
-    for key in list(runs):
-        known = {k: v for k, v in runs[key].items() if v is not None}
-        if len(known) == len(RUN_KEYS):
-            continue
-        fits = [o for o in runs if o != key and all(runs[o].get(k) == v for k, v in known.items())]
-        if len(fits) == 1:
-            labels[fits[0]] += labels.pop(key)
-            del runs[key]
-
-
-def source(rel: str, doc: Doc, rows: Mapping[str, Doc] | None = None) -> str:
-    """`bench/results/REL` and the run its figures come from: the one most of the used rows carry
-    (rows without their own run take the file's), then each other run with the rows it gave."""
-    base = _file_run(doc)
-    runs: dict[str, dict[str, Any]] = {}
-    labels: dict[str, list[str]] = {}
-    for label, row in (rows or {}).items():
-        run = row_run(row, base)
-        key = json.dumps(run, sort_keys=True)
-        runs[key] = run
-        labels.setdefault(key, []).append(label)
-    _merge_partial(runs, labels)
-    order = sorted(runs, key=lambda k: -len(labels[k]))
-    text = f"`bench/results/{rel}`, {_run_text(runs[order[0]] if order else base)}"
-    for key in order[1:]:
-        named = ", ".join(labels[key])
-        text += f"; its {named} row{'s' if len(labels[key]) > 1 else ''} from {_run_text(runs[key])}"
-    return text
-
-
-# ---- formatting ---------------------------------------------------------------------------------
-
-
-def f3(v: float) -> str:
-    return f"{v:.3f}"
-
-
-def pair(a: float, b: float, fmt: Callable[[float], str] = f3) -> str:
-    return f"{fmt(a)} / {fmt(b)}"
-
-
-def interval(g: Mapping[str, float], over: str, digits: int = 3) -> str:
-    return (
-        f"{g['delta']:+.{digits}f} over {over}, 95% paired bootstrap interval "
-        f"[{g['low']:+.{digits}f}, {g['high']:+.{digits}f}]"
-    )
-
-
-def table(header: list[str], rows: Iterable[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 # ---- retrieval ----------------------------------------------------------------------------------
@@ -358,7 +260,7 @@ SCENARIOS = MappingProxyType(
 
 
 def _before_strict_leg(name: str, row: Doc, doc: Doc) -> bool:
-    when = row_run(row, _file_run(doc))["date"]
+    when = row_run(row, file_run(doc))["date"]
     return name.startswith("search-full") and datetime.fromisoformat(str(when)) < datetime.fromisoformat(
         STRICT_LEG[1]
     )
@@ -514,36 +416,7 @@ REGIONS: Mapping[str, Callable[[Results], str]] = MappingProxyType(
 
 def render(readme: str, results: Path) -> str:
     """README text with every figures region regenerated from the result files under ``results``."""
-    res = Results(results)
-    found = [m["name"] for m in REGION.finditer(readme)]
-    unknown = sorted(set(found) - set(REGIONS))
-    missing = [n for n in REGIONS if n not in found]
-    if unknown or missing:
-        raise BadInputError(
-            f"README figures regions: unknown {unknown}, missing {missing}; add the markers "
-            "<!-- figures:NAME --> … <!-- /figures:NAME --> or a renderer in bench/readme_figures.py"
-        )
-
-    def fill(m: re.Match[str]) -> str:
-        try:
-            text = REGIONS[m["name"]](res)
-        except (KeyError, IndexError, TypeError, StopIteration) as exc:
-            raise BadInputError(
-                f"README region {m['name']!r}: a result file lacks {exc!r} (its layout changed?); "
-                f"update its renderer in bench/readme_figures.py"
-            ) from exc
-        body = f"\n{text}\n" if m["body"].startswith("\n") else text
-        return f"<!-- figures:{m['name']} -->{body}<!-- /figures:{m['name']} -->"
-
-    return REGION.sub(fill, readme)
-
-
-def diff(old: str, new: str, name: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            old.splitlines(True), new.splitlines(True), f"{name} (committed)", f"{name} (results)"
-        )
-    )
+    return render_regions(readme, results, REGIONS)
 
 
 def main(argv: list[str] | None = None) -> int:

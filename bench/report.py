@@ -35,6 +35,7 @@ def _header(r: dict) -> list[str]:
         "# shoprank foundation benchmark",
         "",
         f"- date: {r['date']} (run took {r.get('elapsed_s', '?')} s)",
+        *_run_line(r.get("run")),
         f"- machine: {r['machine']}; embeddings on **{r['embedding_device']}** ({r['hardware_label']})",
         f"- catalog: {r['catalog']['path']}: {r['catalog']['products']} products"
         f" ({r['catalog']['bad_rows']} bad rows skipped)",
@@ -49,6 +50,18 @@ def _header(r: dict) -> list[str]:
     lines += [f"> **note:** {n}" for n in r.get("notes", [])]
     lines += [""] if r.get("notes") else []
     return lines
+
+
+def _run_line(run: dict | None) -> list[str]:
+    """The run that made the document: its date, commit, command and machine (and how it was known)."""
+    if not run:
+        return ["- run: provenance not recorded"]
+    cmd = f"`{run['command']}`" if run.get("command") else "command not recorded"
+    note = f" ({run['note']})" if run.get("note") else ""
+    return [
+        f"- run: {run.get('date') or 'date not recorded'} · commit {run.get('commit') or 'not recorded'} · "
+        f"{cmd} · {run.get('machine') or 'machine not recorded'}{note}"
+    ]
 
 
 def _indexing(r: dict) -> list[str]:

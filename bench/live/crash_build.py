@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from bench.common import CHORUS
 from bench.live.crash_writes import product
 from bench.live.server import FIXTURE, KEY, Server, Shoprank, server_exceptions, sigkill
-from bench.provenance import CHORUS
 
 TRIGGERS = ("1s", "indexing", "writing")
 API_ID = "crash-build-api-1"

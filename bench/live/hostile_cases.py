@@ -10,8 +10,8 @@ import sys
 import time
 from urllib.parse import quote
 
+from bench.common import REPO
 from bench.live.hostile_client import Bench, product, raw_event, ubi_event
-from bench.provenance import REPO
 
 Y2126_MS = 4_922_000_000_000  # 2125-12-21, in epoch milliseconds
 

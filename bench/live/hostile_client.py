@@ -18,8 +18,8 @@ ERROR_KEYS = {"error", "detail"}
 class Bench:
     """The server under test, the rows, and every error body seen (for the shape check)."""
 
-    def __init__(self, srv: Server, meta: dict[str, Any]):
-        self.srv, self.meta = srv, meta
+    def __init__(self, srv: Server):
+        self.srv = srv
         self.rows: list[dict[str, Any]] = []
         self.bad_shapes: list[str] = []
         self.error_answers = 0
@@ -79,7 +79,6 @@ class Bench:
                 "ms": None if ms is None else round(ms, 1),
                 "check": check,
                 "pass": passed,
-                **self.meta,
             }
         )
 

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.common import REPO
 from bench.live.server import free_port
-from bench.provenance import REPO
 
 
 def dev_queries(catalog: Path) -> list[str]:

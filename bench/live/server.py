@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.provenance import REPO
+from bench.common import REPO
 
 FIXTURE = REPO / "tests" / "fixtures" / "catalog.jsonl"
 NODE = "http://127.0.0.1:9200"
