@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,23 +30,10 @@ Row = dict[str, Any]
 
 
 def git_commit() -> str:
-    """HEAD's short hash, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
+    """This checkout's short HEAD (``-dirty`` when tracked files differ; ``unknown`` outside git)."""
+    from ranker.evaluation.relevance import git_commit as commit_of
+
+    return commit_of(REPO)
 
 
 # -- arguments -------------------------------------------------------------------------------------

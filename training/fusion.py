@@ -19,7 +19,6 @@ cross-encoder, chosen inside each fold's training queries. Without a reranker,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 from collections.abc import Sequence
@@ -329,14 +328,6 @@ def train_text_fusion_cv(
 # fusion (tests/unit/test_shipped_fusion.py): per weight, and on the held-out nDCG@10. The fit is
 # deterministic; the slack is for query embeddings computed on another CPU or BLAS build.
 RETRAIN_TOLERANCE = MappingProxyType({"weight": 0.01, "ndcg@10": 0.002})
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ship_text_fusion(report: FusionReport, path: str | Path, provenance: dict[str, Any]) -> LinearFusion:

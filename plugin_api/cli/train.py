@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -258,14 +257,15 @@ def fusion_command(args: argparse.Namespace) -> str:
 def fusion_provenance(args: argparse.Namespace, s: Any, retriever: Any) -> dict[str, Any]:
     """Where a shipped text fusion comes from: the command, its settings, the judgments file's
     sha256, the index it ranked (catalog hash, size, embedder), the date and the commit."""
-    from training.fusion import file_sha256
+    from indexer.manifest import sha256_file
+    from ranker.evaluation.relevance import git_commit
 
     manifest = retriever.backend.manifest()
     return {
         "command": fusion_command(args),
         "settings": {k: getattr(s, k) for k in FUSION_SETTINGS},
         "judgments": Path(args.judgments).name,
-        "judgments_sha256": file_sha256(args.judgments),
+        "judgments_sha256": sha256_file(args.judgments),
         "index": {
             "catalog_hash": manifest.catalog_hash,
             "documents": manifest.documents,
@@ -274,27 +274,8 @@ def fusion_provenance(args: argparse.Namespace, s: Any, retriever: Any) -> dict[
         if manifest is not None
         else None,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": git_commit(Path(__file__).resolve().parents[2]),
     }
-
-
-def git_commit() -> str:
-    """The checkout's short HEAD, ``-dirty`` when tracked files differ; ``unknown`` outside git."""
-    repo = str(Path(__file__).resolve().parents[2])
-
-    def git(*cmd: str) -> str:
-        return subprocess.run(
-            ["git", "-C", repo, *cmd], capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        head, dirty = (
-            git("rev-parse", "--short", "HEAD"),
-            git("status", "--porcelain", "--untracked-files=no"),
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def add_train_commands(sub: Any) -> None:

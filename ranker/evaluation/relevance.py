@@ -244,6 +244,26 @@ def write_comparison(out: Path, results: Mapping[str, PipelineResult], qrels: Qr
     return lines
 
 
+def git_commit(repo: str | Path) -> str:
+    """``repo``'s short HEAD, with ``-dirty`` when tracked files differ from it; ``unknown``
+    outside a git checkout (an installed package). Results and shipped models record it."""
+    import subprocess
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *cmd], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head, dirty = (
+            git("rev-parse", "--short", "HEAD"),
+            git("status", "--porcelain", "--untracked-files=no"),
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
 def machine_description() -> str:
     import os
 

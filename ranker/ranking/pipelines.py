@@ -92,8 +92,6 @@ PIPELINES: Mapping[str, Callable[[PipelineParts], Searcher]] = MappingProxyType(
         "full": _full,
     }
 )
-# The pipelines that need a cross-encoder (``full`` works without one, on text features).
-NEEDS_RERANKER = frozenset({"rerank"})
 
 
 def check_names(names: list[str]) -> list[str]:

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from indexer.errors import BadInputError, IndexMismatchError
+from indexer.manifest import sha256_file
 from plugin_api.cli.main import main
 from ranker.ranking.features import FEATURES
 from ranker.ranking.full import SHOP_SIGNAL_WEIGHTS
 from ranker.ranking.linear_fusion import LinearFusion
 from ranker.ranking.shipped import learned_text_fusion, provenance, text_fusion
 from tests.conftest import FIXTURES, ICECAT
-from training.fusion import RETRAIN_TOLERANCE, TEXT_FEATURES, FusionReport, file_sha256, ship_text_fusion
+from training.fusion import RETRAIN_TOLERANCE, TEXT_FEATURES, FusionReport, ship_text_fusion
 
 PACKAGED = Path(__file__).resolve().parents[2] / "ranker" / "ranking" / "resources" / "text_fusion.json"
 
@@ -108,7 +109,7 @@ def test_train_fusion_resource_writes_what_the_loader_reads(tmp_path, monkeypatc
     prov = provenance(shipped)
     assert text_fusion(resource).weights["sentiment"] == SHOP_SIGNAL_WEIGHTS["sentiment"]
     assert printed["resource"] == str(resource) and printed["out"] is None
-    assert prov["judgments_sha256"] == file_sha256(judgments) and prov["settings"]["embedder"] == "hashing"
+    assert prov["judgments_sha256"] == sha256_file(judgments) and prov["settings"]["embedder"] == "hashing"
     assert shlex.split(prov["command"]) == [
         "shoprank",
         *base[:-2],
@@ -155,7 +156,7 @@ def test_retraining_on_the_dev_judgments_reproduces_the_shipped_text_fusion(tmp_
     prov = provenance(shipped)
     tol = prov["tolerance"]
     assert tol == dict(RETRAIN_TOLERANCE)
-    assert file_sha256(judgments) == prov["judgments_sha256"], (
+    assert sha256_file(judgments) == prov["judgments_sha256"], (
         "the dev judgments changed: regenerate the fusion"
     )
     for key, value in prov["settings"].items():
