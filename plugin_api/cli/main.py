@@ -1,6 +1,7 @@
 """The ``shoprank`` command line: the parser and the one place a command's error becomes an exit
-status. The commands live one group per module: ``catalog`` (index, upsert, delete), ``reviews``,
-``search`` (search, eval), ``train`` (train, export), ``serve`` (serve, events)."""
+status. The commands live one group per module: ``catalog_cli`` (index, upsert, delete),
+``reviews_cli``, ``search_cli`` (search, eval), ``train_cli`` (train, export), ``serve_cli``
+(serve, events); the ``*_cli`` modules are the only ones that print."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from indexer.errors import ShoprankError
+from plugin_api.cli.common_cli import fail
 
 # Optional imports → the extra that brings them (a missing one is a one-line error, not a traceback).
 OPTIONAL_MODULES: Mapping[str, str] = MappingProxyType(
@@ -35,11 +37,11 @@ log = logging.getLogger("shoprank")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from plugin_api.cli.catalog import add_catalog_commands
-    from plugin_api.cli.reviews import add_review_commands
-    from plugin_api.cli.search import add_search_commands
-    from plugin_api.cli.serve import add_serve_commands
-    from plugin_api.cli.train import add_train_commands
+    from plugin_api.cli.catalog_cli import add_catalog_commands
+    from plugin_api.cli.reviews_cli import add_review_commands
+    from plugin_api.cli.search_cli import add_search_commands
+    from plugin_api.cli.serve_cli import add_serve_commands
+    from plugin_api.cli.train_cli import add_train_commands
 
     ap = argparse.ArgumentParser(
         prog="shoprank", description="Neural product search: index, search, evaluate."
@@ -69,18 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ShoprankError as exc:
-        print(f"shoprank: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top not in OPTIONAL_MODULES:
             raise
-        print(
-            f"shoprank: error: this command needs {top}, which is not installed: "
-            f"pip install 'shoprank[{OPTIONAL_MODULES[top]}]'",
-            file=sys.stderr,
+        return fail(
+            f"this command needs {top}, which is not installed: pip install 'shoprank[{OPTIONAL_MODULES[top]}]'"
         )
-        return 2
     except KeyboardInterrupt:
         return 130
 

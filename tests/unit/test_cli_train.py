@@ -117,7 +117,7 @@ def test_train_reranker_with_cv_then_eval_rerank(tmp_path, monkeypatch, capsys, 
 
 def test_train_sentiment_flags_reach_the_training_config():
     from plugin_api.cli.main import build_parser
-    from plugin_api.cli.train import train_config
+    from plugin_api.cli.train_cli import train_config
 
     args = build_parser().parse_args(
         ["train", "sentiment", "--lang", "zh", "--out", "x", "--lr", "3e-5", "--max-length", "96"]
@@ -141,7 +141,7 @@ def test_train_sentiment_flags_reach_the_training_config():
 def test_the_sentiment_data_folder_comes_from_settings_not_the_source_tree(monkeypatch, tmp_path):
     import argparse
 
-    from plugin_api.cli.train import _data
+    from plugin_api.cli.train_cli import _data
 
     monkeypatch.setenv("SHOPRANK_SHARED_DATA_DIR", str(tmp_path / "elsewhere"))
     assert _data(argparse.Namespace(data=None)) == tmp_path / "elsewhere"

@@ -127,7 +127,7 @@ def test_only_the_train_commands_reach_into_training():
     users = sorted(
         str(f.relative_to(ROOT)) for f in (ROOT / "plugin_api").rglob("*.py") if "training" in _imported_units(f)
     )
-    assert users == ["plugin_api/cli/train.py"]
+    assert users == ["plugin_api/cli/train_cli.py"]
 
 
 @pytest.mark.parametrize("package", ["indexer", "ranker", "training"])
@@ -137,4 +137,16 @@ def test_core_never_reads_environment(package):
         for f in (ROOT / package).rglob("*.py")
         if "os.environ" in f.read_text() or "getenv" in f.read_text()
     ]
+    assert offenders == []
+
+
+def test_only_the_cli_modules_print():
+    """Libraries log; the terminal belongs to the ``plugin_api/cli/*_cli.py`` command modules."""
+    offenders = []
+    for f in _sources():
+        if f.name.endswith("_cli.py"):
+            continue
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                offenders.append(f"{f.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []

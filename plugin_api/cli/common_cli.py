@@ -10,6 +10,12 @@ from typing import Any
 from plugin_api.settings import Settings
 
 
+def fail(message: str) -> int:
+    """The one error line a failed command prints, and its exit status (2)."""
+    print(f"shoprank: error: {message}", file=sys.stderr)
+    return 2
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     keys = ("backend", "opensearch_url", "data_dir", "embedder", "device", "index_alias", "fusion")

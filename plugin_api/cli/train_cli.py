@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from plugin_api.cli.common import common, read_catalog_args, settings_from
+from plugin_api.cli.common_cli import common, read_catalog_args, settings_from
 
 
 def train_config(args: argparse.Namespace, device: str) -> Any:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from indexer.errors import BadInputError
-from plugin_api.cli.common import common, rows_status, settings_from
+from plugin_api.cli.common_cli import common, rows_status, settings_from
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
 SERVE_FLAGS: Mapping[str, str] = MappingProxyType({

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from plugin_api.cli.catalog import cmd_index
-from plugin_api.cli.common import common as _common
-from plugin_api.cli.common import settings_from as _settings
+from plugin_api.cli.catalog_cli import cmd_index
+from plugin_api.cli.common_cli import common as _common
+from plugin_api.cli.common_cli import settings_from as _settings
 from plugin_api.settings import Settings
 
 

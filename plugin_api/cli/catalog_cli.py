@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plugin_api.cli.common import common as _common
-from plugin_api.cli.common import read_catalog_args as _read
-from plugin_api.cli.common import rows_status
-from plugin_api.cli.common import settings_from as _settings
+from plugin_api.cli.common_cli import common as _common
+from plugin_api.cli.common_cli import read_catalog_args as _read
+from plugin_api.cli.common_cli import rows_status
+from plugin_api.cli.common_cli import settings_from as _settings
 
 
 def cmd_index(args: argparse.Namespace, embedder: Any = None) -> int:
