@@ -123,6 +123,11 @@ class Run:
             out["note"] = self.note
         return out
 
+    def file_fields(self) -> dict[str, Any]:
+        """The file-level fields older readers expect (date, command, commit, machine): the run
+        that last wrote the file; the rows' own ``run`` stays authoritative."""
+        return {k: v for k, v in self.as_dict().items() if k != "parameters"}
+
 
 # -- merging writer --------------------------------------------------------------------------------
 def row_key(row: Mapping[str, Any], key: Sequence[str]) -> str:

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     this_run = Run.start("crash_durability", argv, args)
     r = run(args)
     writes, build = r.pop("writes"), r.pop("build")
-    extra = {k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r
+    extra = this_run.file_fields() | r
     if build is not None:  # --skip-build keeps the stored build section as it is
         extra["build"] = _merged_build(args.out, build, this_run)
     doc = write_results(

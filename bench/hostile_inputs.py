@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         key=["case", "request"],
         run=this_run,
         extra=lambda merged: (
-            {k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r | _counts(merged)
+            this_run.file_fields() | r | _counts(merged)
         ),
         markdown=markdown,
     )

@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         r.pop("rows"),
         key=["variant", "scenario", "connections"],
         run=this_run,
-        extra={k: v for k, v in this_run.as_dict().items() if k != "parameters"} | r,
+        extra=this_run.file_fields() | r,
         markdown=markdown,
     )
     print(markdown(doc))
