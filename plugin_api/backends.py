@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.base import IndexStore
 from indexer.embedding.embedders import Embedder, EmbeddingCache, cache_id, make_embedder
@@ -16,6 +16,9 @@ from indexer.reviews import ReviewPrior, ReviewStore
 from plugin_api.settings import Settings
 from ranker.base import SearchBackend
 from ranker.retrieval.retriever import RetrievalConfig, Retriever
+
+if TYPE_CHECKING:
+    from ranker.ranking.pipelines import PipelineParts
 
 
 def _embedded_store(s: Settings) -> IndexStore:
@@ -51,6 +54,29 @@ def _opensearch_backend(s: Settings) -> SearchBackend:
 
 def review_prior(s: Settings) -> ReviewPrior:
     return ReviewPrior(strength=s.review_prior_strength)
+
+
+def pipeline_parts(s: Settings, retriever: Retriever, *, with_reranker: bool = True) -> PipelineParts:
+    """What the named pipelines are built from, per the settings: the cross-encoder
+    (``reranker_path``, opened only when ``with_reranker``), the fusion file (``fusion_path``;
+    None: the pipeline's default), candidate depths, the review prior and the device."""
+    from ranker.ranking.linear_fusion import LinearFusion
+    from ranker.ranking.pipelines import PipelineParts
+
+    reranker = None
+    if with_reranker and s.reranker_path is not None:
+        from ranker.rerank.registry import open_reranker
+
+        reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
+    return PipelineParts(
+        retriever,
+        reranker,
+        LinearFusion.load(s.fusion_path) if s.fusion_path is not None else None,
+        candidates=s.rerank_candidates,
+        strict_candidates=s.strict_candidates,
+        prior=review_prior(s),
+        device=s.device,
+    )
 
 
 def _embedded_reviews(s: Settings) -> ReviewStore:

@@ -70,26 +70,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def pipeline_parts(s: Settings, retriever: Any, args: argparse.Namespace, names: Sequence[str]) -> Any:
-    """The parts the named pipelines are built from: the cross-encoder is opened when one is
-    given (``--reranker`` or SHOPRANK_RERANKER_PATH) and a pipeline uses it."""
-    from plugin_api.backends import review_prior
-    from ranker.ranking.linear_fusion import LinearFusion
-    from ranker.ranking.pipelines import PipelineParts
-    from ranker.rerank.registry import open_reranker
+    """The service's parts, with ``--reranker`` and ``--fusion-file`` over the settings; the
+    cross-encoder is opened only when a pipeline of ``names`` uses it."""
+    from plugin_api.backends import pipeline_parts as parts_from
 
-    path = getattr(args, "reranker", None) or s.reranker_path
-    reranker = None
-    if path is not None and {"rerank", "full"} & set(names):
-        reranker = open_reranker(path, runtime=s.reranker_runtime, device=s.device)
-    fusion_file = getattr(args, "fusion_file", None)
-    return PipelineParts(
-        retriever,
-        reranker,
-        LinearFusion.load(fusion_file) if fusion_file else None,
-        candidates=s.rerank_candidates,
-        strict_candidates=s.strict_candidates,
-        prior=review_prior(s),
-        device=s.device,
+    update: dict[str, Any] = {"fusion_path": getattr(args, "fusion_file", None)}
+    if getattr(args, "reranker", None) is not None:
+        update["reranker_path"] = args.reranker
+    return parts_from(
+        s.model_copy(update=update), retriever, with_reranker=bool({"rerank", "full"} & set(names))
     )
 
 

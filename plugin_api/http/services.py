@@ -35,6 +35,7 @@ from plugin_api.backends import (
     embedder_from,
     embedding_cache,
     factory,
+    pipeline_parts,
     retrieval_config,
     review_prior,
 )
@@ -52,9 +53,8 @@ from ranker.base import (
 )
 from ranker.lazy import Once
 from ranker.ranking.full import FullPipeline
-from ranker.ranking.linear_fusion import LinearFusion
 from ranker.ranking.mmr import mmr
-from ranker.ranking.pipelines import PipelineParts, build_pipeline
+from ranker.ranking.pipelines import build_pipeline
 from ranker.recommend.recommender import Recommender, user_affinity
 from ranker.retrieval.retriever import Retriever
 from ranker.signals.personalization import EventModel, PersonalizationConfig
@@ -76,7 +76,9 @@ class _QueryLogState:
         if not self.down:
             self.down = True
             log.warning(
-                "ubi_queries records are not being stored (%s: %s); searches still answer", type(exc).__name__, exc
+                "ubi_queries records are not being stored (%s: %s); searches still answer",
+                type(exc).__name__,
+                exc,
             )
 
     def ok(self) -> None:
@@ -270,12 +272,8 @@ def build_services(s: Settings) -> Services:
     # The embedded backend writes through to its store and updates its in-memory index itself.
     store: ProductWriter = backend if s.backend == "embedded" else f.store(s)  # type: ignore[assignment]
     retriever = Retriever(backend, embedder, retrieval_config(s))
-    reranker = None
-    if s.reranker_path is not None:
-        from ranker.rerank.registry import open_reranker
-
-        reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
-    fusion = LinearFusion.load(s.fusion_path) if s.fusion_path is not None else None
+    parts = pipeline_parts(s, retriever)
+    reranker = parts.reranker
     known: dict[str, tuple[str, str]] = {}  # product → (brand, category), for shopper profiles
 
     def facets_of(pid: str) -> tuple[str, str]:
@@ -310,15 +308,6 @@ def build_services(s: Settings) -> Services:
             return MiniLMSentiment(path, device=device)
 
         sentiment = Once(load_sentiment)
-    parts = PipelineParts(
-        retriever,
-        reranker,
-        fusion,
-        candidates=s.rerank_candidates,
-        strict_candidates=s.strict_candidates,
-        prior=review_prior(s),
-        device=s.device,
-    )
     searchers = {name: build_pipeline(name, parts) for name in API_PIPELINES}
     full = searchers["full"]
     assert isinstance(full, FullPipeline)
