@@ -111,7 +111,6 @@ class Services:
     store: ProductWriter  # where product writes go (the embedded backend itself, or OpenSearch)
     embedder: Embedder
     retriever: Retriever
-    pipeline: FullPipeline  # the storefront's ``full`` pipeline (shop signals are attached to it)
     searchers: Mapping[str, Searcher]  # what ``pipeline=`` may name, built from the registry
     reviews: ReviewStore
     events: EventStore
@@ -317,7 +316,6 @@ def build_services(s: Settings) -> Services:
         store=store,
         embedder=embedder,
         retriever=retriever,
-        pipeline=full,
         searchers=MappingProxyType(searchers),
         reviews=f.reviews(s),
         events=events,
@@ -332,6 +330,6 @@ def build_services(s: Settings) -> Services:
         reranker.score("warm up", [Product("warm-up", "warm up")])
     mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device
     services.last_expiry = services.last_sync = time.time()  # expired and loaded just above
-    services.pipeline.popularity = event_model.popularity
-    services.pipeline.personal = services.personal
+    full.popularity = event_model.popularity  # the shop's signals, attached to the full pipeline
+    full.personal = services.personal
     return services
