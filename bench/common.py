@@ -135,15 +135,6 @@ def row_key(row: Mapping[str, Any], key: Sequence[str]) -> str:
     return json.dumps([row.get(k) for k in key], sort_keys=True)
 
 
-def _stored_rows(doc: Mapping[str, Any], at: str, key: Sequence[str], keyed: bool) -> list[Row]:
-    stored = doc.get(at)
-    if stored is None:
-        return []
-    if keyed:
-        return [{key[0]: name, **value} for name, value in stored.items()]
-    return [dict(r) for r in stored]
-
-
 def merge_rows(old: Sequence[Row], new: Sequence[Row], key: Sequence[str], run: Run) -> list[Row]:
     """``old`` with ``new``'s namesakes replaced (in place, the rest appended), ``new`` stamped with ``run``.
 
@@ -171,7 +162,8 @@ class Table:
     def merged(self, previous: Mapping[str, Any], run: Run) -> list[Row]:
         if self.keyed and len(self.key) != 1:
             raise ValueError("a keyed table has exactly one key field")
-        return merge_rows(_stored_rows(previous, self.at, self.key, self.keyed), self.rows, self.key, run)
+        old = rows_of(previous, self.at, self.key[0] if self.keyed else None)
+        return merge_rows(old, self.rows, self.key, run)
 
     def stored(self, rows: Sequence[Row]) -> Any:
         if not self.keyed:
