@@ -351,11 +351,8 @@ def ship_text_fusion(report: FusionReport, path: str | Path, provenance: dict[st
             },
         },
     )
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    shipped.save(tmp)
-    tmp.replace(target)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    shipped.save(path)
     return shipped
 
 

@@ -55,9 +55,13 @@ class LinearFusion:
         ]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(
+        """Write the model whole or not at all (a temporary file, then an atomic rename)."""
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(
             json.dumps({"kind": KIND, "features": list(FEATURES), **asdict(self)}, indent=2, default=str)
         )
+        tmp.replace(target)
 
     @classmethod
     def load(cls, path: str | Path) -> LinearFusion:
