@@ -70,6 +70,17 @@ def raw_tokens(text: str) -> list[str]:
     return [_possessive(m.group(0)) for m in _TOKEN.finditer(text) if m.group(0).strip("_")]
 
 
+def token_spans(text: str) -> tuple[str, list[tuple[int, int, str]]]:
+    """The folded text and each raw token's ``(start, end, token)`` in it (as :func:`raw_tokens`)."""
+    folded = fold(text).replace("\u2019", "'")
+    spans = [
+        (m.start(), m.end(), _possessive(m.group(0)))
+        for m in _TOKEN.finditer(folded)
+        if m.group(0).strip("_")
+    ]
+    return folded, spans
+
+
 def analyze(text: str) -> list[str]:
     """Index-time analysis: the terms a document field contributes."""
     return [minimal_english_stem(t) for t in raw_tokens(text)]

@@ -18,6 +18,9 @@ TEXT_FIELDS = ("title", "name", "brand", "category", "description", "attributes_
 COMBINED_FIELD = "all_text"
 COMBINED_SOURCES = ("title", "brand", "name", "category", "description")
 SEARCH_FIELDS = (*TEXT_FIELDS, COMBINED_FIELD)
+# The text fields that name a product, what shoppers type (the others describe it): query
+# understanding completes and corrects towards their terms (ranker.query.lexicon).
+NAMING_FIELDS = ("title", "name", "brand", "category")
 # The strict keyword leg (``SearchBackend.strict_lexical``): every query term in one of these
 # fields, each term scored by its best field. Unlike the combined field it reads attribute values
 # ("Bluetooth" as a connectivity attribute), the way a classic shop search engine does.

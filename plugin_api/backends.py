@@ -18,6 +18,7 @@ from ranker.base import SearchBackend
 from ranker.retrieval.retriever import RetrievalConfig, Retriever
 
 if TYPE_CHECKING:
+    from ranker.query.vocabulary import Vocabulary
     from ranker.ranking.pipelines import PipelineParts
 
 
@@ -56,13 +57,25 @@ def review_prior(s: Settings) -> ReviewPrior:
     return ReviewPrior(strength=s.review_prior_strength)
 
 
-def pipeline_parts(s: Settings, retriever: Retriever, *, with_reranker: bool = True) -> PipelineParts:
+def pipeline_parts(
+    s: Settings,
+    retriever: Retriever,
+    *,
+    with_reranker: bool = True,
+    vocab: Vocabulary | None = None,
+) -> PipelineParts:
     """What the named pipelines are built from, per the settings: the cross-encoder
     (``reranker_path``, opened only when ``with_reranker``), the fusion file (``fusion_path``;
-    None: the pipeline's default), candidate depths, the review prior and the device."""
+    None: the pipeline's default), candidate depths, the review prior, the device, and query
+    understanding (``query_understanding``: ``vocab``'s rewriter, one built over the backend
+    when not given)."""
     from ranker.ranking.linear_fusion import LinearFusion
     from ranker.ranking.pipelines import PipelineParts
 
+    rewriter = None
+    if s.query_understanding:
+        vocab = vocab or vocabulary(retriever.backend)
+        rewriter = vocab.rewriter if vocab is not None else None
     reranker = None
     if with_reranker and s.reranker_path is not None:
         from ranker.rerank.registry import open_reranker
@@ -76,7 +89,43 @@ def pipeline_parts(s: Settings, retriever: Retriever, *, with_reranker: bool = T
         strict_candidates=s.strict_candidates,
         prior=review_prior(s),
         device=s.device,
+        rewriter=rewriter,
     )
+
+
+def vocabulary(backend: SearchBackend, events: EventStore | None = None) -> Vocabulary | None:
+    """The catalog's vocabulary (query rewriter and suggester) over the backend, with the shop's
+    query log from ``events``; None when the backend cannot list its words. A term the lexicon
+    lacks is looked up in the live index before it is corrected (products added since)."""
+    from ranker.base import Filters
+    from ranker.query.lexicon import LexiconSource
+    from ranker.query.vocabulary import Vocabulary
+
+    if not isinstance(backend, LexiconSource):
+        return None
+
+    def confirm(term: str) -> bool:
+        return bool(backend.lexical(term, 1, Filters()))
+
+    return Vocabulary(
+        backend, confirm=confirm, shop_queries=(lambda: shop_queries(events)) if events is not None else None
+    )
+
+
+def shop_queries(events: EventStore) -> dict[str, int]:
+    """Analyzed query text → distinct shoppers who clicked, added to cart or bought after it,
+    counting only events the service vouches for (trusted, or verified browser events)."""
+    from ranker.query.suggest import ENGAGED, engaged_queries
+
+    engaged = [
+        e for e in events.events() if e.action_name in ENGAGED and e.query_id and (e.trusted or e.verified)
+    ]
+    records = events.queries(sorted({e.query_id for e in engaged if e.query_id}))
+    texts = {qid: r.user_query for qid, r in records.items()}
+    texts |= {
+        e.query_id: e.user_query for e in engaged if e.query_id and e.user_query and e.query_id not in texts
+    }
+    return engaged_queries(texts, ((e.query_id, e.client_id, e.action_name, True) for e in engaged))
 
 
 def _embedded_reviews(s: Settings) -> ReviewStore:

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     rrf_k: float = Field(60.0, gt=0)
     weight_bm25: float = Field(1.0, ge=0)
     weight_vector: float = Field(0.5, ge=0)
+    # query understanding: typos corrected and the word being typed completed against the catalog's
+    # vocabulary before searching (a request's exact=true searches the text as typed)
+    query_understanding: bool = True
+    # how often a serving process rebuilds that vocabulary and its suggestions from the live index
+    # and the shop's query log (new products' words, newly engaged queries)
+    vocabulary_refresh_s: float = Field(300.0, gt=0, le=86400)
     reranker_path: Path | None = None
     rerank_candidates: int = Field(100, ge=1, le=1000)
     # reranking candidates the strict keyword leg adds (every query term in some field); 0 = none

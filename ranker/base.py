@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from indexer.product import Product
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 1000
+MAX_EXPANSIONS = 10
 
 
 class Choice(StrEnum):
@@ -100,6 +101,8 @@ class SearchResult:
     hits: list[Hit]
     mode: Mode
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    # what query understanding made of the text (ranker.query.rewrite.Interpretation), if it ran
+    interpretation: Any = None
 
 
 @runtime_checkable
@@ -108,12 +111,22 @@ class SearchBackend(Protocol):
 
     name: str
 
-    def lexical(self, query: str, n: int, filters: Filters) -> list[Scored]: ...
+    def lexical(
+        self, query: str, n: int, filters: Filters, expansions: Sequence[tuple[str, float]] = ()
+    ) -> list[Scored]:
+        """BM25 of the query (plus its synonym-expanded form), plus ``weight`` × BM25 of each
+        expansion term (a completion of the word being typed); products matching any of them."""
+        ...
 
     def knn(self, vector: np.ndarray, n: int, filters: Filters) -> list[Scored]: ...
 
     def hybrid(
-        self, query: str, vector: np.ndarray, n: int, filters: Filters
+        self,
+        query: str,
+        vector: np.ndarray,
+        n: int,
+        filters: Filters,
+        expansions: Sequence[tuple[str, float]] = (),
     ) -> tuple[list[Scored], list[Scored]]:
         """Both candidate lists (one round trip where the engine allows)."""
         ...
@@ -123,8 +136,10 @@ class SearchBackend(Protocol):
         each term scored by its best field's BM25 (see :class:`~ranker.retrieval.bm25.BestFieldBM25`)."""
         ...
 
-    def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
-        """BM25 scores of given products for a query (ids that do not match are absent)."""
+    def lexical_scores(
+        self, query: str, ids: Sequence[str], expansions: Sequence[tuple[str, float]] = ()
+    ) -> dict[str, float]:
+        """:meth:`lexical`'s scores of given products (ids that do not match are absent)."""
         ...
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
@@ -159,6 +174,9 @@ class SearchRequest:
     mode: Mode = Mode.HYBRID
     filters: Filters = field(default_factory=Filters)
     with_products: bool = True
+    exact: bool = False  # search the text as typed: no typo correction, no completion
+    # (term, weight) pairs OR'd into the lexical leg (query understanding's completions)
+    expansions: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.query, str) or not self.query.strip():
@@ -168,6 +186,14 @@ class SearchRequest:
         if not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise BadInputError(f"k must be an integer between 1 and {MAX_K}, got {self.k!r}")
         object.__setattr__(self, "mode", Mode.parse(self.mode))
+        if len(self.expansions) > MAX_EXPANSIONS or not all(
+            isinstance(t, str) and 0 < len(t) <= 200 and isinstance(w, int | float) and 0 < w <= 1
+            for t, w in self.expansions
+        ):
+            raise BadInputError(
+                f"expansions must be at most {MAX_EXPANSIONS} (term, weight) pairs, each a term of 1-200 "
+                "characters and a weight in (0, 1]"
+            )
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ from indexer.errors import BadInputError
 from plugin_api.cli.common_cli import common, rows_status, settings_from
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
-SERVE_FLAGS: Mapping[str, str] = MappingProxyType({
-    "host": "host",
-    "port": "port",
-    "reranker": "reranker_path",
-    "fusion_file": "fusion_path",
-    "sentiment_model": "sentiment_path",
-    "reranker_runtime": "reranker_runtime",
-})
+SERVE_FLAGS: Mapping[str, str] = MappingProxyType(
+    {
+        "host": "host",
+        "port": "port",
+        "reranker": "reranker_path",
+        "fusion_file": "fusion_path",
+        "sentiment_model": "sentiment_path",
+        "reranker_runtime": "reranker_runtime",
+    }
+)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

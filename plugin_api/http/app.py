@@ -99,19 +99,37 @@ async def _expire_events_periodically(holder: ServiceHolder, every_s: float) -> 
             log.warning("scheduled event expiry failed: %s", e)
 
 
+async def _refresh_vocabulary_periodically(holder: ServiceHolder, every_s: float) -> None:
+    """The catalog vocabulary (query understanding, suggestions) rebuilt on a schedule, off the
+    event loop (``Services.refresh_vocabulary`` keeps to once per ``every_s``)."""
+    while True:
+        await asyncio.sleep(min(every_s, 60.0))
+        services = holder.services
+        if services is None:
+            continue
+        try:
+            await asyncio.to_thread(services.refresh_vocabulary)
+        except ShoprankError as e:  # the backend is down: the next round tries again
+            log.warning("scheduled vocabulary refresh failed: %s", e)
+
+
 def create_app(settings: Settings, *, build: Callable[[Settings], Services] = build_services) -> FastAPI:
     holder = ServiceHolder(settings, build)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder.try_start()
-        expiry = asyncio.create_task(_expire_events_periodically(holder, settings.event_expiry_every_s))
+        tasks = [
+            asyncio.create_task(_expire_events_periodically(holder, settings.event_expiry_every_s)),
+            asyncio.create_task(_refresh_vocabulary_periodically(holder, settings.vocabulary_refresh_s)),
+        ]
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="shoprank",

@@ -19,11 +19,15 @@ from plugin_api.http.auth import check_api_key, event_trust
 from plugin_api.http.schemas import (
     ID_PATTERN,
     USER_ID_PATTERN,
+    CompletionOut,
+    CorrectionOut,
     ErasedOut,
     EventsIn,
     EventsOut,
+    ExpansionOut,
     Facets,
     HealthOut,
+    InterpretationOut,
     ProductOut,
     ProductPutRecord,
     ProductsIn,
@@ -35,11 +39,14 @@ from plugin_api.http.schemas import (
     SearchBody,
     SearchParams,
     SearchResponse,
+    SuggestionOut,
+    SuggestResponse,
     WriteOut,
     error_responses,
 )
 from plugin_api.http.services import Services
 from ranker.base import Filters, Hit, SearchOptions, SearchRequest
+from ranker.query.rewrite import Interpretation
 from ranker.ranking.features import signals_from_reviews
 from ranker.recommend.recommender import Recommendations
 
@@ -134,6 +141,7 @@ def _search(request: Request, params: SearchParams, weights: dict[str, float] | 
         params.q,
         k=pool,
         filters=Filters(tuple(params.brand), params.price_min, params.price_max),
+        exact=params.exact,
     )
     opts = SearchOptions(
         diversity=params.diversity, weights=weights, explain=params.explain, user_id=params.user_id
@@ -162,7 +170,31 @@ def _search(request: Request, params: SearchParams, weights: dict[str, float] | 
         ],
         facets=_facets(result.hits),
         timings_ms=dict(result.timings_ms),
+        **_interpretation(result.interpretation),
     )
+
+
+def _interpretation(interp: Interpretation | None) -> dict[str, Any]:
+    if interp is None:
+        return {}
+    return {
+        "corrected_query": interp.query if interp.corrections else None,
+        "interpretation": InterpretationOut(
+            original_query=interp.original,
+            searched_query=interp.query,
+            corrections=[
+                CorrectionOut.model_validate({"from": c.original, "to": c.corrected, "edits": c.edits})
+                for c in interp.corrections
+            ],
+            completion=(
+                None
+                if interp.completion is None
+                else CompletionOut(prefix=interp.completion.prefix, completed=interp.completion.completed)
+            ),
+            expansions=[ExpansionOut(term=t, weight=w) for t, w in interp.expansions],
+            exact=interp.exact,
+        ),
+    }
 
 
 @router.get(
@@ -185,6 +217,26 @@ def search_get(request: Request, params: Annotated[SearchParams, Query()]) -> Se
 def search_post(request: Request, body: SearchBody) -> SearchResponse:
     """The same search with a JSON body (and per-request fusion ``weights``)."""
     return _search(request, body, body.weights)
+
+
+@router.get(
+    "/v1/suggest",
+    response_model=SuggestResponse,
+    tags=["search"],
+    responses=error_responses(422, 503, 429),
+)
+def suggest(
+    request: Request,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="what the shopper has typed so far")],
+    k: Annotated[int, Query(ge=1, le=10, description="suggestions to return")] = 10,
+) -> SuggestResponse:
+    """Search-as-you-type: completions from the catalog and the shop's engaged queries, typos forgiven."""
+    services = _services(request)
+    found = services.suggest(q, k)
+    return SuggestResponse(
+        query=q,
+        suggestions=[SuggestionOut(text=x.text, products=x.products, source=x.source) for x in found],  # type: ignore[arg-type]
+    )
 
 
 def _recs(recs: Recommendations, services: Services) -> RecommendResponse:
@@ -246,9 +298,7 @@ def for_user(
     responses=error_responses(401, 422, 503, 429),
     openapi_extra={"security": [{}]},  # with the scheme FastAPI adds: a key, or none
 )
-def post_events(
-    request: Request, body: EventsIn, x_api_key: ApiKey = None
-) -> EventsOut:
+def post_events(request: Request, body: EventsIn, x_api_key: ApiKey = None) -> EventsOut:
     """A batch of UBI events (impression, click, add_to_cart, purchase, …). With an admin key
     (the shop's backend) events are trusted; with a public key, or none when the service has no
     public keys, they come from a browser: they shape that shopper's own profile, and move shared
@@ -273,9 +323,7 @@ def post_events(
     tags=["write"],
     responses=error_responses(401, 422, 503, 429),
 )
-def post_reviews(
-    request: Request, body: ReviewsIn, x_api_key: ApiKey = None
-) -> ReviewsOut:
+def post_reviews(request: Request, body: ReviewsIn, x_api_key: ApiKey = None) -> ReviewsOut:
     """Reviews scored by the sentiment model; products' aggregates update at once."""
     _require_key(request, x_api_key)
     reviews = [Review(r.product_id, r.text.strip(), r.rating, r.date) for r in body.reviews]
@@ -318,9 +366,7 @@ def _products(records: list[dict[str, Any]]) -> list[Product]:
     tags=["write"],
     responses=error_responses(401, 422, 503, 429),
 )
-def upsert_products(
-    request: Request, body: ProductsIn, x_api_key: ApiKey = None
-) -> WriteOut:
+def upsert_products(request: Request, body: ProductsIn, x_api_key: ApiKey = None) -> WriteOut:
     """Add or replace products in the live index (no rebuild)."""
     _require_key(request, x_api_key)
     rep = _services(request).upsert_products(_products(body.products))
@@ -351,9 +397,7 @@ def put_product(
     tags=["write"],
     responses=error_responses(401, 404, 422, 503, 429),
 )
-def delete_product(
-    request: Request, product_id: ProductId, x_api_key: ApiKey = None
-) -> WriteOut:
+def delete_product(request: Request, product_id: ProductId, x_api_key: ApiKey = None) -> WriteOut:
     _require_key(request, x_api_key)
     rep = _services(request).delete_product(product_id)
     return WriteOut(written=0, deleted=rep.deleted, errors=[str(e) for e in rep.errors])
@@ -365,9 +409,7 @@ def delete_product(
     tags=["privacy"],
     responses=error_responses(401, 404, 422, 503, 429),
 )
-def erase_user(
-    request: Request, user_id: UserId, x_api_key: ApiKey = None
-) -> ErasedOut:
+def erase_user(request: Request, user_id: UserId, x_api_key: ApiKey = None) -> ErasedOut:
     """Erase a shopper: their events, queries and profile."""
     _require_key(request, x_api_key)
     return ErasedOut(user_id=user_id, erased_records=_services(request).erase_user(user_id))

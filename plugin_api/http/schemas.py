@@ -50,17 +50,19 @@ class ErrorOut(BaseModel):
     detail: list[FieldProblem] | None = Field(None, description="the problems one by one (422), else null")
 
 
-ERROR_DESCRIPTIONS: Mapping[int, str] = MappingProxyType({
-    400: "the request is malformed",
-    401: "a missing or invalid X-API-Key",
-    404: "no such product or shopper",
-    405: "the path does not take this method (see Allow)",
-    408: "the request body did not arrive in time; send it without stalling",
-    413: "the body is over SHOPRANK_MAX_BODY_BYTES; send smaller batches",
-    422: "invalid input: not JSON, a wrong type, a value out of range; `detail` names each field",
-    429: "too many requests in flight; retry after Retry-After seconds",
-    503: "the backend or a model this request needs is unavailable; `error` says which",
-})
+ERROR_DESCRIPTIONS: Mapping[int, str] = MappingProxyType(
+    {
+        400: "the request is malformed",
+        401: "a missing or invalid X-API-Key",
+        404: "no such product or shopper",
+        405: "the path does not take this method (see Allow)",
+        408: "the request body did not arrive in time; send it without stalling",
+        413: "the body is over SHOPRANK_MAX_BODY_BYTES; send smaller batches",
+        422: "invalid input: not JSON, a wrong type, a value out of range; `detail` names each field",
+        429: "too many requests in flight; retry after Retry-After seconds",
+        503: "the backend or a model this request needs is unavailable; `error` says which",
+    }
+)
 
 
 def error_responses(*codes: int, by_ref: bool = False) -> dict[int | str, dict[str, Any]]:
@@ -127,6 +129,10 @@ class SearchParams(BaseModel):
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR: 0 = relevance only, 1 = most varied")
     explain: bool = False
     pipeline: SearchPipeline = Field("full", description="a named pipeline: full (ranked) or hybrid (fast)")
+    exact: bool = Field(
+        False,
+        description="search the text exactly as typed: no typo correction, no completion of the last word",
+    )
 
 
 class SearchBody(SearchParams):
@@ -165,6 +171,37 @@ class Facets(BaseModel):
     price: dict[str, int]
 
 
+class CorrectionOut(BaseModel):
+    from_: str = Field(..., alias="from", description="the term as typed")
+    to: str = Field(..., description="the catalog term searched instead")
+    edits: int
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class CompletionOut(BaseModel):
+    prefix: str = Field(..., description="the last word as typed")
+    completed: str = Field(..., description="the catalog term it was completed to")
+
+
+class ExpansionOut(BaseModel):
+    term: str
+    weight: float
+
+
+class InterpretationOut(BaseModel):
+    """What query understanding made of the text before searching."""
+
+    original_query: str
+    searched_query: str
+    corrections: list[CorrectionOut]
+    completion: CompletionOut | None = None
+    expansions: list[ExpansionOut] = Field(
+        default_factory=list, description="other completions of the last word, matched at a lower weight"
+    )
+    exact: bool = Field(False, description="searched as typed (exact=true)")
+
+
 class SearchResponse(BaseModel):
     query_id: str
     query: str
@@ -174,6 +211,24 @@ class SearchResponse(BaseModel):
     results: list[ResultOut]
     facets: Facets
     timings_ms: dict[str, float]
+    corrected_query: str | None = Field(
+        None,
+        description="the query searched when a typo was corrected (offer the original with exact=true)",
+    )
+    interpretation: InterpretationOut | None = None
+
+
+class SuggestionOut(BaseModel):
+    text: str = Field(..., description="the completed query, as the catalog spells its words")
+    products: int = Field(..., description="products naming every word of it")
+    source: Literal["catalog", "queries"] = Field(
+        ..., description="catalog phrases (brands, categories, title words) or the shop's engaged queries"
+    )
+
+
+class SuggestResponse(BaseModel):
+    query: str
+    suggestions: list[SuggestionOut]
 
 
 class RecommendResponse(BaseModel):

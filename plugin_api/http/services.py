@@ -38,6 +38,7 @@ from plugin_api.backends import (
     pipeline_parts,
     retrieval_config,
     review_prior,
+    vocabulary,
 )
 from plugin_api.http.schemas import API_PIPELINES
 from plugin_api.settings import Settings
@@ -52,6 +53,9 @@ from ranker.base import (
     SearchResult,
 )
 from ranker.lazy import Once
+from ranker.query.searcher import UnderstandingSearcher
+from ranker.query.suggest import Suggestion
+from ranker.query.vocabulary import Vocabulary
 from ranker.ranking.full import FullPipeline
 from ranker.ranking.mmr import mmr
 from ranker.ranking.pipelines import build_pipeline
@@ -123,6 +127,8 @@ class Services:
     last_sync: float = 0.0
     query_log: _QueryLogState = field(default_factory=lambda: _QueryLogState())
     vector_cache: EmbeddingCache | None = None  # product writes' embedding cache
+    vocabulary: Vocabulary | None = None  # query understanding and suggestions (None: switched off)
+    last_vocabulary: float = 0.0
     clock: Callable[[], float] = time.time  # the wall clock event expiry reads (tests pass their own)
 
     # -- search ---------------------------------------------------------------------------------
@@ -155,6 +161,22 @@ class Services:
         else:
             self.query_log.ok()
         return result, query_id
+
+    def suggest(self, query: str, k: int) -> list[Suggestion]:
+        """Completions of what the shopper is typing (none when query understanding is off)."""
+        if self.vocabulary is None:
+            return []
+        return self.vocabulary.suggester.suggest(query, k)
+
+    def refresh_vocabulary(self) -> bool:
+        """Rebuild the vocabulary from the live index and query log, at most every
+        ``vocabulary_refresh_s`` (called by the app's scheduler); True when it did."""
+        now = self.clock()
+        if self.vocabulary is None or now - self.last_vocabulary < self.settings.vocabulary_refresh_s:
+            return False
+        self.last_vocabulary = now
+        self.vocabulary.refresh()
+        return True
 
     def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
         self.sync_events()
@@ -271,8 +293,6 @@ def build_services(s: Settings) -> Services:
     # The embedded backend writes through to its store and updates its in-memory index itself.
     store: ProductWriter = backend if s.backend == "embedded" else f.store(s)  # type: ignore[assignment]
     retriever = Retriever(backend, embedder, retrieval_config(s))
-    parts = pipeline_parts(s, retriever)
-    reranker = parts.reranker
     known: dict[str, tuple[str, str]] = {}  # product → (brand, category), for shopper profiles
 
     def facets_of(pid: str) -> tuple[str, str]:
@@ -297,6 +317,9 @@ def build_services(s: Settings) -> Services:
         if expired:
             log.info("expired %d events older than %s days or dated in the future", expired, s.event_ttl_days)
     event_model.add(events.events())
+    vocab = vocabulary(backend, events) if s.query_understanding else None
+    parts = pipeline_parts(s, retriever, vocab=vocab)
+    reranker = parts.reranker
     sentiment: Once[SentimentModel] | None = None
     if s.sentiment_path is not None:
         from ranker.signals.sentiment import MiniLMSentiment
@@ -309,6 +332,8 @@ def build_services(s: Settings) -> Services:
         sentiment = Once(load_sentiment)
     searchers = {name: build_pipeline(name, parts) for name in API_PIPELINES}
     full = searchers["full"]
+    if isinstance(full, UnderstandingSearcher):
+        full = full.inner
     assert isinstance(full, FullPipeline)
     services = Services(
         settings=s,
@@ -323,13 +348,14 @@ def build_services(s: Settings) -> Services:
         recommender=Recommender(backend, event_model, prior=review_prior(s), device=s.device),
         sentiment=sentiment,
         reranker=reranker,
+        vocabulary=vocab,
     )
     # Load the models now, so the first shopper does not wait for them and /readyz means ready.
     embedder.encode(["warm up"])
     if reranker is not None:
         reranker.score("warm up", [Product("warm-up", "warm up")])
     mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device
-    services.last_expiry = services.last_sync = time.time()  # expired and loaded just above
+    services.last_expiry = services.last_sync = services.last_vocabulary = time.time()  # done above
     full.popularity = event_model.popularity  # the shop's signals, attached to the full pipeline
     full.personal = services.personal
     return services

@@ -10,7 +10,9 @@ and training.
            fusion with the shop's signals → MMR, explained
 =========  ================================================================================
 
-Each is a :class:`~ranker.base.Searcher`: ``search(request, options) -> SearchResult``.
+Each is a :class:`~ranker.base.Searcher`: ``search(request, options) -> SearchResult``. With a
+``rewriter`` in the parts, each runs behind query understanding
+(:class:`~ranker.query.searcher.UnderstandingSearcher`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from types import MappingProxyType
 from indexer.errors import BadInputError
 from indexer.reviews import ReviewPrior
 from ranker.base import Mode, Reranker, Searcher, SearchOptions, SearchRequest, SearchResult
+from ranker.query.rewrite import QueryRewriter
+from ranker.query.searcher import UnderstandingSearcher
 from ranker.ranking.full import DEFAULT_FUSION, FullPipeline
 from ranker.ranking.linear_fusion import LinearFusion
 from ranker.ranking.shipped import text_fusion
@@ -41,6 +45,8 @@ class PipelineParts:
     strict_candidates: int = STRICT_CANDIDATES
     prior: ReviewPrior | None = None
     device: str = "auto"
+    # query understanding in front of every pipeline (None: queries are searched as typed)
+    rewriter: QueryRewriter | None = None
 
 
 class ModeSearcher:
@@ -105,4 +111,5 @@ def check_names(names: list[str]) -> list[str]:
 def build_pipeline(name: str, parts: PipelineParts) -> Searcher:
     """The named pipeline over ``parts``; an unknown name lists the known ones."""
     check_names([name])
-    return PIPELINES[name](parts)
+    searcher = PIPELINES[name](parts)
+    return searcher if parts.rewriter is None else UnderstandingSearcher(searcher, parts.rewriter)

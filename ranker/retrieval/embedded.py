@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from indexer.analysis import Synonyms, analyze, analyze_query
+from indexer.analysis import Synonyms, analyze, analyze_query, raw_tokens
 from indexer.base import DocError, WriteReport
 from indexer.embedded.reviews import EmbeddedReviewStore
 from indexer.embedded.store import (
@@ -44,6 +44,7 @@ from indexer.schema import (
     COMBINED_SOURCES,
     DEFAULT_FIELD_BOOSTS,
     DEFAULT_SYNONYM_WEIGHT,
+    NAMING_FIELDS,
     SEARCH_FIELDS,
     STRICT_FIELDS,
     text_fields,
@@ -265,9 +266,11 @@ class EmbeddedBackend:
         return m
 
     # -- SearchBackend ------------------------------------------------------------------------
-    def _lexical_scores(self, v: _View, query: str) -> np.ndarray:
-        """BM25 of the query as typed, plus ``synonym_weight`` × BM25 of the synonym-expanded query
-        (the OpenSearch backend sends the same two clauses)."""
+    def _lexical_scores(
+        self, v: _View, query: str, expansions: Sequence[tuple[str, float]] = ()
+    ) -> np.ndarray:
+        """BM25 of the query as typed, plus ``synonym_weight`` × BM25 of the synonym-expanded query,
+        plus each expansion's weight × its BM25 (the OpenSearch backend sends the same clauses)."""
         plain = list(dict.fromkeys(analyze(query)))
         idx = self._index(v)
         scores = idx.scores(plain)
@@ -277,11 +280,17 @@ class EmbeddedBackend:
                 scores = scores + self.synonym_weight * idx.scores(expanded)
             else:
                 scores = scores * (1.0 + self.synonym_weight)
+        for term, weight in expansions:
+            extra = list(dict.fromkeys(analyze(term)))
+            if extra and weight > 0:
+                scores = scores + np.float32(weight) * idx.scores(extra)
         return scores
 
-    def lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
+    def lexical(
+        self, query: str, n: int, filters: Filters, expansions: Sequence[tuple[str, float]] = ()
+    ) -> list[Scored]:
         v = self._current()
-        scores = self._lexical_scores(v, query)
+        scores = self._lexical_scores(v, query, expansions)
         ok = scores > 0
         mask = self._mask(v, filters)
         if mask is not None:
@@ -308,9 +317,14 @@ class EmbeddedBackend:
         return self._top(v, sims, ok, n)
 
     def hybrid(
-        self, query: str, vector: np.ndarray, n: int, filters: Filters
+        self,
+        query: str,
+        vector: np.ndarray,
+        n: int,
+        filters: Filters,
+        expansions: Sequence[tuple[str, float]] = (),
     ) -> tuple[list[Scored], list[Scored]]:
-        return self.lexical(query, n, filters), self.knn(vector, n, filters)
+        return self.lexical(query, n, filters, expansions), self.knn(vector, n, filters)
 
     @staticmethod
     def _top(v: _View, scores: np.ndarray, ok: np.ndarray, n: int) -> list[Scored]:
@@ -325,9 +339,11 @@ class EmbeddedBackend:
         order = sorted(range(len(ids)), key=lambda j: (-float(s[j]), ids[j]))
         return [Scored(ids[j], float(s[j])) for j in order]
 
-    def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+    def lexical_scores(
+        self, query: str, ids: Sequence[str], expansions: Sequence[tuple[str, float]] = ()
+    ) -> dict[str, float]:
         v = self._current()
-        scores = self._lexical_scores(v, query)
+        scores = self._lexical_scores(v, query, expansions)
         return {i: float(scores[v.pos[i]]) for i in ids if i in v.pos and scores[v.pos[i]] > 0}
 
     def ids_for_eans(self, eans: Sequence[str]) -> dict[str, str]:
@@ -356,6 +372,18 @@ class EmbeddedBackend:
 
     def count(self) -> int:
         return len(self._current().products)
+
+    def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str]]]:
+        """Every product's words: (each naming field's words before stemming, the other text
+        fields' analyzed terms)."""
+        v = self._current()
+        for p, terms in zip(v.products, v.terms, strict=True):
+            fields = text_fields(p)
+            naming = [raw_tokens(fields[f]) for f in NAMING_FIELDS]
+            other = [
+                t for f, ts in terms.items() if f not in NAMING_FIELDS and f != COMBINED_FIELD for t in ts
+            ]
+            yield naming, other
 
     def manifest(self) -> Manifest | None:
         return self._current().manifest

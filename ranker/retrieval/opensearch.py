@@ -8,12 +8,12 @@ and k-NN scores are converted back to cosine similarity like the embedded backen
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from indexer.analysis import analyze
+from indexer.analysis import analyze, raw_tokens
 from indexer.errors import BackendUnavailableError, BadInputError
 from indexer.manifest import Manifest
 from indexer.opensearch.client import client_url, os_errors, raise_response_error
@@ -23,8 +23,10 @@ from indexer.product import Product
 from indexer.schema import (
     DEFAULT_FIELD_BOOSTS,
     DEFAULT_SYNONYM_WEIGHT,
+    NAMING_FIELDS,
     SEARCH_FIELDS,
     STRICT_FIELDS,
+    TEXT_FIELDS,
     VECTOR_FIELD,
     product_from_document,
 )
@@ -114,20 +116,25 @@ class OpenSearchBackend:
             body["boost"] = boost
         return {"multi_match": body}
 
-    def lexical_clauses(self, query: str) -> dict[str, Any]:
-        """The query as typed, plus ``synonym_weight`` × the synonym-expanded query (same as embedded)."""
-        if self.synonym_weight == 0:
+    def lexical_clauses(self, query: str, expansions: Sequence[tuple[str, float]] = ()) -> dict[str, Any]:
+        """The query as typed, plus ``synonym_weight`` × the synonym-expanded query, plus each
+        expansion term at its weight (same sum as embedded)."""
+        extra = [
+            self.multi_match(term, boost=float(weight))
+            for term, weight in expansions
+            if weight > 0 and analyze(term)
+        ]
+        if self.synonym_weight == 0 and not extra:
             return {"must": [self.multi_match(query)]}
-        return {
-            "should": [
-                self.multi_match(query),
-                self.multi_match(query, SEARCH_ANALYZER, self.synonym_weight),
-            ],
-            "minimum_should_match": 1,
-        }
+        should = [self.multi_match(query)]
+        if self.synonym_weight > 0:
+            should.append(self.multi_match(query, SEARCH_ANALYZER, self.synonym_weight))
+        return {"should": should + extra, "minimum_should_match": 1}
 
-    def lexical_body(self, query: str, n: int, filters: Filters) -> dict[str, Any]:
-        boolean: dict[str, Any] = self.lexical_clauses(query)
+    def lexical_body(
+        self, query: str, n: int, filters: Filters, expansions: Sequence[tuple[str, float]] = ()
+    ) -> dict[str, Any]:
+        boolean: dict[str, Any] = self.lexical_clauses(query, expansions)
         clauses = filter_clauses(filters)
         if clauses:
             boolean["filter"] = clauses
@@ -196,9 +203,12 @@ class OpenSearchBackend:
         if not isinstance(n, int) or n < 1:
             raise BadInputError(f"n must be a positive integer, got {n!r}")
 
-    def lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
+    def lexical(
+        self, query: str, n: int, filters: Filters, expansions: Sequence[tuple[str, float]] = ()
+    ) -> list[Scored]:
         self._check_n(n)
-        return self._lexical_hits(self._search(self.lexical_body(query, n, filters), "a BM25 search"))
+        body = self.lexical_body(query, n, filters, expansions)
+        return self._lexical_hits(self._search(body, "a BM25 search"))
 
     def strict_lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
         self._check_n(n)
@@ -214,12 +224,22 @@ class OpenSearchBackend:
         return self._knn_hits(self._search(self.knn_body(vector, n, filters), "a vector search"))
 
     def hybrid(
-        self, query: str, vector: np.ndarray, n: int, filters: Filters
+        self,
+        query: str,
+        vector: np.ndarray,
+        n: int,
+        filters: Filters,
+        expansions: Sequence[tuple[str, float]] = (),
     ) -> tuple[list[Scored], list[Scored]]:
         self._check_n(n)
         if not np.any(vector):
-            return self.lexical(query, n, filters), []
-        body = [{}, self.lexical_body(query, n, filters), {}, self.knn_body(vector, n, filters)]
+            return self.lexical(query, n, filters, expansions), []
+        body = [
+            {},
+            self.lexical_body(query, n, filters, expansions),
+            {},
+            self.knn_body(vector, n, filters),
+        ]
         with os_errors(self.url, "a hybrid search"):
             resp = self.client.msearch(index=self.alias, body=body)
         responses = resp.get("responses") or []
@@ -233,7 +253,9 @@ class OpenSearchBackend:
                 raise_response_error(item, self.url, "a hybrid search")
         return self._lexical_hits(responses[0]), self._knn_hits(responses[1])
 
-    def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+    def lexical_scores(
+        self, query: str, ids: Sequence[str], expansions: Sequence[tuple[str, float]] = ()
+    ) -> dict[str, float]:
         ids = list(dict.fromkeys(str(i) for i in ids))
         if not ids:
             return {}
@@ -241,7 +263,9 @@ class OpenSearchBackend:
             "size": len(ids),
             "_source": False,
             "track_total_hits": False,
-            "query": {"bool": {**self.lexical_clauses(query), "filter": [{"ids": {"values": ids}}]}},
+            "query": {
+                "bool": {**self.lexical_clauses(query, expansions), "filter": [{"ids": {"values": ids}}]}
+            },
         }
         resp = self._search(body, "scoring products")
         return {s.id: s.score for s in self._lexical_hits(resp)}
@@ -287,6 +311,26 @@ class OpenSearchBackend:
             str(d["_id"]): product_from_document(d["_source"])
             for d in self._mget(ids, "fetching products", _source_excludes=VECTOR_FIELD)
         }
+
+    def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str]]]:
+        """Every product's words, (naming fields' words before stemming, the other text fields'
+        analyzed terms), read with a scroll over the text fields' source (the index's analysis)."""
+        from opensearchpy.helpers import scan
+
+        with os_errors(self.url, "reading the vocabulary"):
+            for hit in scan(
+                self.client,
+                index=self.alias,
+                query={"_source": list(TEXT_FIELDS), "query": {"match_all": {}}},
+                size=1000,
+                preserve_order=False,
+            ):
+                src = hit.get("_source") or {}
+                naming = [raw_tokens(str(src.get(f) or "")) for f in NAMING_FIELDS]
+                other = [
+                    t for f in TEXT_FIELDS if f not in NAMING_FIELDS for t in analyze(str(src.get(f) or ""))
+                ]
+                yield naming, other
 
     def count(self) -> int:
         with os_errors(self.url, "counting documents"):

@@ -86,13 +86,15 @@ class Retriever:
             timings["embed"] = _ms(t)
         t = time.perf_counter()
         if req.mode is Mode.BM25:
-            lists["bm25"] = self.backend.lexical(req.query, n, req.filters)
+            lists["bm25"] = self.backend.lexical(req.query, n, req.filters, req.expansions)
         elif req.mode is Mode.VECTOR:
             assert vec is not None
             lists["vector"] = self.backend.knn(vec, n, req.filters)
         else:
             assert vec is not None
-            lists["bm25"], lists["vector"] = self.backend.hybrid(req.query, vec, n, req.filters)
+            lists["bm25"], lists["vector"] = self.backend.hybrid(
+                req.query, vec, n, req.filters, req.expansions
+            )
         timings["retrieve"] = _ms(t)
 
         if req.mode is Mode.HYBRID:
@@ -117,7 +119,7 @@ class Retriever:
         }
         if self.config.fill_missing_scores and ranked:
             t = time.perf_counter()
-            self._fill_missing(req.query, vec, [s for s, _ in ranked], sources)
+            self._fill_missing(req, vec, [s for s, _ in ranked], sources)
             timings["fill"] = _ms(t)
         products = {}
         if req.with_products and ranked:
@@ -140,7 +142,11 @@ class Retriever:
         return SearchResult(hits=hits, mode=req.mode, timings_ms=timings)
 
     def _fill_missing(
-        self, query: str, vec: np.ndarray | None, top: list[Scored], sources: dict[str, dict[str, tuple]]
+        self,
+        req: SearchRequest,
+        vec: np.ndarray | None,
+        top: list[Scored],
+        sources: dict[str, dict[str, tuple]],
     ) -> None:
         """Give every returned hit a score from every source, even where it was not retrieved by it.
 
@@ -150,7 +156,7 @@ class Retriever:
         if "bm25" in sources:
             missing = [i for i in ids if i not in sources["bm25"]]
             if missing:
-                scores = self.backend.lexical_scores(query, missing)
+                scores = self.backend.lexical_scores(req.query, missing, req.expansions)
                 for i in missing:
                     sources["bm25"][i] = (scores.get(i, 0.0), None)
         if "vector" in sources and vec is not None:

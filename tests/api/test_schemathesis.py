@@ -155,6 +155,6 @@ def test_schemathesis_finds_no_failure_of_any_check(service):
     failures = [f"{f['code']} {f['title']}: {', '.join(f['operations'])}" for f in report["failures"]]
     shown = f"{run.stdout[-12000:]}\n--- service log ---\n{log.read_text()[-3000:]}"
     assert failures == [] and report["errors"] == [], shown
-    assert report["operations"]["tested"] == report["operations"]["total"] == 13, shown
+    assert report["operations"]["tested"] == report["operations"]["total"] == 14, shown
     assert report["test_cases"]["generated"] >= MIN_CASES, shown
     assert report["complete"] and run.returncode == 0, shown

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.analysis import analyze
+from indexer.analysis import analyze, raw_tokens
 from indexer.embedding.embedders import HashingEmbedder
 from indexer.errors import BadInputError, IndexMismatchError
 from indexer.pipeline import build_index, check_compatible
@@ -350,3 +350,95 @@ def test_the_replay_after_the_swap_never_overwrites_a_newer_write(
         assert bench.retriever.backend.fetch(["p11"])["p11"].title == "Written after the swap"
     finally:
         opened.close()  # drops the test's indices
+
+
+# -- query understanding: typos and prefixes, the same on every backend -------------------------
+def _understanding(bench: Bench):
+    from ranker.query.lexicon import lexicon_of
+    from ranker.query.rewrite import QueryRewriter
+    from ranker.query.searcher import UnderstandingSearcher
+    from ranker.ranking.pipelines import ModeSearcher
+
+    lexicon = lexicon_of(bench.retriever.backend)
+    assert lexicon is not None, "every backend lists its vocabulary for query understanding"
+    rewriter = QueryRewriter(lexicon)
+    return lexicon, lambda mode: UnderstandingSearcher(ModeSearcher(bench.retriever, Mode(mode)), rewriter)
+
+
+def test_every_backend_lists_the_same_vocabulary(bench, fixture_products):
+    from ranker.query.lexicon import Lexicon
+
+    lexicon, _ = _understanding(bench)
+    naming = ("title", "name", "brand", "category")
+    expected = Lexicon.from_documents(
+        (
+            [raw_tokens(text_fields(p)[f]) for f in naming],
+            [t for f, v in text_fields(p).items() if f not in naming for t in analyze(v)],
+        )
+        for p in fixture_products
+    )
+    assert lexicon.terms == expected.terms
+    assert lexicon.df.tolist() == expected.df.tolist()
+    assert lexicon.other == expected.other
+
+
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+@pytest.mark.parametrize(
+    ("typed", "clean"),
+    [
+        ("thinkpda", "thinkpad"),  # transposition
+        ("espreso machine", "espresso machine"),  # deletion
+        ("logitech keybaord", "logitech keyboard"),  # transposition in the second word
+        ("samsumg phone", "samsung phone"),  # substitution
+    ],
+)
+def test_a_typo_finds_what_the_clean_query_finds(bench, mode, typed, clean):
+    _, searcher = _understanding(bench)
+    res = searcher(mode).search(SearchRequest(typed, k=3))
+    assert res.interpretation.query == clean
+    assert res.interpretation.corrections
+    assert [h.id for h in res.hits][:1] == bench.search(clean, k=3, mode=mode)[:1]
+
+
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+@pytest.mark.parametrize(
+    ("typed", "top"), [("thinkp", "p01"), ("toner cartr", "p15"), ("espresso mach", "p27")]
+)
+def test_the_word_being_typed_is_completed(bench, mode, typed, top):
+    _, searcher = _understanding(bench)
+    res = searcher(mode).search(SearchRequest(typed, k=3))
+    assert res.interpretation.completion is not None
+    assert res.hits[0].id == top
+    # exact=true searches the text as typed
+    exact = searcher(mode).search(SearchRequest(typed, k=3, exact=True))
+    assert exact.interpretation.exact and exact.interpretation.query == typed
+    assert exact.interpretation.completion is None
+    if mode == "bm25" and " " not in typed:
+        assert exact.hits == []  # the prefix alone is no word of the catalog
+
+
+def test_real_words_and_model_numbers_are_never_corrected(bench):
+    _, searcher = _understanding(bench)
+    for q in ("laptop sleeve ", "u2723qe ", "hl-l2350dw ", "pro ", "ink "):
+        res = searcher("bm25").search(SearchRequest(q, k=3))
+        assert res.interpretation.query == q, q
+        assert not res.interpretation.corrections
+
+
+def test_expansions_add_their_weighted_bm25_on_every_backend(bench):
+    from indexer.schema import DEFAULT_SYNONYM_WEIGHT
+
+    backend = bench.retriever.backend
+    # "thinkpad" has no synonyms: its score is BM25 × (1 + synonym weight), the clause counted twice
+    plain = {s.id: s.score for s in backend.lexical("thinkpad", 50, Filters())}
+    extra = {s.id: s.score for s in backend.lexical("zzzq", 50, Filters(), (("thinkpad", 0.5),))}
+    assert plain and set(extra) == set(plain)
+    for pid, score in extra.items():
+        assert score == pytest.approx(0.5 * plain[pid] / (1 + DEFAULT_SYNONYM_WEIGHT), rel=1e-3)
+    assert backend.lexical_scores("zzzq", list(plain), (("thinkpad", 0.5),)) == pytest.approx(extra, rel=1e-4)
+    # an expansion adds to the query's own score and brings products only it matches
+    both = {s.id: s.score for s in backend.lexical("notebook", 50, Filters(), (("thinkpad", 0.5),))}
+    alone = {s.id: s.score for s in backend.lexical("notebook", 50, Filters())}
+    assert set(both) == set(alone) | set(extra)
+    for pid in extra:
+        assert both[pid] == pytest.approx(alone.get(pid, 0.0) + extra[pid], rel=1e-3)

@@ -64,9 +64,28 @@ def test_search_open_product_see_similar_items(server):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(base + "/")
+            # typing character by character shows suggestions; arrow down + Enter picks one
+            page.locator("#q").press_sequentially("espresso mac", delay=60)
+            options = page.locator("#suggestions li")
+            expect(options.first).to_have_attribute("data-text", "espresso machine", timeout=15_000)
+            assert page.locator("#q").get_attribute("aria-expanded") == "true"
+            page.press("#q", "ArrowDown")
+            expect(options.first).to_have_attribute("aria-selected", "true")
+            page.press("#q", "Enter")
+            expect(page.locator("#suggestions")).to_be_hidden()
+            assert page.locator("#q").input_value() == "espresso machine"
+            expect(page.locator("#results .card").first).to_contain_text("espresso", timeout=15_000)
+            page.fill("#q", "")
+            # a typo: corrected, said so, with the text as typed one click away
+            page.fill("#q", "thinkpda notebook ")
+            page.press("#q", "Enter")
+            expect(page.locator("#searched")).to_have_text("thinkpad notebook", timeout=15_000)
+            cards = page.locator("#results .card")
+            assert "ThinkPad" in cards.first.inner_text()
+            page.click("#exact-link")
+            expect(page.locator("#notice")).to_be_hidden(timeout=15_000)
             page.fill("#q", "ThinkPad notebook")
             page.press("#q", "Enter")
-            cards = page.locator("#results .card")
             expect(cards.first).to_be_visible(timeout=15_000)
             assert "ThinkPad" in cards.first.inner_text()
             assert page.locator("#brands input").count() >= 1  # brand facet

@@ -235,6 +235,36 @@ def test_product_writes_show_in_search_and_delete_is_404_after(client):
     assert client.get("/v1/recommend/similar/x1").status_code == 404
 
 
+def test_a_typo_is_corrected_and_said_and_exact_searches_as_typed(client):
+    body = client.get("/v1/search", params={"q": "thinkpda notebook", "k": 3}).json()
+    assert body["corrected_query"] == "thinkpad notebook" and body["query"] == "thinkpda notebook"
+    assert body["results"][0]["id"] == "p01"
+    interp = body["interpretation"]
+    assert interp["corrections"] == [{"from": "thinkpda", "to": "thinkpad", "edits": 1}]
+    assert interp["searched_query"] == "thinkpad notebook" and interp["exact"] is False
+    exact = client.get("/v1/search", params={"q": "thinkpda notebook", "k": 3, "exact": "true"}).json()
+    assert exact["corrected_query"] is None and exact["interpretation"]["exact"] is True
+    assert exact["interpretation"]["searched_query"] == "thinkpda notebook"
+    # the word being typed is completed; a finished word is not
+    typing = client.get("/v1/search", params={"q": "espresso mach", "k": 1}).json()
+    assert typing["interpretation"]["completion"] == {"prefix": "mach", "completed": "machine"}
+    assert typing["results"][0]["id"] == "p27" and typing["corrected_query"] is None
+    done = client.post("/v1/search", json={"q": "espresso mach ", "k": 1}).json()
+    assert done["interpretation"]["completion"] is None
+
+
+def test_a_word_written_after_start_up_is_never_corrected_away(client):
+    h = {"X-API-Key": KEY}
+    # "thinkpod" is one edit from the catalog's "thinkpad", but since this write a real product name
+    r = client.put("/v1/products/x9", json={"title": "Thinkpod hoverboard", "brand": "Acme"}, headers=h)
+    assert r.status_code == 200
+    body = client.get("/v1/search", params={"q": "thinkpod ", "k": 1}).json()
+    assert body["corrected_query"] is None and body["results"][0]["id"] == "x9"
+    assert (
+        client.get("/v1/search", params={"q": "thinkpud ", "k": 1}).json()["corrected_query"] == "thinkpad "
+    )
+
+
 def test_reviews_change_a_products_sentiment(client):
     h = {"X-API-Key": KEY}
     reviews = [
@@ -372,8 +402,13 @@ def test_review_prior_strength_reaches_the_search_ranking(index_dir, tmp_path):
         s = _settings(index_dir, where, review_prior_strength=strength)
         with TestClient(create_app(s, build=_with_fake_sentiment)) as c:
             reviews = [{"product_id": "p02", "text": f"awful, broke ({i})", "rating": 1} for i in range(3)]
-            assert c.post("/v1/reviews", json={"reviews": reviews}, headers={"X-API-Key": KEY}).status_code == 200
-            body = c.get("/v1/search", params={"q": "HP Pavilion notebook", "k": 10, "explain": "true"}).json()
+            assert (
+                c.post("/v1/reviews", json={"reviews": reviews}, headers={"X-API-Key": KEY}).status_code
+                == 200
+            )
+            body = c.get(
+                "/v1/search", params={"q": "HP Pavilion notebook", "k": 10, "explain": "true"}
+            ).json()
             seen[strength] = next(x for x in body["results"] if x["id"] == "p02")["explanation"]["features"]
     assert seen[0.0]["sentiment"] == pytest.approx(-0.9, abs=1e-6)
     assert abs(seen[1000.0]["sentiment"]) < 0.01
@@ -415,3 +450,16 @@ def ev_obj(action, client, pid, t):
     from indexer.events import Event
 
     return Event(action, client, t, object_id=pid, object_id_field="id", product_id=pid)
+
+
+def test_suggest_completes_as_the_shopper_types_typos_forgiven(client):
+    body = client.get("/v1/suggest", params={"q": "espresso mach"}).json()
+    assert body["query"] == "espresso mach"
+    top = body["suggestions"][0]
+    assert top["text"] == "espresso machine" and top["products"] == 1 and top["source"] == "catalog"
+    assert client.get("/v1/suggest", params={"q": "wireles"}).json()["suggestions"][0]["text"] == "wireless"
+    many = client.get("/v1/suggest", params={"q": "l", "k": 3}).json()["suggestions"]
+    assert 0 < len(many) <= 3 and all(s["text"].startswith("l") for s in many)
+    assert client.get("/v1/suggest", params={"q": "qqqqzz"}).json()["suggestions"] == []
+    assert client.get("/v1/suggest", params={"q": ""}).status_code == 422
+    assert client.get("/v1/suggest", params={"q": "x", "k": 11}).status_code == 422

@@ -29,15 +29,25 @@ ALLOWED: dict[str, set[str]] = {
     "ranker.retrieval": RANKER_CORE,
     "ranker.rerank": RANKER_CORE | {"ranker.retrieval"},
     "ranker.signals": RANKER_CORE,
-    "ranker.ranking": RANKER_CORE | {"ranker.retrieval", "ranker.rerank", "ranker.signals"},
+    "ranker.query": RANKER_CORE,
+    "ranker.ranking": RANKER_CORE | {"ranker.retrieval", "ranker.rerank", "ranker.signals", "ranker.query"},
     "ranker.recommend": RANKER_CORE | {"ranker.retrieval", "ranker.ranking", "ranker.signals"},
     "ranker.evaluation": RANKER_CORE | {"ranker.retrieval", "ranker.signals"},
     "training": RANKER_CORE
     | {"ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals", "ranker.evaluation"},
     # settings and the backend registry: the edge both front ends build from
-    "plugin_api": RANKER_CORE | {"ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals"},
+    "plugin_api": RANKER_CORE
+    | {"ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals", "ranker.query"},
     "plugin_api.http": RANKER_CORE
-    | {"plugin_api", "ranker.retrieval", "ranker.rerank", "ranker.ranking", "ranker.signals", "ranker.recommend"},
+    | {
+        "plugin_api",
+        "ranker.retrieval",
+        "ranker.rerank",
+        "ranker.ranking",
+        "ranker.signals",
+        "ranker.recommend",
+        "ranker.query",
+    },
     "plugin_api.cli": RANKER_CORE
     | {
         "plugin_api",
@@ -48,6 +58,7 @@ ALLOWED: dict[str, set[str]] = {
         "ranker.signals",
         "ranker.recommend",
         "ranker.evaluation",
+        "ranker.query",
         "training",
     },
 }
@@ -125,7 +136,9 @@ def test_an_engine_never_reads_the_other_engine(path, forbidden):
 def test_only_the_train_commands_reach_into_training():
     """plugin_api serves and indexes with ranker + indexer; only the train/export CLI needs training."""
     users = sorted(
-        str(f.relative_to(ROOT)) for f in (ROOT / "plugin_api").rglob("*.py") if "training" in _imported_units(f)
+        str(f.relative_to(ROOT))
+        for f in (ROOT / "plugin_api").rglob("*.py")
+        if "training" in _imported_units(f)
     )
     assert users == ["plugin_api/cli/train_cli.py"]
 

@@ -22,6 +22,7 @@ TRANSPORT = {"400", "408", "413"}  # any request can meet the transport limits
 STATUSES = {
     ("get", "/v1/search"): {"422", "429", "503"},
     ("post", "/v1/search"): {"422", "429", "503"},
+    ("get", "/v1/suggest"): {"422", "429", "503"},
     ("get", "/v1/recommend/similar/{product_id}"): {"404", "422", "429", "503"},
     ("get", "/v1/recommend/user/{user_id}"): {"422", "429", "503"},
     ("post", "/v1/events"): {"401", "422", "429", "503"},

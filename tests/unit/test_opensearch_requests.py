@@ -491,6 +491,33 @@ def test_lexical_request_and_scores() -> None:
     assert len(FIELDS) == len(DEFAULT_FIELD_BOOSTS)
 
 
+def test_expansions_are_weighted_should_clauses_of_the_same_multi_match() -> None:
+    node = search_node(("b", 3.0))
+    backend = OpenSearchBackend(fake_client(node))
+    backend.lexical("laptop ca", 10, Filters(), (("case", 0.5), ("cable", 0.5), ("!!", 0.5)))
+    expansion = {
+        "query": "case",
+        "type": "most_fields",
+        "fields": FIELDS,
+        "operator": "or",
+        "analyzer": "shoprank_text",
+        "boost": 0.5,
+    }
+    should = node.calls[0].body["query"]["bool"]["should"]
+    # the query's two clauses, then one per expansion with a term (the punctuation-only one is dropped)
+    assert should == [
+        *multi_match("laptop ca"),
+        {"multi_match": expansion},
+        {"multi_match": {**expansion, "query": "cable"}},
+    ]
+    # the same clauses score the products a hybrid search fills in
+    backend.lexical_scores("laptop ca", ["b"], (("case", 0.5),))
+    assert node.calls[1].body["query"]["bool"]["should"] == [
+        *multi_match("laptop ca"),
+        {"multi_match": expansion},
+    ]
+
+
 def strict_term(term: str) -> dict[str, Any]:
     """One required term of the strict keyword leg: its best field's BM25, no synonyms."""
     fields = ["title", "name", "brand", "category", "description", "attributes_text"]

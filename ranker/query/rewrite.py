@@ -1,0 +1,188 @@
+"""What the shopper meant to type: misspelled terms corrected, the word being typed completed.
+
+:class:`QueryRewriter` turns the query as typed into the query to search, and says what it did
+(:class:`Interpretation`). Both backends then search the same rewritten text, so they behave the
+same by construction. Only terms that match nothing in the catalog are touched, so a product
+that holds the typed word exactly is never outranked by a "corrected" one.
+
+Search-as-you-type: unless the query ends in a space (the shopper finished the word), its last
+term is read as a prefix and completed with the catalog term that most products hold together
+with the query's other terms, unless the typed word is itself a common enough word there
+(:data:`KEEP_TYPED_SHARE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.analysis import minimal_english_stem, token_spans
+from ranker.query.lexicon import Lexicon
+from ranker.query.speller import Correction, Speller
+
+# A typed last word stays as typed when at least this share as many products name it as name its
+# most frequent completion (or as name its likeliest completion with the query's other terms).
+KEEP_TYPED_SHARE = 0.2
+# Prefixes shorter than this are not completed.
+MIN_PREFIX = 1
+# Other likely completions of the word being typed go to the lexical leg at this weight (the query
+# itself weighs 1), at most MAX_EXPANSIONS of them, each named with the query's other terms by at
+# least EXPAND_SHARE as many products as the likeliest completion.
+EXPANSION_WEIGHT = 0.5
+MAX_EXPANSIONS = 3
+EXPAND_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Completion:
+    prefix: str
+    completed: str
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """The query as typed, the query searched, and each change between them."""
+
+    original: str
+    query: str
+    corrections: tuple[Correction, ...] = ()
+    completion: Completion | None = None
+    expansions: tuple[tuple[str, float], ...] = ()  # (term, weight) OR'd into the lexical leg
+    exact: bool = False  # the shopper asked for the text as typed
+
+    @property
+    def changed(self) -> bool:
+        return self.query != self.original
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "original_query": self.original,
+            "query": self.query,
+            "corrected_query": self.query if self.corrections else None,
+            "corrections": [
+                {"from": c.original, "to": c.corrected, "edits": c.edits} for c in self.corrections
+            ],
+            "completion": (
+                None
+                if self.completion is None
+                else {"prefix": self.completion.prefix, "completed": self.completion.completed}
+            ),
+            "expansions": [{"term": t, "weight": w} for t, w in self.expansions],
+            "exact": self.exact,
+        }
+
+
+class QueryRewriter:
+    """Rewrites queries against one lexicon at a time; :meth:`use` swaps in a newer one (a
+    rewrite in flight keeps the lexicon it started with)."""
+
+    def __init__(
+        self,
+        lexicon: Lexicon,
+        confirm: Callable[[str], bool] | None = None,
+        *,
+        complete_prefix: bool = True,
+    ):
+        self.confirm = confirm  # does the live index match this raw term?
+        self.complete_prefix = complete_prefix
+        self._state = (lexicon, Speller(lexicon))
+
+    @property
+    def lexicon(self) -> Lexicon:
+        return self._state[0]
+
+    @property
+    def speller(self) -> Speller:
+        return self._state[1]
+
+    def use(self, lexicon: Lexicon) -> None:
+        """Rewrite against ``lexicon`` from now on (its speller is built before the swap)."""
+        self._state = (lexicon, Speller(lexicon))
+
+    def rewrite(self, query: str) -> Interpretation:
+        folded, spans = token_spans(query)
+        if not spans:
+            return Interpretation(query, query)
+        lex, speller = self._state
+        terms = [minimal_english_stem(tok) for _, _, tok in spans]
+        ids = [lex.id(t) for t in terms]
+        open_end = self.complete_prefix and spans[-1][1] == len(folded) and not query[-1:].isspace()
+        replaced: dict[int, str] = {}
+        corrections: list[Correction] = []
+        completion: Completion | None = None
+        expansions: tuple[str, ...] = ()
+
+        def context(i: int) -> list[int]:
+            return [j for k, j in enumerate(ids) if k != i and j is not None]
+
+        last = len(terms) - 1
+        for i, term in enumerate(terms):
+            done = None
+            if i == last and open_end:
+                done, expansions = self._complete(lex, term, context(i), exclude=set(terms[:i]))
+            fix = None
+            if not lex.known(term):
+                fix = speller.correct(term, context(i), self._confirm_term(spans[i][2]), raw=spans[i][2])
+            if done is not None and fix is not None:  # a typo or a word being typed: the likelier
+                keeps_first = fix.corrected[:1] == term[:1]
+                co = lex.affinity(np.asarray([lex.ids[done], lex.ids.get(fix.corrected, 0)]), context(i))
+                if keeps_first and fix.corrected in lex.ids and co[1] > co[0]:
+                    done, expansions = None, ()
+                else:
+                    fix = None
+            if done is not None:
+                completion = Completion(spans[i][2], lex.surface(done))
+                replaced[i] = completion.completed
+            elif fix is not None:
+                corrections.append(Correction(spans[i][2], lex.surface(fix.corrected), fix.edits))
+                replaced[i] = corrections[-1].corrected
+        weighted = tuple((lex.surface(t), EXPANSION_WEIGHT) for t in expansions)
+        if not replaced:
+            return Interpretation(query, query, expansions=weighted)
+        out, at = [], 0
+        for i, (start, end, _) in enumerate(spans):
+            if i in replaced:
+                out += [folded[at:start], replaced[i]]
+                at = end
+        out.append(folded[at:])
+        return Interpretation(query, "".join(out), tuple(corrections), completion, weighted)
+
+    def _confirm_term(self, raw: str) -> Callable[[str], bool] | None:
+        if self.confirm is None:
+            return None
+        check = self.confirm
+        return lambda _term: check(raw)
+
+    @staticmethod
+    def _complete(
+        lex: Lexicon, prefix: str, context: list[int], exclude: set[str]
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """The word being typed: its completion (None: leave it as typed) and the other likely
+        completions, which the lexical leg matches too (:data:`EXPANSION_WEIGHT`)."""
+        if len(prefix) < MIN_PREFIX:
+            return None, ()
+        cands = lex.with_prefix(prefix)
+        if len(cands) == 0:
+            return None, ()
+        co = lex.affinity(cands, context)
+        typed = lex.id(prefix)
+        mine = int(co[int(np.flatnonzero(cands == typed)[0])]) if typed is not None else 0
+        order = np.lexsort((-lex.df[cands], -co))  # most co-occurring first, then most frequent
+        ranked = [
+            (lex.terms[int(cands[j])], int(co[j]))
+            for j in order
+            if int(cands[j]) != typed and lex.terms[int(cands[j])] not in exclude and co[j] > 0
+        ]
+        if not ranked:
+            return None, ()
+        top = ranked[0][1]
+        likely = [t for t, c in ranked[: MAX_EXPANSIONS + 1] if c >= EXPAND_SHARE * top]
+        most = int(lex.df[cands].max())
+        if typed is not None and (
+            lex.count(prefix) >= KEEP_TYPED_SHARE * most or mine >= KEEP_TYPED_SHARE * top
+        ):
+            # a word in its own right: kept, and its likelier completions matched beside it
+            return None, tuple(t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top)
+        return likely[0], tuple(likely[1:])

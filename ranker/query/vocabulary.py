@@ -1,0 +1,56 @@
+"""The catalog's vocabulary as the service holds it: one lexicon behind the rewriter and the
+suggester, rebuilt from the live index (and the shop's query log) on :meth:`Vocabulary.refresh`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from indexer.analysis import minimal_english_stem
+from ranker.query.lexicon import Lexicon, LexiconSource
+from ranker.query.rewrite import QueryRewriter
+from ranker.query.suggest import Suggester, catalog_phrases
+
+log = logging.getLogger(__name__)
+
+ShopQueries = Callable[[], Mapping[str, int]]  # analyzed query text → distinct engaged shoppers
+
+
+class Vocabulary:
+    def __init__(
+        self,
+        source: LexiconSource,
+        *,
+        confirm: Callable[[str], bool] | None = None,
+        shop_queries: ShopQueries | None = None,
+    ):
+        self.source = source
+        self.shop_queries = shop_queries
+        lexicon, suggester = self._build()
+        self.rewriter = QueryRewriter(lexicon, confirm)
+        self.suggester = suggester
+
+    def _build(self) -> tuple[Lexicon, Suggester]:
+        t = time.perf_counter()
+        docs = list(self.source.naming_documents())
+        lexicon = Lexicon.from_documents(docs)
+        # phrases from titles (NAMING_FIELDS order: title, name, brand, category), whole brands and categories
+        titles = [[minimal_english_stem(w) for w in naming[0]] for naming, _ in docs if naming]
+        extra = {" ".join(naming[i]) for naming, _ in docs for i in (2, 3) if len(naming) > i and naming[i]}
+        queries = dict(self.shop_queries()) if self.shop_queries else {}
+        suggester = Suggester(lexicon, catalog_phrases(titles, extra), queries)
+        log.info(
+            "vocabulary: %d terms, %d suggestions (%d from the query log) in %.1f s",
+            len(lexicon),
+            len(suggester),
+            len(queries),
+            time.perf_counter() - t,
+        )
+        return lexicon, suggester
+
+    def refresh(self) -> None:
+        """Rebuild from the live index and query log, then swap both in."""
+        lexicon, suggester = self._build()
+        self.rewriter.use(lexicon)
+        self.suggester = suggester
