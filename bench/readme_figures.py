@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
+from bench.readme_query import typed_queries
 from bench.readme_regions import (
     REGION,
     Doc,
@@ -408,6 +409,7 @@ RENDERERS += (
     event_attack,
     crash_durability,
     overload,
+    typed_queries,
 )
 REGIONS: Mapping[str, Callable[[Results], str]] = MappingProxyType(
     {f.__name__.replace("_", "-"): f for f in RENDERERS}

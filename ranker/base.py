@@ -71,6 +71,18 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A soft preference read from the query ("under 100", "55 inch", "16gb", "4k"): a kind,
+    bounds in its canonical unit (None: open), and the words it was read from."""
+
+    kind: str  # price | diagonal | capacity | resolution | power | battery | refresh | sensor
+    low: float | None
+    high: float | None
+    unit: str  # the canonical unit ("" for prices: the catalog's currency)
+    text: str
+
+
+@dataclass(frozen=True)
 class Scored:
     id: str
     score: float
@@ -177,6 +189,8 @@ class SearchRequest:
     exact: bool = False  # search the text as typed: no typo correction, no completion
     # (term, weight) pairs OR'd into the lexical leg (query understanding's completions)
     expansions: tuple[tuple[str, float], ...] = ()
+    # soft preferences ranking reads as a feature (query understanding's parsed numbers)
+    constraints: tuple[Constraint, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.query, str) or not self.query.strip():

@@ -20,6 +20,7 @@ from plugin_api.http.schemas import (
     ID_PATTERN,
     USER_ID_PATTERN,
     CompletionOut,
+    ConstraintOut,
     CorrectionOut,
     ErasedOut,
     EventsIn,
@@ -193,6 +194,10 @@ def _interpretation(interp: Interpretation | None) -> dict[str, Any]:
             ),
             expansions=[ExpansionOut(term=t, weight=w) for t, w in interp.expansions],
             exact=interp.exact,
+            constraints=[
+                ConstraintOut(kind=c.kind, low=c.low, high=c.high, unit=c.unit, text=c.text)
+                for c in interp.constraints
+            ],
         ),
     }
 

@@ -189,6 +189,16 @@ class ExpansionOut(BaseModel):
     weight: float
 
 
+class ConstraintOut(BaseModel):
+    kind: str = Field(
+        ..., description="price, diagonal, capacity, resolution, power, battery, refresh or sensor"
+    )
+    low: float | None = Field(None, description="lower bound in the unit (None: open)")
+    high: float | None = Field(None, description="upper bound in the unit (None: open)")
+    unit: str = Field(..., description="canonical unit (in, GB, p, W, mAh, Hz, MP; empty for prices)")
+    text: str = Field(..., description="the words it was read from (remove them to drop it)")
+
+
 class InterpretationOut(BaseModel):
     """What query understanding made of the text before searching."""
 
@@ -200,6 +210,10 @@ class InterpretationOut(BaseModel):
         default_factory=list, description="other completions of the last word, matched at a lower weight"
     )
     exact: bool = Field(False, description="searched as typed (exact=true)")
+    constraints: list[ConstraintOut] = Field(
+        default_factory=list,
+        description="the query's numbers, applied as soft preferences (ranking feature constraint_match)",
+    )
 
 
 class SearchResponse(BaseModel):

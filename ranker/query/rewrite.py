@@ -14,11 +14,13 @@ with the query's other terms, unless the typed word is itself a common enough wo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from indexer.analysis import minimal_english_stem, token_spans
+from ranker.base import Constraint
+from ranker.query.constraints import parse
 from ranker.query.lexicon import Lexicon
 from ranker.query.speller import Correction, Speller
 
@@ -51,6 +53,7 @@ class Interpretation:
     completion: Completion | None = None
     expansions: tuple[tuple[str, float], ...] = ()  # (term, weight) OR'd into the lexical leg
     exact: bool = False  # the shopper asked for the text as typed
+    constraints: tuple[Constraint, ...] = ()  # the query's numbers, as soft preferences
 
     @property
     def changed(self) -> bool:
@@ -70,6 +73,7 @@ class Interpretation:
                 else {"prefix": self.completion.prefix, "completed": self.completion.completed}
             ),
             "expansions": [{"term": t, "weight": w} for t, w in self.expansions],
+            "constraints": [asdict(c) for c in self.constraints],
             "exact": self.exact,
         }
 
@@ -102,6 +106,13 @@ class QueryRewriter:
         self._state = (lexicon, Speller(lexicon))
 
     def rewrite(self, query: str) -> Interpretation:
+        """Price phrases leave the text ("tv under 500" searches "tv", price ≤ 500 a preference),
+        then typos are corrected and the last word completed."""
+        parsed = parse(query)
+        interp = self._words(parsed.text)
+        return replace(interp, original=query, constraints=parsed.constraints)
+
+    def _words(self, query: str) -> Interpretation:
         folded, spans = token_spans(query)
         if not spans:
             return Interpretation(query, query)

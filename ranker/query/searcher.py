@@ -20,11 +20,14 @@ class UnderstandingSearcher:
 
     def search(self, req: SearchRequest, options: SearchOptions | None = None) -> SearchResult:
         if req.exact:
-            interp = Interpretation(req.query, req.query, exact=True)
+            interp = Interpretation(req.query, req.query, exact=True, constraints=req.constraints)
             res = self.inner.search(req, options)
             return replace(res, interpretation=interp)
         t = time.perf_counter()
         interp = self.rewriter.rewrite(req.query)
         spent = round((time.perf_counter() - t) * 1000.0, 3)
-        res = self.inner.search(replace(req, query=interp.query, expansions=interp.expansions), options)
+        searched = replace(
+            req, query=interp.query, expansions=interp.expansions, constraints=interp.constraints
+        )
+        res = self.inner.search(searched, options)
         return replace(res, interpretation=interp, timings_ms={"understand": spent, **res.timings_ms})

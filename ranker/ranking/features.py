@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.reviews import ReviewPrior, ReviewStats
-from ranker.base import Hit
+from ranker.base import Constraint, Hit
+from ranker.query.constraints import constraint_match
 from ranker.ranking.lexical import LEXICAL_FEATURES, lexical_features
 from ranker.retrieval.retriever import STRICT_SOURCE
 
@@ -33,6 +34,7 @@ FEATURES = (
     "rating",  # (mean stars - 3) / 2 in [-1, 1], shrunk towards the prior
     "popularity",  # time-decayed interaction share in [0, 1] (serving work feeds it)
     "personal_affinity",  # shopper-profile similarity in [-1, 1] (serving work feeds it)
+    "constraint_match",  # the query's numbers (price, size, capacity…) met +1 / contradicted -1, mean
 )
 
 
@@ -73,6 +75,7 @@ def feature_matrix(
     affinity: Mapping[str, float] | None = None,
     prior: ReviewPrior | None = None,
     popularity: Mapping[str, float] | None = None,
+    constraints: Sequence[Constraint] = (),
 ) -> np.ndarray:
     """Rows = hits, columns = :data:`FEATURES`. A product's signals come from ``signals`` when
     given there, else from the review aggregate stored with the product (shrunk with ``prior``);
@@ -105,6 +108,7 @@ def feature_matrix(
                 np.clip(popularity.get(h.id, 0.0) if sig.popularity is None else sig.popularity, 0, 1)
             ),
             "personal_affinity": float(np.clip(affinity.get(h.id, 0.0), -1, 1)),
+            "constraint_match": constraint_match(constraints, h.product),
             **{f: float(lexical[i, j]) for j, f in enumerate(LEXICAL_FEATURES)},
         }
         out[i] = [row[f] for f in FEATURES]

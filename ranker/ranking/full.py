@@ -25,9 +25,16 @@ from ranker.retrieval.retriever import STRICT_CANDIDATES, Retriever
 
 # Shop signals the dev judgments cannot teach (they hold no reviews and no events, so a learned
 # fusion gives these features weight 0): hand-set nudges, small next to the text features.
-SHOP_SIGNAL_WEIGHTS = MappingProxyType({"sentiment": 0.3, "rating": 0.2, "popularity": 0.3, "personal_affinity": 0.5})
+SHOP_SIGNAL_WEIGHTS = MappingProxyType(
+    {"sentiment": 0.3, "rating": 0.2, "popularity": 0.3, "personal_affinity": 0.5}
+)
+# The query's own numbers ("under 100", "55 inch"): a hand-set nudge too, since the dev judgments
+# hold almost no such query; about half what a strict keyword match weighs in the shipped fusion.
+QUERY_SIGNAL_WEIGHTS = MappingProxyType({"constraint_match": 1.0})
 # Until `shoprank train fusion` has learned weights: the cross-encoder leads, retrieval breaks ties.
-DEFAULT_FUSION = LinearFusion({"cross_encoder": 1.0, "bm25": 0.2, "vector": 0.2, **SHOP_SIGNAL_WEIGHTS})
+DEFAULT_FUSION = LinearFusion(
+    {"cross_encoder": 1.0, "bm25": 0.2, "vector": 0.2, **SHOP_SIGNAL_WEIGHTS, **QUERY_SIGNAL_WEIGHTS}
+)
 # Without a cross-encoder, `full` uses ranker.ranking.shipped.text_fusion(): text weights learned by
 # `shoprank train fusion` on the dev judgments (a package resource with its provenance) plus these
 # shop signals.
@@ -91,6 +98,7 @@ class FullPipeline:
             affinity=affinity,
             prior=self.prior,
             popularity=self.popularity(ids) if self.popularity else None,
+            constraints=req.constraints,
         )
         relevance = fusion.score(x)
         t = time.perf_counter()

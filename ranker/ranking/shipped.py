@@ -16,7 +16,7 @@ from typing import Any
 
 from indexer.errors import IndexMismatchError
 from ranker.ranking.features import FEATURES
-from ranker.ranking.full import SHOP_SIGNAL_WEIGHTS
+from ranker.ranking.full import QUERY_SIGNAL_WEIGHTS, SHOP_SIGNAL_WEIGHTS
 from ranker.ranking.linear_fusion import KIND, LinearFusion
 
 TEXT_FUSION_RESOURCE = "text_fusion.json"
@@ -42,10 +42,13 @@ def learned_text_fusion(path: str | Path | None = None) -> LinearFusion:
 def text_fusion(path: str | Path | None = None) -> LinearFusion:
     """The fusion ``full`` uses without a cross-encoder: the learned text weights (the features the
     fit left at 0, the cross-encoder's among them, dropped) plus the hand-set
-    :data:`~ranker.ranking.full.SHOP_SIGNAL_WEIGHTS` (the judgments cannot teach those)."""
+    :data:`~ranker.ranking.full.SHOP_SIGNAL_WEIGHTS` and ``QUERY_SIGNAL_WEIGHTS`` (the judgments
+    cannot teach those)."""
     learned = learned_text_fusion(path)
     weights = {f: w for f, w in learned.weights.items() if w != 0.0}  # the features it learned
-    return LinearFusion({**weights, **SHOP_SIGNAL_WEIGHTS}, learned.bias, learned.meta)
+    return LinearFusion(
+        {**weights, **SHOP_SIGNAL_WEIGHTS, **QUERY_SIGNAL_WEIGHTS}, learned.bias, learned.meta
+    )
 
 
 def provenance(fusion: LinearFusion) -> dict[str, Any]:

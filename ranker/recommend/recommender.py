@@ -28,7 +28,9 @@ from ranker.ranking.features import signals_from_reviews
 from ranker.ranking.mmr import mmr, normalize_relevance
 from ranker.signals.personalization import EventModel
 
-SIMILAR_WEIGHTS: Mapping[str, float] = MappingProxyType({"vector": 0.6, "co_interaction": 0.3, "sentiment": 0.1})
+SIMILAR_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"vector": 0.6, "co_interaction": 0.3, "sentiment": 0.1}
+)
 USER_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {"personal_affinity": 0.4, "co_interaction": 0.4, "popularity": 0.2}
 )

@@ -15,17 +15,19 @@ Factory = Callable[[Path, str, int | None], Reranker]
 
 # torch pads one batch of a request's pairs; onnxruntime on CPU gains from small batches of
 # similar-length pairs (see OnnxCrossEncoderReranker.score).
-RERANKER_RUNTIMES: Mapping[str, Factory] = MappingProxyType({
-    "torch": lambda folder, device, batch: CrossEncoderReranker(
-        folder, device=device, batch_size=batch or 64
-    ),
-    "onnx": lambda folder, device, batch: OnnxCrossEncoderReranker(
-        folder, precision="fp32", device=device, batch_size=batch or 16
-    ),
-    "onnx-int8": lambda folder, device, batch: OnnxCrossEncoderReranker(
-        folder, precision="int8", device=device, batch_size=batch or 16
-    ),
-})
+RERANKER_RUNTIMES: Mapping[str, Factory] = MappingProxyType(
+    {
+        "torch": lambda folder, device, batch: CrossEncoderReranker(
+            folder, device=device, batch_size=batch or 64
+        ),
+        "onnx": lambda folder, device, batch: OnnxCrossEncoderReranker(
+            folder, precision="fp32", device=device, batch_size=batch or 16
+        ),
+        "onnx-int8": lambda folder, device, batch: OnnxCrossEncoderReranker(
+            folder, precision="int8", device=device, batch_size=batch or 16
+        ),
+    }
+)
 
 
 def open_reranker(

@@ -75,6 +75,15 @@ def test_search_open_product_see_similar_items(server):
             expect(page.locator("#suggestions")).to_be_hidden()
             assert page.locator("#q").input_value() == "espresso machine"
             expect(page.locator("#results .card").first).to_contain_text("espresso", timeout=15_000)
+            # a price in the query shows as a removable chip
+            page.fill("#q", "samsung tv under 800")
+            page.press("#q", "Enter")
+            chip = page.locator("#chips .chip")
+            expect(chip).to_have_count(1, timeout=15_000)
+            assert chip.first.inner_text().startswith("under 800")
+            chip.first.locator("button").click()
+            expect(chip).to_have_count(0, timeout=15_000)
+            assert page.locator("#q").input_value() == "samsung tv"
             page.fill("#q", "")
             # a typo: corrected, said so, with the text as typed one click away
             page.fill("#q", "thinkpda notebook ")

@@ -463,3 +463,20 @@ def test_suggest_completes_as_the_shopper_types_typos_forgiven(client):
     assert client.get("/v1/suggest", params={"q": "qqqqzz"}).json()["suggestions"] == []
     assert client.get("/v1/suggest", params={"q": ""}).status_code == 422
     assert client.get("/v1/suggest", params={"q": "x", "k": 11}).status_code == 422
+
+
+def test_a_price_in_the_query_is_a_soft_preference_shown_and_explained(client):
+    body = client.get("/v1/search", params={"q": "samsung tv under 800", "k": 5, "explain": "true"}).json()
+    interp = body["interpretation"]
+    assert interp["searched_query"] == "samsung tv"
+    assert interp["constraints"] == [
+        {"kind": "price", "low": None, "high": 800.0, "unit": "", "text": "under 800"}
+    ]
+    by_id = {r["id"]: r for r in body["results"]}
+    assert by_id["p05"]["explanation"]["features"]["constraint_match"] == 1.0  # 749: under 800
+    assert by_id["p05"]["explanation"]["contributions"]["constraint_match"] > 0
+    over = [r for r in body["results"] if r["product"]["price"] is not None and r["product"]["price"] > 800]
+    assert all(r["explanation"]["features"]["constraint_match"] == -1.0 for r in over)
+    # soft: a product over the price is ranked lower, not removed; a price filter is the hard limit
+    hard = client.get("/v1/search", params={"q": "samsung tv", "price_max": 800, "k": 5}).json()
+    assert all(r["product"]["price"] <= 800 for r in hard["results"])

@@ -33,6 +33,8 @@ ADOPTED = (
     "serve_load",
     "tune_fusion",
     "tune_lexical",
+    "typed_queries",
+    "typing_load",
 )
 
 

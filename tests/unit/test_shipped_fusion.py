@@ -16,7 +16,7 @@ from indexer.errors import BadInputError, IndexMismatchError
 from indexer.manifest import sha256_file
 from plugin_api.cli.main import main
 from ranker.ranking.features import FEATURES
-from ranker.ranking.full import SHOP_SIGNAL_WEIGHTS
+from ranker.ranking.full import QUERY_SIGNAL_WEIGHTS, SHOP_SIGNAL_WEIGHTS
 from ranker.ranking.linear_fusion import LinearFusion
 from ranker.ranking.shipped import learned_text_fusion, provenance, text_fusion
 from tests.conftest import FIXTURES, ICECAT
@@ -39,7 +39,9 @@ def test_the_packaged_text_fusion_carries_its_provenance():
     assert {f for f, w in learned.weights.items() if w != 0.0} <= set(TEXT_FEATURES)
     assert all(served.weights[f] == learned.weights[f] for f in TEXT_FEATURES)
     assert {f: served.weights[f] for f in SHOP_SIGNAL_WEIGHTS} == dict(SHOP_SIGNAL_WEIGHTS)
-    assert set(served.weights) == set(TEXT_FEATURES) | set(SHOP_SIGNAL_WEIGHTS)  # no cross_encoder
+    assert {f: served.weights[f] for f in QUERY_SIGNAL_WEIGHTS} == dict(QUERY_SIGNAL_WEIGHTS)
+    # no cross_encoder
+    assert set(served.weights) == set(TEXT_FEATURES) | set(SHOP_SIGNAL_WEIGHTS) | set(QUERY_SIGNAL_WEIGHTS)
 
 
 def _packaged_json() -> dict:
