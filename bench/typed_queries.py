@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if backend == "opensearch":
             base = {"backend": backend, "pipeline": PEER, "understanding": "opensearch's"}
             rows += _rows(Searched(_peer(s)), qrels, by_kind, base, args.quiet)
-    write_results(args.out, "typed_queries", rows, key=KEY, run=this_run, markdown=_markdown)
-    print(_markdown({"rows": rows}))
+    doc = write_results(args.out, "typed_queries", rows, key=KEY, run=this_run, markdown=_markdown)
+    print(_markdown(doc))
     return 0
 
 

@@ -198,6 +198,8 @@ def _interpretation(interp: Interpretation | None) -> dict[str, Any]:
                 ConstraintOut(kind=c.kind, low=c.low, high=c.high, unit=c.unit, text=c.text)
                 for c in interp.constraints
             ],
+            brands=list(interp.brands),
+            models=list(interp.models),
         ),
     }
 

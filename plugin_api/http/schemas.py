@@ -214,6 +214,8 @@ class InterpretationOut(BaseModel):
         default_factory=list,
         description="the query's numbers, applied as soft preferences (ranking feature constraint_match)",
     )
+    brands: list[str] = Field(default_factory=list, description="catalog brands the query names")
+    models: list[str] = Field(default_factory=list, description="model numbers the query names")
 
 
 class SearchResponse(BaseModel):

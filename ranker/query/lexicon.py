@@ -23,6 +23,8 @@ from scipy import sparse
 
 from indexer.analysis import minimal_english_stem
 
+# the brand's place among indexer.schema.NAMING_FIELDS (title, name, brand, category)
+BRAND_FIELD = 2
 # per product: the words of each naming field (NAMING_FIELDS order, before stemming), and the
 # analyzed terms of the other text fields
 NamedTerms = tuple[Sequence[Sequence[str]], Sequence[str]]
@@ -44,6 +46,7 @@ class Lexicon:
     other: frozenset[str] = frozenset()  # terms only found outside the naming fields
     ids: dict[str, int] = field(repr=False, default_factory=dict)
     surfaces: dict[str, str] = field(repr=False, default_factory=dict)  # term → its commonest spelling
+    brands: frozenset[tuple[str, ...]] = frozenset()  # every brand, as its analyzed terms
 
     @classmethod
     def from_documents(cls, docs: Iterable[NamedTerms]) -> Lexicon:
@@ -54,7 +57,10 @@ class Lexicon:
         rows: list[int] = []
         cols: list[int] = []
         n = 0
+        brands: set[tuple[str, ...]] = set()
         for n, (naming, others) in enumerate(docs, start=1):
+            if len(naming) > BRAND_FIELD and naming[BRAND_FIELD]:
+                brands.add(tuple(minimal_english_stem(w) for w in naming[BRAND_FIELD]))
             seen: set[str] = set()
             for raw in (w for words in naming for w in words):
                 t = minimal_english_stem(raw)
@@ -78,7 +84,7 @@ class Lexicon:
         )
         df = np.asarray(inc.sum(axis=0), dtype=np.int64).ravel()
         surfaces = {t: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for t, c in spelled.items()}
-        return cls(tuple(terms), df, inc, frozenset(rest - vocab.keys()), pos, surfaces)
+        return cls(tuple(terms), df, inc, frozenset(rest - vocab.keys()), pos, surfaces, frozenset(brands))
 
     @property
     def n_docs(self) -> int:
@@ -90,6 +96,18 @@ class Lexicon:
     def surface(self, term: str) -> str:
         """How the catalog spells a term most often ("len" → "lens", "headphone" → "headphones")."""
         return self.surfaces.get(term, term)
+
+    def brands_in(self, terms: Sequence[str]) -> list[tuple[str, ...]]:
+        """The brands whose terms appear, contiguous, in ``terms`` (longest first, no overlaps)."""
+        found: list[tuple[str, ...]] = []
+        used: set[int] = set()
+        for n in range(min(len(terms), 4), 0, -1):
+            for i in range(len(terms) - n + 1):
+                span = tuple(terms[i : i + n])
+                if span in self.brands and not used & set(range(i, i + n)):
+                    found.append(span)
+                    used |= set(range(i, i + n))
+        return found
 
     def id(self, term: str) -> int | None:
         return self.ids.get(term)

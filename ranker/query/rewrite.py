@@ -13,12 +13,13 @@ with the query's other terms, unless the typed word is itself a common enough wo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from indexer.analysis import minimal_english_stem, token_spans
+from indexer.analysis import analyze, fold, minimal_english_stem, token_spans
 from ranker.base import Constraint
 from ranker.query.constraints import parse
 from ranker.query.lexicon import Lexicon
@@ -27,6 +28,17 @@ from ranker.query.speller import Correction, Speller
 # A typed last word stays as typed when at least this share as many products name it as name its
 # most frequent completion (or as name its likeliest completion with the query's other terms).
 KEEP_TYPED_SHARE = 0.2
+# A model number: letters and digits in one word ("tn2110", "ps4", "wh-1000xm5", "tn-2110").
+MODEL = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*(?![\w-])")
+_ADJACENT = re.compile(r"[a-z]\d|\d[a-z]")
+_LONG_DIGITS = re.compile(r"\d{3,}")
+
+
+def _model_like(word: str) -> bool:
+    """Letters next to digits ("ps4", "1000xm5"), or a hyphen before 3+ digits ("tn-2110")."""
+    return bool(_ADJACENT.search(word)) or ("-" in word and bool(_LONG_DIGITS.search(word)))
+
+
 # Prefixes shorter than this are not completed.
 MIN_PREFIX = 1
 # Other likely completions of the word being typed go to the lexical leg at this weight (the query
@@ -54,6 +66,8 @@ class Interpretation:
     expansions: tuple[tuple[str, float], ...] = ()  # (term, weight) OR'd into the lexical leg
     exact: bool = False  # the shopper asked for the text as typed
     constraints: tuple[Constraint, ...] = ()  # the query's numbers, as soft preferences
+    brands: tuple[str, ...] = ()  # catalog brands the query names
+    models: tuple[str, ...] = ()  # model numbers it names (letters and digits some product names)
 
     @property
     def changed(self) -> bool:
@@ -74,6 +88,8 @@ class Interpretation:
             ),
             "expansions": [{"term": t, "weight": w} for t, w in self.expansions],
             "constraints": [asdict(c) for c in self.constraints],
+            "brands": list(self.brands),
+            "models": list(self.models),
             "exact": self.exact,
         }
 
@@ -110,7 +126,18 @@ class QueryRewriter:
         then typos are corrected and the last word completed."""
         parsed = parse(query)
         interp = self._words(parsed.text)
-        return replace(interp, original=query, constraints=parsed.constraints)
+        lex = self.lexicon
+        terms = analyze(interp.query)
+        brands = tuple(" ".join(lex.surface(t) for t in b) for b in lex.brands_in(terms))
+        measures = {fold(c.text) for c in parsed.constraints}
+        models = tuple(
+            m.group(0)
+            for m in MODEL.finditer(fold(interp.query))
+            if _model_like(m.group(0))
+            and m.group(0) not in measures
+            and all(lex.known(t) for t in analyze(m.group(0)))
+        )
+        return replace(interp, original=query, constraints=parsed.constraints, brands=brands, models=models)
 
     def _words(self, query: str) -> Interpretation:
         folded, spans = token_spans(query)

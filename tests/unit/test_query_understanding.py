@@ -35,8 +35,17 @@ CATALOG = [
 ]
 
 
+BRANDS = {"Lenovo", "HP", "Targus", "Samsung", "Apple", "Brother", "Canon", "Sony", "Bose", "Logitech"}
+
+
 def _lexicon(rows=CATALOG) -> Lexicon:
-    return Lexicon.from_documents(([raw_tokens(n)], analyze(o)) for n, o in rows)
+    """Naming fields as the backends list them: title, name, brand (the first word when a brand), category."""
+
+    def naming(title: str) -> list[list[str]]:
+        first = title.split()[0]
+        return [raw_tokens(title), [], raw_tokens(first) if first in BRANDS else [], []]
+
+    return Lexicon.from_documents((naming(n), analyze(o)) for n, o in rows)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +224,13 @@ def test_expansions_are_bounded_and_weighted():
     for bad in ((("a", 0.0),), (("a", 2.0),), (("", 0.5),), tuple(("a", 0.5) for _ in range(11))):
         with pytest.raises(BadInputError, match="expansions"):
             SearchRequest("q", expansions=bad)
+
+
+def test_brands_and_model_numbers_are_detected(rewriter):
+    interp = rewriter.rewrite("brother tn-2110 toner")
+    assert interp.brands == ("brother",) and interp.models == ("tn-2110",)
+    assert interp.query == "brother tn-2110 toner"  # detected, never corrected
+    assert rewriter.rewrite("samsung phone case").brands == ("samsung",)
+    none = rewriter.rewrite("laptop case 16gb")
+    assert none.brands == () and none.models == ()  # a measure is no model number
+    assert rewriter.rewrite("tn-9999 toner").models == ()  # a model no product names
