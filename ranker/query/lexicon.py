@@ -47,6 +47,7 @@ class Lexicon:
     ids: dict[str, int] = field(repr=False, default_factory=dict)
     surfaces: dict[str, str] = field(repr=False, default_factory=dict)  # term → its commonest spelling
     brands: frozenset[tuple[str, ...]] = frozenset()  # every brand, as its analyzed terms
+    described: tuple[str, ...] = field(repr=False, default=())  # ``other``, sorted
 
     @classmethod
     def from_documents(cls, docs: Iterable[NamedTerms]) -> Lexicon:
@@ -84,7 +85,8 @@ class Lexicon:
         )
         df = np.asarray(inc.sum(axis=0), dtype=np.int64).ravel()
         surfaces = {t: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for t, c in spelled.items()}
-        return cls(tuple(terms), df, inc, frozenset(rest - vocab.keys()), pos, surfaces, frozenset(brands))
+        other = frozenset(rest - vocab.keys())
+        return cls(tuple(terms), df, inc, other, pos, surfaces, frozenset(brands), tuple(sorted(other)))
 
     @property
     def n_docs(self) -> int:
@@ -127,6 +129,16 @@ class Lexicon:
         lo = bisect.bisect_left(self.terms, prefix)
         hi = bisect.bisect_left(self.terms, prefix + "\U0010ffff")
         return np.arange(lo, hi, dtype=np.int64)
+
+    def described_with_prefix(self, prefix: str) -> list[str]:
+        """Terms only descriptions hold ("earbuds" in "true wireless earbuds with …") that start
+        with ``prefix``, shortest first."""
+        if not prefix:
+            return []
+        rest = self.described
+        lo = bisect.bisect_left(rest, prefix)
+        hi = bisect.bisect_left(rest, prefix + "\U0010ffff")
+        return sorted(rest[lo:hi], key=lambda t: (len(t), t))
 
     def context_mask(self, context: Sequence[int]) -> np.ndarray | None:
         """Products holding every context term (None without context)."""

@@ -39,6 +39,10 @@ def _model_like(word: str) -> bool:
     return bool(_ADJACENT.search(word)) or ("-" in word and bool(_LONG_DIGITS.search(word)))
 
 
+# The last word, when both a prefix of catalog words and one edit from another: read as a typo
+# only when the corrected word is this many times likelier with the other words ("sd crad" →
+# "sd card", not "sd cradle"; "earb" → "earbuds", not "ear").
+TYPO_OVER_PREFIX = 10.0
 # Prefixes shorter than this are not completed.
 MIN_PREFIX = 1
 # Other likely completions of the word being typed go to the lexical leg at this weight (the query
@@ -163,10 +167,15 @@ class QueryRewriter:
             fix = None
             if not lex.known(term):
                 fix = speller.correct(term, context(i), self._confirm_term(spans[i][2]), raw=spans[i][2])
-            if done is not None and fix is not None:  # a typo or a word being typed: the likelier
+            if done is not None and fix is not None:  # a word being typed, unless a typo is far likelier
                 keeps_first = fix.corrected[:1] == term[:1]
-                co = lex.affinity(np.asarray([lex.ids[done], lex.ids.get(fix.corrected, 0)]), context(i))
-                if keeps_first and fix.corrected in lex.ids and co[1] > co[0]:
+                named = done in lex.ids and fix.corrected in lex.ids
+                co = (
+                    lex.affinity(np.asarray([lex.ids[done], lex.ids[fix.corrected]]), context(i))
+                    if named
+                    else np.zeros(2)
+                )
+                if named and keeps_first and co[1] > TYPO_OVER_PREFIX * co[0]:
                     done, expansions = None, ()
                 else:
                     fix = None
@@ -202,8 +211,9 @@ class QueryRewriter:
         if len(prefix) < MIN_PREFIX:
             return None, ()
         cands = lex.with_prefix(prefix)
-        if len(cands) == 0:
-            return None, ()
+        if len(cands) == 0:  # no product names such a word; a description may ("earb" → "earbuds")
+            described = [t for t in lex.described_with_prefix(prefix) if t != prefix and t.isalpha()]
+            return (described[0], ()) if described and not lex.known(prefix) else (None, ())
         co = lex.affinity(cands, context)
         typed = lex.id(prefix)
         mine = int(co[int(np.flatnonzero(cands == typed)[0])]) if typed is not None else 0

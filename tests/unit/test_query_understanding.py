@@ -234,3 +234,15 @@ def test_brands_and_model_numbers_are_detected(rewriter):
     none = rewriter.rewrite("laptop case 16gb")
     assert none.brands == () and none.models == ()  # a measure is no model number
     assert rewriter.rewrite("tn-9999 toner").models == ()  # a model no product names
+
+
+def test_the_word_being_typed_beats_a_typo_unless_the_typo_is_far_likelier():
+    rows = [("SD card", "")] * 20 + [("SD cradle", "")] + [("Ear pads", "")] * 15 + [("Earbuds case", "")] * 2
+    rw = QueryRewriter(_lexicon(rows))
+    assert rw.rewrite("sd crad").query == "sd card"  # "card": one edit, 20 products; "cradle": 1
+    assert rw.rewrite("earb").query == "earbuds"  # "ear" (one edit) is likelier, but not 10 times
+
+
+def test_a_word_only_descriptions_hold_completes_too(rewriter):
+    interp = rewriter.rewrite("nois")  # "noise" is in a description ("noise cancelling"), no title
+    assert interp.query == "noise" and interp.completion is not None
