@@ -218,6 +218,17 @@ def test_search_similar_and_bad_input(service):
         assert http.get(f"{base}/v1/search", params={"q": q}).status_code == 200
 
 
+def test_typos_prefixes_and_suggestions_on_the_opensearch_service(service):
+    base, _ = service
+    body = http.get(f"{base}/v1/search", params={"q": "thinkpda notebook", "k": 3}).json()
+    assert body["corrected_query"] == "thinkpad notebook" and body["results"][0]["id"] == "p01"
+    typing = http.get(f"{base}/v1/search", params={"q": "espresso mach", "k": 1}).json()
+    assert typing["interpretation"]["completion"]["completed"] == "machine"
+    assert typing["results"][0]["id"] == "p27"
+    sugg = http.get(f"{base}/v1/suggest", params={"q": "espresso mac"}).json()["suggestions"]
+    assert sugg[0]["text"] == "espresso machine" and sugg[0]["products"] == 1
+
+
 def test_events_user_recommendations_and_erasure(service):
     base, _ = service
     now = int(time.time() * 1000)

@@ -480,3 +480,21 @@ def test_a_price_in_the_query_is_a_soft_preference_shown_and_explained(client):
     # soft: a product over the price is ranked lower, not removed; a price filter is the hard limit
     hard = client.get("/v1/search", params={"q": "samsung tv", "price_max": 800, "k": 5}).json()
     assert all(r["product"]["price"] <= 800 for r in hard["results"])
+
+
+def test_the_vocabulary_refresh_picks_up_new_products(index_dir, tmp_path):
+    s = _settings(index_dir, tmp_path, vocabulary_refresh_s=1.0)
+    services = build_services(s)
+    assert services.suggest("zorbl", 5) == []
+    products = services.store
+    from indexer.product import Product
+
+    vec = services.embedder.encode(["Zorblax hoverboard"])
+    for i in range(3):
+        products.upsert([Product(f"z{i}", "Zorblax hoverboard", brand="Acme")], vec)
+    assert services.refresh_vocabulary() is False  # not yet due
+    services.clock = lambda: time.time() + 5
+    assert services.refresh_vocabulary() is True
+    top = services.suggest("zorbl", 5)
+    assert top and top[0].text.startswith("zorblax") and top[0].products == 3
+    assert services.vocabulary is not None and services.vocabulary.rewriter.lexicon.known("zorblax")
