@@ -14,6 +14,8 @@ ROWS = (
     ("opensearch", "hybrid"),
     ("opensearch", "bm25"),
     ("opensearch", "opensearch fuzzy + match_bool_prefix"),
+    ("opensearch (neural-search)", "neural-search hybrid (min_max, mean)"),
+    ("opensearch (neural-search)", "neural-search hybrid (rrf 60)"),
 )
 
 
@@ -60,8 +62,9 @@ def typed_queries(res: Results) -> str:
         "word cut to 34 / 50 / 67 % of its letters (the mean of the three cuts, and the 50 % cut alone), scored "
         "with the clean query's judgments; in brackets the change against the same queries typed cleanly through "
         "the same configuration; p95: in-process latency of the clean queries. `understanding` off = the text as "
-        "typed; the peer row is OpenSearch's own `fuzziness: AUTO` + `match_bool_prefix` (BM25 only: compare with "
-        "`bm25`):\n\n"
+        "typed; the peer rows are OpenSearch's own `fuzziness: AUTO` + `match_bool_prefix` (BM25 only: compare with "
+        "`bm25`) and OpenSearch's own hybrid search (the neural-search plugin's `hybrid` query with its "
+        "normalization or score-ranker processor, on a second node: `bench.peer_hybrid`; compare with `hybrid`):\n\n"
     )
     text = head + table(
         ["backend · pipeline", "understanding", "clean nDCG@10", "typo", "prefix", "prefix 50 %", "p95 ms"],

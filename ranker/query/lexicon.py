@@ -140,6 +140,16 @@ class Lexicon:
         hi = bisect.bisect_left(rest, prefix + "\U0010ffff")
         return sorted(rest[lo:hi], key=lambda t: (len(t), t))
 
+    def naming_all(self, ids: Sequence[int]) -> int:
+        """How many products name every one of these terms (sorted-index intersections, rarest first)."""
+        rows = None
+        for j in sorted(set(ids), key=lambda j: int(self.df[j])):
+            col = self.incidence.indices[self.incidence.indptr[j] : self.incidence.indptr[j + 1]]
+            rows = col if rows is None else np.intersect1d(rows, col, assume_unique=True)
+            if len(rows) == 0:
+                return 0
+        return 0 if rows is None else len(rows)
+
     def context_mask(self, context: Sequence[int]) -> np.ndarray | None:
         """Products holding every context term (None without context)."""
         if not context:

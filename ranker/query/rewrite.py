@@ -166,7 +166,7 @@ class QueryRewriter:
                 done, expansions = self._complete(lex, term, context(i), exclude=set(terms[:i]))
             fix = None
             if not lex.known(term):
-                fix = speller.correct(term, context(i), self._confirm_term(spans[i][2]), raw=spans[i][2])
+                fix = speller.correct(term, context(i), self.confirm, raw=spans[i][2])
             if done is not None and fix is not None:  # a word being typed, unless a typo is far likelier
                 keeps_first = fix.corrected[:1] == term[:1]
                 named = done in lex.ids and fix.corrected in lex.ids
@@ -195,12 +195,6 @@ class QueryRewriter:
                 at = end
         out.append(folded[at:])
         return Interpretation(query, "".join(out), tuple(corrections), completion, weighted)
-
-    def _confirm_term(self, raw: str) -> Callable[[str], bool] | None:
-        if self.confirm is None:
-            return None
-        check = self.confirm
-        return lambda _term: check(raw)
 
     @staticmethod
     def _complete(

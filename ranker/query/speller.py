@@ -68,7 +68,7 @@ class Speller:
 
         ``raw``: the term before stemming (looked up too: a typo can make the stemmer cut a
         letter, "wirelses" → "wirelse"); ``context``: lexicon ids of the query's other terms;
-        ``confirm(term)``: whether the live index matches the term (asked only before
+        ``confirm(word)``: whether the live index matches the word as typed (asked only before
         correcting, for words added since the lexicon was built)."""
         from symspellpy import Verbosity
 
@@ -94,6 +94,6 @@ class Speller:
             range(len(cands)),
             key=lambda i: (cands[i][:1] != term[:1], -co.get(cands[i], 0), -df[cands[i]], cands[i]),
         )
-        if confirm is not None and confirm(term):
+        if confirm is not None and confirm(typed):
             return None
         return Correction(term, cands[pick], int(best))

@@ -161,14 +161,7 @@ class Suggester:
         ids = [self.lexicon.id(w) for w in text.split()]
         if not ids or any(j is None for j in ids):
             return 0
-        inc = self.lexicon.incidence
-        rows = None
-        for j in sorted({int(j) for j in ids if j is not None}, key=lambda j: int(self.lexicon.df[j])):
-            col = inc.indices[inc.indptr[j] : inc.indptr[j + 1]]
-            rows = col if rows is None else np.intersect1d(rows, col, assume_unique=True)
-            if len(rows) == 0:
-                return 0
-        return 0 if rows is None else len(rows)
+        return self.lexicon.naming_all([j for j in ids if j is not None])
 
     def _spelled(self, text: str) -> str:
         return " ".join(self.lexicon.surface(w) for w in text.split())

@@ -25,6 +25,7 @@ ADOPTED = (
     "hostile_inputs",
     "judgment_pool",
     "overload",
+    "peer_hybrid",
     "recommend",
     "reranker_sources",
     "reranking",
