@@ -53,7 +53,6 @@ def typed_queries(res: Results) -> str:
                     f"{f3(typo['ndcg@10'])} ({typo['delta_vs_clean']:+.3f})",
                     f"{f3(pre['ndcg@10'])} ({pre['delta_vs_clean']:+.3f})",
                     f"{f3(half['ndcg@10'])} ({half['delta_vs_clean']:+.3f})",
-                    f"{clean['latency_ms_p95']:.1f}",
                 ]
             )
     head = (
@@ -61,7 +60,8 @@ def typed_queries(res: Results) -> str:
         "(transposition, deletion, insertion, neighbouring key; the mean of the four kinds) and with their last "
         "word cut to 34 / 50 / 67 % of its letters (the mean of the three cuts, and the 50 % cut alone), scored "
         "with the clean query's judgments; in brackets the change against the same queries typed cleanly through "
-        "the same configuration; p95: in-process latency of the clean queries. `understanding` off = the text as "
+        "the same configuration (latency: the `wrk` figures below; the JSON's in-process latencies were taken while "
+        "other jobs shared the machine). `understanding` off = the text as "
         "typed; the peer rows are OpenSearch's own `fuzziness: AUTO` + `match_bool_prefix` (BM25 only: compare with "
         "`bm25`) and OpenSearch's own hybrid search (the neural-search plugin's `hybrid` query with its "
         "normalization or score-ranker processor, on a second node: `bench.peer_hybrid`; compare with `hybrid`):\n\n"

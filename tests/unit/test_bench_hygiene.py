@@ -32,6 +32,7 @@ ADOPTED = (
     "sentiment",
     "sentiment_baseline",
     "serve_load",
+    "speller",
     "tune_fusion",
     "tune_lexical",
     "typed_queries",
