@@ -129,8 +129,8 @@ class QueryRewriter:
         """Price phrases leave the text ("tv under 500" searches "tv", price ≤ 500 a preference),
         then typos are corrected and the last word completed."""
         parsed = parse(query)
-        interp = self._words(parsed.text)
-        lex = self.lexicon
+        lex, speller = self._state  # one lexicon for the whole rewrite, whatever a refresh swaps in
+        interp = self._words(parsed.text, lex, speller)
         terms = analyze(interp.query)
         brands = tuple(" ".join(lex.surface(t) for t in b) for b in lex.brands_in(terms))
         measures = {fold(c.text) for c in parsed.constraints}
@@ -143,11 +143,10 @@ class QueryRewriter:
         )
         return replace(interp, original=query, constraints=parsed.constraints, brands=brands, models=models)
 
-    def _words(self, query: str) -> Interpretation:
+    def _words(self, query: str, lex: Lexicon, speller: Speller) -> Interpretation:
         folded, spans = token_spans(query)
         if not spans:
             return Interpretation(query, query)
-        lex, speller = self._state
         terms = [minimal_english_stem(tok) for _, _, tok in spans]
         ids = [lex.id(t) for t in terms]
         open_end = self.complete_prefix and spans[-1][1] == len(folded) and not query[-1:].isspace()
