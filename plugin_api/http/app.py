@@ -85,32 +85,25 @@ class ServiceHolder:
         return self._services
 
 
-async def _expire_events_periodically(holder: ServiceHolder, every_s: float) -> None:
-    """Event expiry on a schedule, so a service that receives no events still deletes old ones
-    (``Services.expire_events`` itself keeps to once per ``every_s``)."""
+# The service's scheduled jobs: (what, the Services method, the settings field with its period).
+# Each method keeps to its own period itself; the loop only wakes it, off the event loop.
+SCHEDULED = (
+    ("event expiry", "expire_events", "event_expiry_every_s"),  # deletes old events without new ones
+    ("vocabulary refresh", "refresh_vocabulary", "vocabulary_refresh_s"),  # new products' words
+)
+
+
+async def _periodically(holder: ServiceHolder, what: str, method: str, every_s: float) -> None:
+    """Run ``Services.<method>`` every ``every_s`` (at most a minute apart) while the app lives."""
     while True:
         await asyncio.sleep(min(every_s, 60.0))
         services = holder.services
         if services is None:
             continue
         try:
-            await asyncio.to_thread(services.expire_events)
+            await asyncio.to_thread(getattr(services, method))
         except ShoprankError as e:  # the backend is down: the next round tries again
-            log.warning("scheduled event expiry failed: %s", e)
-
-
-async def _refresh_vocabulary_periodically(holder: ServiceHolder, every_s: float) -> None:
-    """The catalog vocabulary (query understanding, suggestions) rebuilt on a schedule, off the
-    event loop (``Services.refresh_vocabulary`` keeps to once per ``every_s``)."""
-    while True:
-        await asyncio.sleep(min(every_s, 60.0))
-        services = holder.services
-        if services is None:
-            continue
-        try:
-            await asyncio.to_thread(services.refresh_vocabulary)
-        except ShoprankError as e:  # the backend is down: the next round tries again
-            log.warning("scheduled vocabulary refresh failed: %s", e)
+            log.warning("scheduled %s failed: %s", what, e)
 
 
 def create_app(settings: Settings, *, build: Callable[[Settings], Services] = build_services) -> FastAPI:
@@ -120,8 +113,8 @@ def create_app(settings: Settings, *, build: Callable[[Settings], Services] = bu
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder.try_start()
         tasks = [
-            asyncio.create_task(_expire_events_periodically(holder, settings.event_expiry_every_s)),
-            asyncio.create_task(_refresh_vocabulary_periodically(holder, settings.vocabulary_refresh_s)),
+            asyncio.create_task(_periodically(holder, what, method, getattr(settings, period)))
+            for what, method, period in SCHEDULED
         ]
         try:
             yield
