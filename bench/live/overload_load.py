@@ -1,5 +1,6 @@
-"""``bench.overload``'s load: ``wrk`` with a generated Lua script that counts statuses, the
-service's own latency from two ``/metrics`` scrapes, and the stalled (slowloris) sockets."""
+"""``bench.overload``'s load (and ``bench.typing_load``'s): ``wrk`` with a generated Lua script that
+counts statuses, the service's own latency from two ``/metrics`` scrapes, and the stalled
+(slowloris) sockets."""
 
 from __future__ import annotations
 
@@ -55,18 +56,25 @@ function done(summary, latency, requests)
   io.write(string.format(
     '%(mark)s{"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, "write": %%d, ' ..
     '"status_errors": %%d, "timeouts": %%d, "n2xx": %%d, "n429": %%d, "n5xx": %%d, "nother": %%d, ' ..
-    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    '"p50_us": %%d, "p90_us": %%d, "p95_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     c.n2xx, c.n429, c.n5xx, c.nother,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99), latency.max))
 end
 """
 
 
 def write_lua(path: Path, queries: list[str], pipeline: str) -> Path:
-    quoted = ", ".join(f'"{urllib.parse.quote(q, safe="")}"' for q in queries)
-    prefix = f"{SEARCH}?pipeline={pipeline}&q="
-    path.write_text(LUA % {"queries": quoted, "prefix": prefix, "mark": MARK})
+    """A script cycling through ``/v1/search?pipeline=…&q=`` with each query."""
+    return write_paths_lua(
+        path, [f"{SEARCH}?pipeline={pipeline}&q={urllib.parse.quote(q, safe='')}" for q in queries]
+    )
+
+
+def write_paths_lua(path: Path, paths: list[str]) -> Path:
+    """A script cycling through these request paths (already URL-encoded)."""
+    quoted = ", ".join(json.dumps(p) for p in paths)
+    path.write_text(LUA % {"queries": quoted, "prefix": "", "mark": MARK})
     return path
 
 
@@ -132,6 +140,7 @@ def run_wrk(
         "pct_other_non2xx": round((w["n5xx"] + w["nother"]) * share, 2),
         "p50_ms": w["p50_us"] / 1000,
         "p90_ms": w["p90_us"] / 1000,
+        "p95_ms": w["p95_us"] / 1000,
         "p99_ms": w["p99_us"] / 1000,
         "max_ms": w["max_us"] / 1000,
         "timeouts": w["timeouts"],
