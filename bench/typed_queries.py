@@ -51,35 +51,73 @@ class Searched:
         return self.ids[q]
 
 
-def _evaluate(search: Searched, pairs: Sequence[tuple[str, str]], qrels: Qrels) -> dict[str, Any]:
+class TypePrecision:
+    """Type-precision@10 of a result list: the share of its top 10 of the product type the *clean*
+    query names (``ranker.query.types``; None when it names none). Types and intents are read
+    with the full query understanding, whatever configuration produced the list."""
+
+    def __init__(self, rewriter: Any, backend: Any):
+        self.rewriter = rewriter
+        self.backend = backend
+        self.intents: dict[str, Any] = {}
+        self.types: dict[str, frozenset[str]] = {}
+
+    def __call__(self, clean: str, ids: Sequence[str]) -> float | None:
+        from ranker.query.types import type_precision
+
+        if clean not in self.intents:
+            self.intents[clean] = self.rewriter.rewrite(clean).intent
+        intent = self.intents[clean]
+        if intent is None:
+            return None
+        top = list(ids[:10])
+        missing = [i for i in top if i not in self.types]
+        for i, p in self.backend.fetch(missing).items():
+            self.types[i] = self.rewriter.product_types(p.title, p.category)
+        return type_precision(intent, [self.types.get(i, frozenset()) for i in top])
+
+
+def _evaluate(
+    search: Searched, pairs: Sequence[tuple[str, str]], qrels: Qrels, typing: TypePrecision | None = None
+) -> dict[str, Any]:
     """Metrics of ``search`` over (clean, typed) pairs, scored with the clean query's judgments."""
     run: dict[str, dict[str, float]] = {}
     lat = []
+    precision = []
     for clean, typed in pairs:
         ids = search(typed)
         lat.append(search.ms[typed])
         run[clean] = {d: float(len(ids) - i) for i, d in enumerate(ids)}
+        if typing is not None and (tp := typing(clean, ids)) is not None:
+            precision.append(tp)
     sub = {c: qrels[c] for c, _ in pairs}
     m = compute_metrics(run, sub)
     return {
         "queries": len(pairs),
         **{k: round(m[k], 4) for k in ("ndcg@10", "ndcg_condensed@10", "judged@10")},
+        "type_precision@10": round(float(np.mean(precision)), 4) if precision else None,
+        "typed_intent_queries": len(precision),
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
         "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
     }
 
 
 def _rows(
-    search: Searched, qrels: Qrels, by_kind: dict[str, list[Variant]], base: dict[str, Any], quiet: bool
+    search: Searched,
+    qrels: Qrels,
+    by_kind: dict[str, list[Variant]],
+    base: dict[str, Any],
+    quiet: bool,
+    typing: TypePrecision | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
-    clean = _evaluate(search, [(q, q) for q in sorted(qrels)], qrels)
+    clean = _evaluate(search, [(q, q) for q in sorted(qrels)], qrels, typing)
     rows.append({**base, "variant": "clean", **clean})
     for kind in KINDS:
         vs = by_kind.get(kind, [])
         if not vs:
             continue
-        typed = _evaluate(search, [(v.clean, v.typed) for v in vs], qrels)
+        typed = _evaluate(search, [(v.clean, v.typed) for v in vs], qrels, typing)
         same = _evaluate(search, [(v.clean, v.clean) for v in vs], qrels)
         rows.append(
             {
@@ -153,10 +191,13 @@ def _markdown(doc: dict[str, Any]) -> str:
         "nDCG@10 of shopper-style variants of the dev queries, scored with the clean query's judgments "
         "(`bench/typed_queries.py`; unjudged = irrelevant, condensed drops them). Δ clean: the variant "
         "minus the same queries typed cleanly, through the same configuration. Understanding: "
-        "`ranker.query` (typo correction, completion of the last word); off = the text as typed.",
+        "`ranker.query` (typo correction, completion of the last word, product type); off = the text "
+        "as typed; `type_match 0` = on, with the product-type feature weighed 0. Type-p@10: share of "
+        "the top 10 of the type the clean query names (over the queries naming one, `n`).",
         "",
-        "| backend | pipeline | understanding | variant | queries | nDCG@10 | Δ clean | condensed | judged@10 | p50 ms | p95 ms | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | pipeline | understanding | variant | queries | nDCG@10 | Δ clean | condensed | judged@10 "
+        "| type-p@10 (n) | p50 ms | p95 ms | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows_of(doc):
 
@@ -165,9 +206,12 @@ def _markdown(doc: dict[str, Any]) -> str:
             return "–" if v is None else (f"{v:+.4f}" if k == "delta_vs_clean" else f"{v:.4f}")
 
         lat = [r.get("latency_ms_p50"), r.get("latency_ms_p95")]
+        tp = r.get("type_precision@10")
+        tp_cell = "–" if tp is None else f"{tp:.4f} ({r.get('typed_intent_queries')})"
         lines.append(
             f"| {r['backend']} | {r['pipeline']} | {r['understanding']} | {r['variant']} | {r['queries']} "
             f"| {f('ndcg@10')} | {f('delta_vs_clean')} | {f('ndcg_condensed@10')} | {f('judged@10')} "
+            f"| {tp_cell} "
             f"| {'–' if lat[0] is None else f'{lat[0]:.1f}'} | {'–' if lat[1] is None else f'{lat[1]:.1f}'} "
             f"| {notes.mark(r)} |"
         )
@@ -186,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from plugin_api.backends import open_retriever, pipeline_parts
     from plugin_api.settings import Settings
-    from ranker.base import SearchRequest
+    from ranker.base import SearchOptions, SearchRequest
     from ranker.ranking.pipelines import build_pipeline, check_names
 
     qrels = load_judgments(args.judgments)
@@ -198,20 +242,24 @@ def main(argv: list[str] | None = None) -> int:
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         s = Settings(backend=backend)  # type: ignore[arg-type]
         parts = pipeline_parts(s, open_retriever(s), with_reranker=False)
+        typing = TypePrecision(parts.rewriter, parts.retriever.backend) if parts.rewriter else None
         for name in names:
-            for understanding, p in (("off", replace(parts, rewriter=None)), ("on", parts)):
+            configs = [("off", replace(parts, rewriter=None), None), ("on", parts, None)]
+            if name == "full":  # the product-type feature's own share: the same with its weight 0
+                configs.append(("on, type_match 0", parts, SearchOptions(weights={"type_match": 0.0})))
+            for understanding, p, options in configs:
                 searcher = build_pipeline(name, p)
                 searcher.search(SearchRequest("warm up", k=1, with_products=False))
 
-                def search(q: str, searcher: Any = searcher) -> list[str]:
-                    res = searcher.search(SearchRequest(q, k=100, with_products=False))
+                def search(q: str, searcher: Any = searcher, options: Any = options) -> list[str]:
+                    res = searcher.search(SearchRequest(q, k=100, with_products=False), options)
                     return [h.id for h in res.hits]
 
                 base = {"backend": backend, "pipeline": name, "understanding": understanding}
-                rows += _rows(Searched(search), qrels, by_kind, base, args.quiet)
+                rows += _rows(Searched(search), qrels, by_kind, base, args.quiet, typing)
         if backend == "opensearch":
             base = {"backend": backend, "pipeline": PEER, "understanding": "opensearch's"}
-            rows += _rows(Searched(_peer(s)), qrels, by_kind, base, args.quiet)
+            rows += _rows(Searched(_peer(s)), qrels, by_kind, base, args.quiet, typing)
     doc = write_results(args.out, "typed_queries", rows, key=KEY, run=this_run, markdown=_markdown)
     print(_markdown(doc))
     return 0

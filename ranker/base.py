@@ -83,6 +83,21 @@ class Constraint:
 
 
 @dataclass(frozen=True)
+class TypeIntent:
+    """The product type a query asks for (ranker.query.types reads it from the query's last word)."""
+
+    head: str  # the query's last word, the head of the types it asks for ("printer")
+    words: frozenset[str]  # all the query's analyzed terms
+    phrases: tuple[str, ...] = ()  # the catalog's types that fit best, commonest first
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.head, str) or not self.head or self.head not in self.words:
+            raise BadInputError("a type intent's head must be one of the query's words")
+        if len(self.words) > 64 or len(self.phrases) > 10:
+            raise BadInputError("a type intent holds at most 64 words and 10 types")
+
+
+@dataclass(frozen=True)
 class Scored:
     id: str
     score: float
@@ -191,6 +206,8 @@ class SearchRequest:
     expansions: tuple[tuple[str, float], ...] = ()
     # soft preferences ranking reads as a feature (query understanding's parsed numbers)
     constraints: tuple[Constraint, ...] = ()
+    # the product type asked for, a feature too (query understanding's reading of the last word)
+    intent: TypeIntent | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.query, str) or not self.query.strip():

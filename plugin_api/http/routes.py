@@ -200,6 +200,8 @@ def _interpretation(interp: Interpretation | None) -> dict[str, Any]:
             ],
             brands=list(interp.brands),
             models=list(interp.models),
+            product_type=None if interp.intent is None else interp.intent.head,
+            types=[] if interp.intent is None else list(interp.intent.phrases),
         ),
     }
 

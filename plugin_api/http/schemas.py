@@ -216,6 +216,12 @@ class InterpretationOut(BaseModel):
     )
     brands: list[str] = Field(default_factory=list, description="catalog brands the query names")
     models: list[str] = Field(default_factory=list, description="model numbers the query names")
+    product_type: str | None = Field(
+        None, description="the product type the query's last word names (ranking feature type_match)"
+    )
+    types: list[str] = Field(
+        default_factory=list, description="the catalog's product types that fit it best, commonest first"
+    )
 
 
 class SearchResponse(BaseModel):

@@ -25,9 +25,9 @@ from indexer.analysis import minimal_english_stem
 
 # the brand's place among indexer.schema.NAMING_FIELDS (title, name, brand, category)
 BRAND_FIELD = 2
-# per product: the words of each naming field (NAMING_FIELDS order, before stemming), and the
-# analyzed terms of the other text fields
-NamedTerms = tuple[Sequence[Sequence[str]], Sequence[str]]
+# per product: the words of each naming field (NAMING_FIELDS order, before stemming), the analyzed
+# terms of the other text fields, and (title, category) as written (ranker.query.types reads them)
+NamedTerms = tuple[Sequence[Sequence[str]], Sequence[str], tuple[str, str]]
 
 
 @runtime_checkable
@@ -51,7 +51,8 @@ class Lexicon:
 
     @classmethod
     def from_documents(cls, docs: Iterable[NamedTerms]) -> Lexicon:
-        """Per product: (its naming fields' words before stemming, all its other terms analyzed)."""
+        """Per product: (its naming fields' words before stemming, all its other terms analyzed,
+        and optionally its title and category as written)."""
         vocab: dict[str, int] = {}
         rest: set[str] = set()
         spelled: dict[str, Counter[str]] = {}
@@ -59,7 +60,7 @@ class Lexicon:
         cols: list[int] = []
         n = 0
         brands: set[tuple[str, ...]] = set()
-        for n, (naming, others) in enumerate(docs, start=1):
+        for n, (naming, others, *_) in enumerate(docs, start=1):
             if len(naming) > BRAND_FIELD and naming[BRAND_FIELD]:
                 brands.add(tuple(minimal_english_stem(w) for w in naming[BRAND_FIELD]))
             seen: set[str] = set()

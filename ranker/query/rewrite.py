@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from indexer.analysis import analyze, fold, minimal_english_stem, token_spans
-from ranker.base import Constraint
+from ranker.base import Constraint, TypeIntent
 from ranker.query.constraints import parse
 from ranker.query.lexicon import Lexicon
 from ranker.query.speller import Correction, Speller
+from ranker.query.types import TypeModel
 
 # A typed last word stays as typed when at least this share as many products name it as name its
 # most frequent completion (or as name its likeliest completion with the query's other terms).
@@ -72,6 +73,7 @@ class Interpretation:
     constraints: tuple[Constraint, ...] = ()  # the query's numbers, as soft preferences
     brands: tuple[str, ...] = ()  # catalog brands the query names
     models: tuple[str, ...] = ()  # model numbers it names (letters and digits some product names)
+    intent: TypeIntent | None = None  # the product type it asks for (ranker.query.types)
 
     @property
     def changed(self) -> bool:
@@ -94,6 +96,7 @@ class Interpretation:
             "constraints": [asdict(c) for c in self.constraints],
             "brands": list(self.brands),
             "models": list(self.models),
+            "types": list(self.intent.phrases) if self.intent else [],
             "exact": self.exact,
         }
 
@@ -108,10 +111,11 @@ class QueryRewriter:
         confirm: Callable[[str], bool] | None = None,
         *,
         complete_prefix: bool = True,
+        types: TypeModel | None = None,
     ):
         self.confirm = confirm  # does the live index match this raw term?
         self.complete_prefix = complete_prefix
-        self._state = (lexicon, Speller(lexicon))
+        self._state = (lexicon, Speller(lexicon), types)
 
     @property
     def lexicon(self) -> Lexicon:
@@ -121,15 +125,25 @@ class QueryRewriter:
     def speller(self) -> Speller:
         return self._state[1]
 
-    def use(self, lexicon: Lexicon) -> None:
-        """Rewrite against ``lexicon`` from now on (its speller is built before the swap)."""
-        self._state = (lexicon, Speller(lexicon))
+    @property
+    def types(self) -> TypeModel | None:
+        return self._state[2]
+
+    def use(self, lexicon: Lexicon, types: TypeModel | None = None) -> None:
+        """Rewrite against ``lexicon`` (and ``types``; None keeps the current ones) from now on
+        (its speller is built before the swap)."""
+        self._state = (lexicon, Speller(lexicon), types or self._state[2])
+
+    def product_types(self, title: str, category: str = "") -> frozenset[str]:
+        """A product's types under the current type model (none without one)."""
+        types = self._state[2]
+        return frozenset() if types is None else types.product_types(title, category)
 
     def rewrite(self, query: str) -> Interpretation:
         """Price phrases leave the text ("tv under 500" searches "tv", price ≤ 500 a preference),
         then typos are corrected and the last word completed."""
         parsed = parse(query)
-        lex, speller = self._state  # one lexicon for the whole rewrite, whatever a refresh swaps in
+        lex, speller, types = self._state  # one lexicon for the whole rewrite, whatever a refresh swaps in
         interp = self._words(parsed.text, lex, speller)
         terms = analyze(interp.query)
         brands = tuple(" ".join(lex.surface(t) for t in b) for b in lex.brands_in(terms))
@@ -141,7 +155,15 @@ class QueryRewriter:
             and m.group(0) not in measures
             and all(lex.known(t) for t in analyze(m.group(0)))
         )
-        return replace(interp, original=query, constraints=parsed.constraints, brands=brands, models=models)
+        intent = types.query_intent(terms) if types is not None else None
+        return replace(
+            interp,
+            original=query,
+            constraints=parsed.constraints,
+            brands=brands,
+            models=models,
+            intent=intent,
+        )
 
     def _words(self, query: str, lex: Lexicon, speller: Speller) -> Interpretation:
         folded, spans = token_spans(query)

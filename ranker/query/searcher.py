@@ -27,7 +27,11 @@ class UnderstandingSearcher:
         interp = self.rewriter.rewrite(req.query)
         spent = round((time.perf_counter() - t) * 1000.0, 3)
         searched = replace(
-            req, query=interp.query, expansions=interp.expansions, constraints=interp.constraints
+            req,
+            query=interp.query,
+            expansions=interp.expansions,
+            constraints=interp.constraints,
+            intent=interp.intent,
         )
         res = self.inner.search(searched, options)
         return replace(res, interpretation=interp, timings_ms={"understand": spent, **res.timings_ms})

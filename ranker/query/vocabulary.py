@@ -11,6 +11,7 @@ from indexer.analysis import minimal_english_stem
 from ranker.query.lexicon import Lexicon, LexiconSource
 from ranker.query.rewrite import QueryRewriter
 from ranker.query.suggest import Suggester, catalog_phrases
+from ranker.query.types import TypeModel
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,33 @@ class Vocabulary:
     ):
         self.source = source
         self.shop_queries = shop_queries
-        lexicon, suggester = self._build()
-        self.rewriter = QueryRewriter(lexicon, confirm)
+        lexicon, suggester, types = self._build(None)
+        self.rewriter = QueryRewriter(lexicon, confirm, types=types)
         self.suggester = suggester
 
-    def _build(self) -> tuple[Lexicon, Suggester]:
+    def _build(self, types: TypeModel | None) -> tuple[Lexicon, Suggester, TypeModel]:
         t = time.perf_counter()
         docs = list(self.source.naming_documents())
         lexicon = Lexicon.from_documents(docs)
+        # refitted only when some product's title or category changed
+        types = TypeModel.fit((d[2] for d in docs if len(d) > 2), previous=types)
         # phrases from titles (NAMING_FIELDS order: title, name, brand, category), whole brands and categories
-        titles = [[minimal_english_stem(w) for w in naming[0]] for naming, _ in docs if naming]
-        extra = {" ".join(naming[i]) for naming, _ in docs for i in (2, 3) if len(naming) > i and naming[i]}
+        titles = [[minimal_english_stem(w) for w in naming[0]] for naming, *_ in docs if naming]
+        extra = {" ".join(naming[i]) for naming, *_ in docs for i in (2, 3) if len(naming) > i and naming[i]}
         queries = dict(self.shop_queries()) if self.shop_queries else {}
         suggester = Suggester(lexicon, catalog_phrases(titles, extra), queries)
         log.info(
-            "vocabulary: %d terms, %d suggestions (%d from the query log) in %.1f s",
+            "vocabulary: %d terms, %d suggestions (%d from the query log), %d product types in %.1f s",
             len(lexicon),
             len(suggester),
             len(queries),
+            len(types),
             time.perf_counter() - t,
         )
-        return lexicon, suggester
+        return lexicon, suggester, types
 
     def refresh(self) -> None:
         """Rebuild from the live index and query log, then swap both in."""
-        lexicon, suggester = self._build()
-        self.rewriter.use(lexicon)
+        lexicon, suggester, types = self._build(self.rewriter.types)
+        self.rewriter.use(lexicon, types)
         self.suggester = suggester

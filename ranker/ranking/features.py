@@ -8,14 +8,16 @@ explanation ("bm25 contributed 0.31") reads sensibly. A feature that is unknown 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.product import Product
 from indexer.reviews import ReviewPrior, ReviewStats
-from ranker.base import Constraint, Hit
+from ranker.base import Constraint, Hit, TypeIntent
 from ranker.query.constraints import constraint_match
+from ranker.query.types import type_match
 from ranker.ranking.lexical import LEXICAL_FEATURES, lexical_features
 from ranker.retrieval.retriever import STRICT_SOURCE
 
@@ -35,6 +37,7 @@ FEATURES = (
     "popularity",  # time-decayed interaction share in [0, 1] (serving work feeds it)
     "personal_affinity",  # shopper-profile similarity in [-1, 1] (serving work feeds it)
     "constraint_match",  # the query's numbers (price, size, capacity…) met +1 / contradicted -1, mean
+    "type_match",  # the product is of the type the query names +1, a related 0, another -1
 )
 
 
@@ -76,11 +79,14 @@ def feature_matrix(
     prior: ReviewPrior | None = None,
     popularity: Mapping[str, float] | None = None,
     constraints: Sequence[Constraint] = (),
+    intent: TypeIntent | None = None,
+    types: Callable[[Product], Iterable[str]] | None = None,
 ) -> np.ndarray:
     """Rows = hits, columns = :data:`FEATURES`. A product's signals come from ``signals`` when
     given there, else from the review aggregate stored with the product (shrunk with ``prior``);
     ``popularity`` and ``affinity`` (per product id) come from shopper events. The lexical
-    features need the ``query`` (without it they are 0)."""
+    features need the ``query`` (without it they are 0); ``type_match`` needs the query's
+    ``intent`` and ``types``, a product's type phrases."""
     signals = signals or {}
     affinity = affinity or {}
     popularity = popularity or {}
@@ -109,6 +115,9 @@ def feature_matrix(
             ),
             "personal_affinity": float(np.clip(affinity.get(h.id, 0.0), -1, 1)),
             "constraint_match": constraint_match(constraints, h.product),
+            "type_match": 0.0
+            if intent is None or types is None or h.product is None
+            else type_match(intent, types(h.product)),
             **{f: float(lexical[i, j]) for j, f in enumerate(LEXICAL_FEATURES)},
         }
         out[i] = [row[f] for f in FEATURES]

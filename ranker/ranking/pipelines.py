@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from indexer.errors import BadInputError
+from indexer.product import Product
 from indexer.reviews import ReviewPrior
 from ranker.base import Mode, Reranker, Searcher, SearchOptions, SearchRequest, SearchResult
 from ranker.query.rewrite import QueryRewriter
@@ -86,7 +87,15 @@ def _full(parts: PipelineParts) -> Searcher:
         strict_candidates=parts.strict_candidates,
         device=parts.device,
         prior=parts.prior,
+        types=None if parts.rewriter is None else _types_of(parts.rewriter),
     )
+
+
+def _types_of(rewriter: QueryRewriter) -> Callable[[Product], frozenset[str]]:
+    def types(p: Product) -> frozenset[str]:
+        return rewriter.product_types(p.title, p.category)
+
+    return types
 
 
 PIPELINES: Mapping[str, Callable[[PipelineParts], Searcher]] = MappingProxyType(

@@ -373,9 +373,9 @@ class EmbeddedBackend:
     def count(self) -> int:
         return len(self._current().products)
 
-    def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str]]]:
+    def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words: (each naming field's words before stemming, the other text
-        fields' analyzed terms)."""
+        fields' analyzed terms, (title, category) as written)."""
         v = self._current()
         for p, terms in zip(v.products, v.terms, strict=True):
             fields = text_fields(p)
@@ -383,7 +383,7 @@ class EmbeddedBackend:
             other = [
                 t for f, ts in terms.items() if f not in NAMING_FIELDS and f != COMBINED_FIELD for t in ts
             ]
-            yield naming, other
+            yield naming, other, (p.title, p.category)
 
     def manifest(self) -> Manifest | None:
         return self._current().manifest

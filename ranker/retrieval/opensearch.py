@@ -312,9 +312,9 @@ class OpenSearchBackend:
             for d in self._mget(ids, "fetching products", _source_excludes=VECTOR_FIELD)
         }
 
-    def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str]]]:
+    def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words, (naming fields' words before stemming, the other text fields'
-        analyzed terms), read with a scroll over the text fields' source (the index's analysis)."""
+        analyzed terms, (title, category) as written), read with a scroll over the text fields' source (the index's analysis)."""
         from opensearchpy.helpers import scan
 
         with os_errors(self.url, "reading the vocabulary"):
@@ -330,7 +330,7 @@ class OpenSearchBackend:
                 other = [
                     t for f in TEXT_FIELDS if f not in NAMING_FIELDS for t in analyze(str(src.get(f) or ""))
                 ]
-                yield naming, other
+                yield naming, other, (str(src.get("title") or ""), str(src.get("category") or ""))
 
     def count(self) -> int:
         with os_errors(self.url, "counting documents"):

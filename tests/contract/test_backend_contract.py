@@ -442,3 +442,13 @@ def test_expansions_add_their_weighted_bm25_on_every_backend(bench):
     assert set(both) == set(alone) | set(extra)
     for pid in extra:
         assert both[pid] == pytest.approx(alone.get(pid, 0.0) + extra[pid], rel=1e-3)
+
+
+def test_every_backend_gives_the_same_product_types(bench, fixture_products):
+    """The type model is learned from the titles and categories the backend lists, as written."""
+    from ranker.query.types import TypeModel
+
+    listed = sorted(d[2] for d in bench.retriever.backend.naming_documents())
+    assert listed == sorted((p.title, p.category) for p in fixture_products)
+    ours = TypeModel.fit(listed)
+    assert ours.counts == TypeModel.fit((p.title, p.category) for p in fixture_products).counts

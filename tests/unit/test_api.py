@@ -498,3 +498,16 @@ def test_the_vocabulary_refresh_picks_up_new_products(index_dir, tmp_path):
     top = services.suggest("zorbl", 5)
     assert top and top[0].text.startswith("zorblax") and top[0].products == 3
     assert services.vocabulary is not None and services.vocabulary.rewriter.lexicon.known("zorblax")
+
+
+def test_the_product_type_the_query_names_is_said_and_ranks(client):
+    body = client.get("/v1/search", params={"q": "notebook ", "k": 5, "explain": "true"}).json()
+    interp = body["interpretation"]
+    assert interp["product_type"] == "notebook" and interp["types"][0] == "notebook"
+    top = body["results"][0]
+    assert top["explanation"]["features"]["type_match"] == 1.0
+    assert top["explanation"]["contributions"]["type_match"] > 0
+    # a word that ends no type: no intent, the feature is neutral
+    none = client.get("/v1/search", params={"q": "lenovo ", "k": 1, "explain": "true"}).json()
+    assert none["interpretation"]["product_type"] is None and none["interpretation"]["types"] == []
+    assert none["results"][0]["explanation"]["features"]["type_match"] == 0.0
