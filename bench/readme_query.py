@@ -37,7 +37,7 @@ def typed_queries(res: Results) -> str:
     used: dict[str, Doc] = {}
     lines = []
     for backend, pipeline in ROWS:
-        for understanding in ("off", "on", "opensearch's"):
+        for understanding in ("off", "on", "on, type_match 0", "opensearch's"):
             found = [_row(rows, backend, pipeline, understanding, v) for v in VARIANTS]
             got = [r for r in found if r is not None]
             if len(got) < len(VARIANTS):
@@ -53,6 +53,9 @@ def typed_queries(res: Results) -> str:
                     f"{f3(typo['ndcg@10'])} ({typo['delta_vs_clean']:+.3f})",
                     f"{f3(pre['ndcg@10'])} ({pre['delta_vs_clean']:+.3f})",
                     f"{f3(half['ndcg@10'])} ({half['delta_vs_clean']:+.3f})",
+                    "–"
+                    if clean.get("type_precision@10") is None
+                    else f"{f3(clean['type_precision@10'])} ({clean['typed_intent_queries']})",
                 ]
             )
     head = (
@@ -62,12 +65,13 @@ def typed_queries(res: Results) -> str:
         "with the clean query's judgments; in brackets the change against the same queries typed cleanly through "
         "the same configuration (latency: the `wrk` figures below; the JSON's in-process latencies were taken while "
         "other jobs shared the machine). `understanding` off = the text as "
-        "typed; the peer rows are OpenSearch's own `fuzziness: AUTO` + `match_bool_prefix` (BM25 only: compare with "
+        "typed; `type_match 0` = on, with the product-type feature weighed 0; type-p@10: the share of the clean "
+        "query's top 10 of the product type it names, over the n queries naming one; the peer rows are OpenSearch's own `fuzziness: AUTO` + `match_bool_prefix` (BM25 only: compare with "
         "`bm25`) and OpenSearch's own hybrid search (the neural-search plugin's `hybrid` query with its "
         "normalization or score-ranker processor, on a second node: `bench.peer_hybrid`; compare with `hybrid`):\n\n"
     )
     text = head + table(
-        ["backend · pipeline", "understanding", "clean nDCG@10", "typo", "prefix", "prefix 50 %", "p95 ms"],
+        ["backend · pipeline", "understanding", "clean nDCG@10", "typo", "prefix", "prefix 50 %", "type-p@10 (n)"],
         lines,
     )
     load = res(TL)
