@@ -185,7 +185,6 @@ class TypeModel:
         model = cls._with(
             Counter(p for ts in known.values() for p in ts), model.classifier, known, _fingerprint(docs)
         )
-        object.__setattr__(model, "head_share", _head_share(model, known))
         log.info(
             "product types: %d types; %d of %d products typed by their text, %d by the classifier",
             len(model.counts),
@@ -210,6 +209,7 @@ class TypeModel:
         return cls(
             counts=dict(counts),
             heads={h: frozenset(ps) for h, ps in heads.items()},
+            head_share=_head_share(set(heads), known or {}),
             terms={p: frozenset(type_terms(p)) for p in counts},
             classifier=clf,
             known=dict(known or {}),
@@ -371,14 +371,14 @@ def _rule_types(
     return frozenset(out)
 
 
-def _head_share(model: TypeModel, known: dict[TypedText, frozenset[str]]) -> dict[str, float]:
+def _head_share(heads: set[str], known: dict[TypedText, frozenset[str]]) -> dict[str, float]:
     """Per head word: of the products whose title holds it, the share of a type it ends."""
     named: Counter[str] = Counter()
     typed: Counter[str] = Counter()
     for (title, _), ts in known.items():
         words = {minimal_english_stem(w) for w in raw_tokens(title)}
         heads = {h for p in ts for h in type_heads(p)}
-        for h in words.intersection(model.heads):
+        for h in words.intersection(heads):
             named[h] += 1
             typed[h] += h in heads
     return {h: typed[h] / n for h, n in named.items()}
