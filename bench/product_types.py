@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     this_run = Run.start("product_types", argv, args)
 
     from indexer.embedded.store import EmbeddedStore
-    from ranker.query.types import TypeModel, typed_by_text, holdout
+    from ranker.query.types import TypeModel, holdout, typed_by_text
     from ranker.retrieval.embedded import EmbeddedBackend
 
     docs = [d[2] for d in EmbeddedBackend(EmbeddedStore(args.index)).naming_documents()]

@@ -71,7 +71,15 @@ def typed_queries(res: Results) -> str:
         "normalization or score-ranker processor, on a second node: `bench.peer_hybrid`; compare with `hybrid`):\n\n"
     )
     text = head + table(
-        ["backend · pipeline", "understanding", "clean nDCG@10", "typo", "prefix", "prefix 50 %", "type-p@10 (n)"],
+        [
+            "backend · pipeline",
+            "understanding",
+            "clean nDCG@10",
+            "typo",
+            "prefix",
+            "prefix 50 %",
+            "type-p@10 (n)",
+        ],
         lines,
     )
     load = res(TL)

@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ class TypeModel:
     counts: dict[str, int]  # type phrase → products typed with it (by category, slot or title)
     heads: dict[str, frozenset[str]] = field(repr=False, default_factory=dict)  # head → phrases
     terms: dict[str, frozenset[str]] = field(repr=False, default_factory=dict)  # phrase → its terms
-    classifier: object | None = field(repr=False, default=None)  # (vectorizer, svm, labels) or None
+    classifier: _Classifier | None = field(repr=False, default=None)
     known: dict[TypedText, frozenset[str]] = field(repr=False, default_factory=dict)  # fit-time cache
     matcher: _PhraseMatcher | None = field(repr=False, default=None)
     fingerprint: str = ""  # of the (title, category) pairs it was fitted on
@@ -198,7 +199,7 @@ class TypeModel:
     def _with(
         cls,
         counts: Counter[str] | dict[str, int],
-        clf: object | None = None,
+        clf: _Classifier | None = None,
         known: dict[TypedText, frozenset[str]] | None = None,
         fingerprint: str = "",
     ) -> TypeModel:
@@ -230,8 +231,8 @@ class TypeModel:
     def _predict(self, titles: Sequence[str]) -> list[frozenset[str]]:
         if self.classifier is None or not titles:
             return [frozenset() for _ in titles]
-        vectorizer, svm, labels = self.classifier
-        scores = svm.decision_function(vectorizer.transform(titles))
+        labels = self.classifier.labels
+        scores = self.classifier.svm.decision_function(self.classifier.vectorizer.transform(titles))
         if scores.ndim == 1:  # two classes: one column, positive = labels[1]
             scores = np.column_stack([-scores, scores])
         best = scores.argmax(axis=1)
@@ -291,7 +292,7 @@ def holdout(docs: Iterable[TypedText], *, share: float = 0.2, seed: int = 0) -> 
         labelled=len(lab),
         labelled_accuracy=float(np.mean(lab)) if lab else 0.0,
         coverage=float(np.mean([bool(p) for p in pred])) if pred else 0.0,
-        types=len(clf[2]) if clf else 0,
+        types=len(clf.labels) if clf else 0,
     )
 
 
@@ -396,7 +397,14 @@ def _primary(types: frozenset[str], title: str, slot: str | None) -> str:
     return slot if slot in types else sorted(types)[0]
 
 
-def _train(rows: Sequence[tuple[str, str]]):
+@dataclass(frozen=True)
+class _Classifier:
+    vectorizer: Any  # sklearn TfidfVectorizer over _title_words
+    svm: Any  # sklearn LinearSVC, one class per label
+    labels: list[str]
+
+
+def _train(rows: Sequence[tuple[str, str]]) -> _Classifier | None:
     labels = sorted({y for _, y in rows})
     if len(labels) < 2 or len(rows) < 2 * len(labels):  # too few examples of each type to learn
         return None
@@ -407,7 +415,7 @@ def _train(rows: Sequence[tuple[str, str]]):
     x = vectorizer.fit_transform([t for t, _ in rows])
     index = {y: i for i, y in enumerate(labels)}
     svm = LinearSVC(C=1.0).fit(x, np.array([index[y] for _, y in rows]))
-    return vectorizer, svm, labels
+    return _Classifier(vectorizer, svm, labels)
 
 
 def _title_words(title: str) -> list[str]:
