@@ -132,7 +132,7 @@ class QueryRewriter:
     def use(self, lexicon: Lexicon, types: TypeModel | None = None) -> None:
         """Rewrite against ``lexicon`` (and ``types``; None keeps the current ones) from now on
         (its speller is built before the swap)."""
-        self._state = (lexicon, Speller(lexicon), types or self._state[2])
+        self._state = (lexicon, Speller(lexicon), self._state[2] if types is None else types)
 
     def product_types(self, title: str, category: str = "") -> frozenset[str]:
         """A product's types under the current type model (none without one)."""

@@ -162,3 +162,14 @@ def test_the_rewriter_reports_the_intent_in_the_interpretation(model):
     assert interp.intent is not None and interp.intent.head == "printer"
     assert interp.as_dict()["types"][0] == "inkjet printer"
     assert QueryRewriter(lexicon).rewrite("acme printer ").intent is None
+
+
+def test_a_refresh_swaps_in_a_type_model_even_one_with_no_types(model):
+    lexicon = Lexicon.from_documents(([t.lower().split()], []) for t, _ in _catalog())
+    rewriter = QueryRewriter(lexicon, types=model)
+    empty = TypeModel.fit([])
+    rewriter.use(lexicon, empty)
+    assert rewriter.types is empty
+    assert rewriter.rewrite("acme printer ").intent is None
+    rewriter.use(lexicon)  # no model given: the current one stays
+    assert rewriter.types is empty
