@@ -224,8 +224,11 @@ class TypeModel:
         hit = self.known.get((title, category))
         if hit is not None:
             return hit
-        matcher = self.matcher or _PhraseMatcher(self.counts)
-        ts = _rule_types(title, category, title_slot(title), matcher.phrases, matcher)
+        ts = (
+            frozenset()
+            if self.matcher is None
+            else _rule_types(title, category, title_slot(title), self.matcher)
+        )
         return ts or self._predict([title])[0]
 
     def _predict(self, titles: Sequence[str]) -> list[frozenset[str]]:
@@ -281,7 +284,7 @@ def holdout(docs: Iterable[TypedText], *, share: float = 0.2, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     test = rng.random(len(rows)) < share
     clf = _train([(t, y) for (t, _, _, y), held in zip(rows, test, strict=True) if not held])
-    model = TypeModel(counts={}, classifier=clf)
+    model = TypeModel._with({}, clf)
     held = [r for r, h in zip(rows, test, strict=True) if h]
     pred = model._predict([t for t, *_ in held])
     hit = [bool(p & ts) for p, (_, _, ts, _) in zip(pred, held, strict=True)]
@@ -353,17 +356,16 @@ def typed_by_text(docs: Sequence[TypedText]) -> tuple[list[str | None], list[fro
     phrases = {s for s, n in shared.items() if n >= MIN_TYPE_PRODUCTS}
     phrases.update(lbl for _, c in docs if (lbl := _label(c)))
     matcher = _PhraseMatcher(phrases)
-    typed = [_rule_types(t, c, s, phrases, matcher) for (t, c), s in zip(docs, slots, strict=True)]
+    typed = [_rule_types(t, c, s, matcher) for (t, c), s in zip(docs, slots, strict=True)]
     return slots, typed
 
 
-def _rule_types(
-    title: str, category: str, slot: str | None, phrases: set[str], matcher: _PhraseMatcher
-) -> frozenset[str]:
+def _rule_types(title: str, category: str, slot: str | None, matcher: _PhraseMatcher) -> frozenset[str]:
+    """The types a product's category and title name (``matcher``: the known type phrases)."""
     out = set()
     if (lbl := _label(category)) is not None:
         out.add(lbl)
-    if slot in phrases:
+    if slot in matcher.phrases:
         out.add(slot)
     if not out:
         found = matcher.find(title)
