@@ -184,7 +184,7 @@ class QueryRewriter:
         for i, term in enumerate(terms):
             done = None
             if i == last and open_end:
-                done, expansions = self._complete(lex, term, context(i), exclude=set(terms[:i]))
+                done, expansions = self._complete(lex, spans[i][2], term, context(i), exclude=set(terms[:i]))
             fix = None
             if not lex.known(term):
                 fix = speller.correct(term, context(i), self.confirm, raw=spans[i][2])
@@ -219,18 +219,22 @@ class QueryRewriter:
 
     @staticmethod
     def _complete(
-        lex: Lexicon, prefix: str, context: list[int], exclude: set[str]
+        lex: Lexicon, prefix: str, term: str, context: list[int], exclude: set[str]
     ) -> tuple[str | None, tuple[str, ...]]:
-        """The word being typed: its completion (None: leave it as typed) and the other likely
-        completions, which the lexical leg matches too (:data:`EXPANSION_WEIGHT`)."""
+        """The word being typed (``prefix`` as typed, ``term`` its stem): its completion (None:
+        leave it as typed) and the other likely completions, which the lexical leg matches too
+        (:data:`EXPANSION_WEIGHT`). Completions start with the letters typed, not with the stem
+        ("cas" is no plural of "ca"); a typed plural keeps its singular among them."""
         if len(prefix) < MIN_PREFIX:
             return None, ()
+        typed = lex.id(term)
         cands = lex.with_prefix(prefix)
+        if typed is not None and not (len(cands) and cands[0] <= typed <= cands[-1]):
+            cands = np.union1d(cands, [typed])
         if len(cands) == 0:  # no product names such a word; a description may ("earb" → "earbuds")
             described = [t for t in lex.described_with_prefix(prefix) if t != prefix and t.isalpha()]
-            return (described[0], ()) if described and not lex.known(prefix) else (None, ())
+            return (described[0], ()) if described and not lex.known(term) else (None, ())
         co = lex.affinity(cands, context)
-        typed = lex.id(prefix)
         mine = int(co[int(np.flatnonzero(cands == typed)[0])]) if typed is not None else 0
         order = np.lexsort((-lex.df[cands], -co))  # most co-occurring first, then most frequent
         ranked = [
@@ -244,7 +248,7 @@ class QueryRewriter:
         likely = [t for t, c in ranked[: MAX_EXPANSIONS + 1] if c >= EXPAND_SHARE * top]
         most = int(lex.df[cands].max())
         if typed is not None and (
-            lex.count(prefix) >= KEEP_TYPED_SHARE * most or mine >= KEEP_TYPED_SHARE * top
+            lex.count(term) >= KEEP_TYPED_SHARE * most or mine >= KEEP_TYPED_SHARE * top
         ):
             # a word in its own right: kept, and its likelier completions matched beside it
             return None, tuple(t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top)

@@ -380,10 +380,10 @@ def _head_share(heads: set[str], known: dict[TypedText, frozenset[str]]) -> dict
     typed: Counter[str] = Counter()
     for (title, _), ts in known.items():
         words = {minimal_english_stem(w) for w in raw_tokens(title)}
-        heads = {h for p in ts for h in type_heads(p)}
+        own = {h for p in ts for h in type_heads(p)}
         for h in words.intersection(heads):
             named[h] += 1
-            typed[h] += h in heads
+            typed[h] += h in own
     return {h: typed[h] / n for h, n in named.items()}
 
 

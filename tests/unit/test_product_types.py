@@ -113,6 +113,18 @@ def test_a_query_whose_last_word_names_no_type_has_no_intent(model, query):
     assert model.query_intent(analyze(query)) is None
 
 
+def test_a_word_that_mostly_names_other_types_heads_none():
+    # 30 computer cases, 2 handheld computers: "computer" heads a type, but titles holding it
+    # are mostly of another type, so a query ending in it asks for no type
+    docs = [(f"Acme C{n}0 computer case Black", "") for n in range(30)]
+    docs += [(f"Zenit H{n}0 Handheld Computer 4 GB", "Handheld computer") for n in range(2)]
+    docs += [(f"Orbo T{n}0 Tablet 8 GB", "Tablet") for n in range(3)]
+    types = TypeModel.fit(docs, classifier=False)
+    assert "computer" in types.heads and types.head_share["computer"] == pytest.approx(2 / 32)
+    assert types.query_intent(analyze("computer")) is None
+    assert types.head_share["tablet"] == 1.0 and types.query_intent(analyze("tablet")) is not None
+
+
 def test_type_match_rewards_the_named_type_and_spares_related_ones():
     printer = TypeIntent("printer", frozenset({"printer"}))
     assert type_match(printer, {"inkjet printer"}) == 1.0

@@ -172,6 +172,14 @@ def test_the_word_being_typed_is_completed_with_the_context(rewriter):
     assert rewriter.rewrite("thinkp").query == "thinkpad"
 
 
+def test_the_word_being_typed_is_completed_from_its_letters_not_its_stem(rewriter):
+    # "cas" stems to "ca" (a plural's "s" dropped): completing "ca" gave "camera canon"
+    assert rewriter.rewrite("camera cas").query == "camera case"
+    assert rewriter.rewrite("Samsung phone cas").completion.completed == "case"
+    # a finished plural still finds its singular's completions
+    assert rewriter.rewrite("laptop cases").query == "laptop cases"
+
+
 def test_a_finished_word_is_not_completed(rewriter):
     assert rewriter.rewrite("laptop ca ").query == "laptop ca "
     assert rewriter.rewrite("laptop ca.").completion is None  # punctuation after it: finished
