@@ -46,6 +46,11 @@ def _model_like(word: str) -> bool:
 TYPO_OVER_PREFIX = 10.0
 # Prefixes shorter than this are not completed.
 MIN_PREFIX = 1
+# Shoppers end a query on the product type they want ("laptop ca" → "case", "ipad st" → "stand"),
+# so a completion that heads a product type counts up to this many times more: (1 + TYPE_HEAD_PRIOR
+# × its head share, ranker.query.types). Chosen on completion accuracy over prefixes of the dev
+# queries and, as a check on other queries, of the synthetic UBI log's (bench/README.md).
+TYPE_HEAD_PRIOR = 4.0
 # Other likely completions of the word being typed go to the lexical leg at this weight (the query
 # itself weighs 1), at most MAX_EXPANSIONS of them, each named with the query's other terms by at
 # least EXPAND_SHARE as many products as the likeliest completion.
@@ -115,7 +120,7 @@ class QueryRewriter:
     ):
         self.confirm = confirm  # does the live index match this raw term?
         self.complete_prefix = complete_prefix
-        self._state = (lexicon, Speller(lexicon), types)
+        self._state = _state(lexicon, types)
 
     @property
     def lexicon(self) -> Lexicon:
@@ -132,7 +137,7 @@ class QueryRewriter:
     def use(self, lexicon: Lexicon, types: TypeModel | None = None) -> None:
         """Rewrite against ``lexicon`` (and ``types``; None keeps the current ones) from now on
         (its speller is built before the swap)."""
-        self._state = (lexicon, Speller(lexicon), self._state[2] if types is None else types)
+        self._state = _state(lexicon, self._state[2] if types is None else types)
 
     def product_types(self, title: str, category: str = "") -> frozenset[str]:
         """A product's types under the current type model (none without one)."""
@@ -143,8 +148,10 @@ class QueryRewriter:
         """Price phrases leave the text ("tv under 500" searches "tv", price ≤ 500 a preference),
         then typos are corrected and the last word completed."""
         parsed = parse(query)
-        lex, speller, types = self._state  # one lexicon for the whole rewrite, whatever a refresh swaps in
-        interp = self._words(parsed.text, lex, speller)
+        lex, speller, types, prior = (
+            self._state
+        )  # one lexicon for the whole rewrite, whatever a refresh swaps in
+        interp = self._words(parsed.text, lex, speller, prior)
         terms = analyze(interp.query)
         brands = tuple(" ".join(lex.surface(t) for t in b) for b in lex.brands_in(terms))
         measures = {fold(c.text) for c in parsed.constraints}
@@ -165,7 +172,7 @@ class QueryRewriter:
             intent=intent,
         )
 
-    def _words(self, query: str, lex: Lexicon, speller: Speller) -> Interpretation:
+    def _words(self, query: str, lex: Lexicon, speller: Speller, prior: np.ndarray) -> Interpretation:
         folded, spans = token_spans(query)
         if not spans:
             return Interpretation(query, query)
@@ -184,7 +191,7 @@ class QueryRewriter:
         for i, term in enumerate(terms):
             done = None
             if i == last and open_end:
-                done, expansions = self._complete(lex, spans[i][2], term, context(i), exclude=set(terms[:i]))
+                done, expansions = self._complete(lex, prior, spans[i][2], term, context(i), set(terms[:i]))
             fix = None
             if not lex.known(term):
                 fix = speller.correct(term, context(i), self.confirm, raw=spans[i][2])
@@ -219,12 +226,13 @@ class QueryRewriter:
 
     @staticmethod
     def _complete(
-        lex: Lexicon, prefix: str, term: str, context: list[int], exclude: set[str]
+        lex: Lexicon, prior: np.ndarray, prefix: str, term: str, context: list[int], exclude: set[str]
     ) -> tuple[str | None, tuple[str, ...]]:
         """The word being typed (``prefix`` as typed, ``term`` its stem): its completion (None:
         leave it as typed) and the other likely completions, which the lexical leg matches too
         (:data:`EXPANSION_WEIGHT`). Completions start with the letters typed, not with the stem
-        ("cas" is no plural of "ca"); a typed plural keeps its singular among them."""
+        ("cas" is no plural of "ca"); a typed plural keeps its singular among them. Each candidate
+        weighs the products naming it with the other words times ``prior`` (:func:`_prior`)."""
         if len(prefix) < MIN_PREFIX:
             return None, ()
         typed = lex.id(term)
@@ -234,11 +242,11 @@ class QueryRewriter:
         if len(cands) == 0:  # no product names such a word; a description may ("earb" → "earbuds")
             described = [t for t in lex.described_with_prefix(prefix) if t != prefix and t.isalpha()]
             return (described[0], ()) if described and not lex.known(term) else (None, ())
-        co = lex.affinity(cands, context)
-        mine = int(co[int(np.flatnonzero(cands == typed)[0])]) if typed is not None else 0
+        co = lex.affinity(cands, context) * prior[cands]
+        mine = float(co[int(np.flatnonzero(cands == typed)[0])]) if typed is not None else 0.0
         order = np.lexsort((-lex.df[cands], -co))  # most co-occurring first, then most frequent
         ranked = [
-            (lex.terms[int(cands[j])], int(co[j]))
+            (lex.terms[int(cands[j])], float(co[j]))
             for j in order
             if int(cands[j]) != typed and lex.terms[int(cands[j])] not in exclude and co[j] > 0
         ]
@@ -246,10 +254,28 @@ class QueryRewriter:
             return None, ()
         top = ranked[0][1]
         likely = [t for t, c in ranked[: MAX_EXPANSIONS + 1] if c >= EXPAND_SHARE * top]
-        most = int(lex.df[cands].max())
+        most = float((lex.df[cands] * prior[cands]).max())
         if typed is not None and (
-            lex.count(term) >= KEEP_TYPED_SHARE * most or mine >= KEEP_TYPED_SHARE * top
+            lex.count(term) * prior[typed] >= KEEP_TYPED_SHARE * most or mine >= KEEP_TYPED_SHARE * top
         ):
             # a word in its own right: kept, and its likelier completions matched beside it
             return None, tuple(t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top)
         return likely[0], tuple(likely[1:])
+
+
+_State = tuple[Lexicon, Speller, TypeModel | None, np.ndarray]
+
+
+def _state(lexicon: Lexicon, types: TypeModel | None) -> _State:
+    return (lexicon, Speller(lexicon), types, _prior(lexicon, types))
+
+
+def _prior(lexicon: Lexicon, types: TypeModel | None) -> np.ndarray:
+    """Per lexicon term: how much likelier shoppers end a query on it than its product count says
+    (1 + :data:`TYPE_HEAD_PRIOR` × its head share; 1 without a type model)."""
+    prior = np.ones(len(lexicon), dtype=np.float64)
+    for head, share in (types.head_share if types is not None else {}).items():
+        j = lexicon.id(head)
+        if j is not None:
+            prior[j] += TYPE_HEAD_PRIOR * share
+    return prior

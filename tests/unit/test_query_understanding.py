@@ -180,6 +180,22 @@ def test_the_word_being_typed_is_completed_from_its_letters_not_its_stem(rewrite
     assert rewriter.rewrite("laptop cases").query == "laptop cases"
 
 
+def test_a_completion_that_heads_a_product_type_leads():
+    from ranker.query.types import TypeModel
+
+    # as many products name "ipad" with "startech" (a brand) as with "stand" (a type they are)
+    titles = [f"StarTech PAD{n}0 iPad stand Black" for n in range(6)]
+    titles += [f"StarTech CBL{n}0 iPad cable White" for n in range(6)]
+    titles += [f"Acme ST{n}0 stand Grey" for n in range(5)]
+    rows = [(t, "") for t in titles]
+    lexicon = _lexicon(rows)
+    assert lexicon.count("startech") > lexicon.count("stand")
+    assert QueryRewriter(lexicon).rewrite("ipad st").query == "ipad startech"  # counts alone
+    types = TypeModel.fit(rows, classifier=False)
+    assert types.head_share["stand"] == 1.0
+    assert QueryRewriter(lexicon, types=types).rewrite("ipad st").query == "ipad stand"
+
+
 def test_a_finished_word_is_not_completed(rewriter):
     assert rewriter.rewrite("laptop ca ").query == "laptop ca "
     assert rewriter.rewrite("laptop ca.").completion is None  # punctuation after it: finished
