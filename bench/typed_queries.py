@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,6 +184,24 @@ def _peer(settings: Any) -> Search:
     return search
 
 
+def _with_log(parts: Any, path: Path, qrels: Qrels) -> Any:
+    """``parts`` whose rewriter completes with the engaged queries of the UBI log at ``path`` (read
+    as the shop's own import), minus every query the judgments hold: only other shoppers' queries
+    can help complete a judged one."""
+    from indexer.analysis import analyze
+    from indexer.events import read_ubi_log
+    from ranker.query.rewrite import QueryRewriter
+    from ranker.query.suggest import engaged_queries
+
+    log = read_ubi_log(path)
+    texts = {q.query_id: q.user_query for q in log.queries if q.query_id and q.user_query}
+    engaged = engaged_queries(texts, ((e.query_id, e.client_id, e.action_name, True) for e in log.events))
+    judged = {" ".join(analyze(q)) for q in qrels}
+    queries = {q: n for q, n in engaged.items() if q not in judged}
+    rw = parts.rewriter
+    return replace(parts, rewriter=QueryRewriter(rw.lexicon, rw.confirm, types=rw.types, queries=queries))
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     notes = RunNotes()
     lines = [
@@ -192,7 +211,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "(`bench/typed_queries.py`; unjudged = irrelevant, condensed drops them). Δ clean: the variant "
         "minus the same queries typed cleanly, through the same configuration. Understanding: "
         "`ranker.query` (typo correction, completion of the last word, product type); off = the text "
-        "as typed; `type_match 0` = on, with the product-type feature weighed 0. Type-p@10: share of "
+        "as typed; `type_match 0` = on, with the product-type feature weighed 0; `query log` = on, "
+        "completing the word being typed with the engaged queries of the *synthetic* UBI log "
+        "(`--query-log`), every judged query removed from it. Type-p@10: share of "
         "the top 10 of the type the clean query names (over the queries naming one, `n`).",
         "",
         "| backend | pipeline | understanding | variant | queries | nDCG@10 | Δ clean | condensed | judged@10 "
@@ -225,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     add_quiet(ap)
     ap.add_argument("--backends", default="embedded", help="comma-separated: embedded, opensearch")
     ap.add_argument("--pipelines", default="bm25,hybrid,full", help="comma-separated registry names")
+    ap.add_argument(
+        "--query-log",
+        type=Path,
+        default=None,
+        help="a UBI log (e.g. ../shared/data/chorus_icecat/ubi_events_synthetic.zip): adds 'on, query log' "
+        "rows for full, completing with its engaged queries, every judged query left out of it",
+    )
     args = ap.parse_args(argv)
     this_run = Run.start("typed_queries", argv, args)
 
@@ -247,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             configs = [("off", replace(parts, rewriter=None), None), ("on", parts, None)]
             if name == "full":  # the product-type feature's own share: the same with its weight 0
                 configs.append(("on, type_match 0", parts, SearchOptions(weights={"type_match": 0.0})))
+            if name == "full" and args.query_log is not None and parts.rewriter is not None:
+                configs.append(("on, query log", _with_log(parts, args.query_log, qrels), None))
             for understanding, p, options in configs:
                 searcher = build_pipeline(name, p)
                 searcher.search(SearchRequest("warm up", k=1, with_products=False))

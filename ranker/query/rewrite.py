@@ -14,7 +14,7 @@ with the query's other terms, unless the typed word is itself a common enough wo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -24,6 +24,7 @@ from ranker.base import Constraint, TypeIntent
 from ranker.query.constraints import parse
 from ranker.query.lexicon import Lexicon
 from ranker.query.speller import Correction, Speller
+from ranker.query.suggest import QUERY_LOG_WEIGHT as SUGGEST_QUERY_LOG_WEIGHT
 from ranker.query.types import TypeModel
 
 # A typed last word stays as typed when at least this share as many products name it as name its
@@ -51,6 +52,9 @@ MIN_PREFIX = 1
 # × its head share, ranker.query.types). Chosen on completion accuracy over prefixes of the dev
 # queries and, as a check on other queries, of the synthetic UBI log's (bench/README.md).
 TYPE_HEAD_PRIOR = 4.0
+# ... and a completion shoppers searched for and then engaged with, by the suggester's weighting:
+# × (1 + distinct engaged shoppers of logged queries naming it with the query's other words)^this.
+QUERY_LOG_WEIGHT = SUGGEST_QUERY_LOG_WEIGHT
 # Other likely completions of the word being typed go to the lexical leg at this weight (the query
 # itself weighs 1), at most MAX_EXPANSIONS of them, each named with the query's other terms by at
 # least EXPAND_SHARE as many products as the likeliest completion.
@@ -117,41 +121,47 @@ class QueryRewriter:
         *,
         complete_prefix: bool = True,
         types: TypeModel | None = None,
+        queries: Mapping[str, int] | None = None,
     ):
         self.confirm = confirm  # does the live index match this raw term?
         self.complete_prefix = complete_prefix
-        self._state = _state(lexicon, types)
+        self._state = _State.of(lexicon, types, queries or {})
 
     @property
     def lexicon(self) -> Lexicon:
-        return self._state[0]
+        return self._state.lexicon
 
     @property
     def speller(self) -> Speller:
-        return self._state[1]
+        return self._state.speller
 
     @property
     def types(self) -> TypeModel | None:
-        return self._state[2]
+        return self._state.types
 
-    def use(self, lexicon: Lexicon, types: TypeModel | None = None) -> None:
-        """Rewrite against ``lexicon`` (and ``types``; None keeps the current ones) from now on
-        (its speller is built before the swap)."""
-        self._state = _state(lexicon, self._state[2] if types is None else types)
+    def use(
+        self, lexicon: Lexicon, types: TypeModel | None = None, queries: Mapping[str, int] | None = None
+    ) -> None:
+        """Rewrite against ``lexicon`` (and ``types``, and the shop's engaged ``queries``: analyzed
+        text → distinct shoppers; None keeps the current ones) from now on (its speller is built
+        before the swap)."""
+        st = self._state
+        self._state = _State.of(
+            lexicon, st.types if types is None else types, st.queries if queries is None else queries
+        )
 
     def product_types(self, title: str, category: str = "") -> frozenset[str]:
         """A product's types under the current type model (none without one)."""
-        types = self._state[2]
+        types = self._state.types
         return frozenset() if types is None else types.product_types(title, category)
 
     def rewrite(self, query: str) -> Interpretation:
         """Price phrases leave the text ("tv under 500" searches "tv", price ≤ 500 a preference),
         then typos are corrected and the last word completed."""
         parsed = parse(query)
-        lex, speller, types, prior = (
-            self._state
-        )  # one lexicon for the whole rewrite, whatever a refresh swaps in
-        interp = self._words(parsed.text, lex, speller, prior)
+        st = self._state  # one lexicon for the whole rewrite, whatever a refresh swaps in
+        lex, types = st.lexicon, st.types
+        interp = self._words(parsed.text, st)
         terms = analyze(interp.query)
         brands = tuple(" ".join(lex.surface(t) for t in b) for b in lex.brands_in(terms))
         measures = {fold(c.text) for c in parsed.constraints}
@@ -172,7 +182,8 @@ class QueryRewriter:
             intent=intent,
         )
 
-    def _words(self, query: str, lex: Lexicon, speller: Speller, prior: np.ndarray) -> Interpretation:
+    def _words(self, query: str, st: _State) -> Interpretation:
+        lex, speller = st.lexicon, st.speller
         folded, spans = token_spans(query)
         if not spans:
             return Interpretation(query, query)
@@ -191,7 +202,7 @@ class QueryRewriter:
         for i, term in enumerate(terms):
             done = None
             if i == last and open_end:
-                done, expansions = self._complete(lex, prior, spans[i][2], term, context(i), set(terms[:i]))
+                done, expansions = self._complete(st, spans[i][2], term, context(i), set(terms[:i]))
             fix = None
             if not lex.known(term):
                 fix = speller.correct(term, context(i), self.confirm, raw=spans[i][2])
@@ -226,13 +237,14 @@ class QueryRewriter:
 
     @staticmethod
     def _complete(
-        lex: Lexicon, prior: np.ndarray, prefix: str, term: str, context: list[int], exclude: set[str]
+        st: _State, prefix: str, term: str, context: list[int], exclude: set[str]
     ) -> tuple[str | None, tuple[str, ...]]:
         """The word being typed (``prefix`` as typed, ``term`` its stem): its completion (None:
         leave it as typed) and the other likely completions, which the lexical leg matches too
         (:data:`EXPANSION_WEIGHT`). Completions start with the letters typed, not with the stem
         ("cas" is no plural of "ca"); a typed plural keeps its singular among them. Each candidate
-        weighs the products naming it with the other words times ``prior`` (:func:`_prior`)."""
+        weighs the products naming it with the other words times :meth:`_State.weights`."""
+        lex = st.lexicon
         if len(prefix) < MIN_PREFIX:
             return None, ()
         typed = lex.id(term)
@@ -242,40 +254,69 @@ class QueryRewriter:
         if len(cands) == 0:  # no product names such a word; a description may ("earb" → "earbuds")
             described = [t for t in lex.described_with_prefix(prefix) if t != prefix and t.isalpha()]
             return (described[0], ()) if described and not lex.known(term) else (None, ())
-        co = lex.affinity(cands, context) * prior[cands]
-        mine = float(co[int(np.flatnonzero(cands == typed)[0])]) if typed is not None else 0.0
-        order = np.lexsort((-lex.df[cands], -co))  # most co-occurring first, then most frequent
-        ranked = [
-            (lex.terms[int(cands[j])], float(co[j]))
-            for j in order
-            if int(cands[j]) != typed and lex.terms[int(cands[j])] not in exclude and co[j] > 0
-        ]
-        if not ranked:
+        co = lex.affinity(cands, context)
+        keep = cands != typed
+        keep &= np.asarray([lex.terms[int(j)] not in exclude for j in cands.tolist()], dtype=bool)
+        keep &= co > 0
+        if not keep.any():
             return None, ()
-        top = ranked[0][1]
-        likely = [t for t, c in ranked[: MAX_EXPANSIONS + 1] if c >= EXPAND_SHARE * top]
-        most = float((lex.df[cands] * prior[cands]).max())
-        if typed is not None and (
-            lex.count(term) * prior[typed] >= KEEP_TYPED_SHARE * most or mine >= KEEP_TYPED_SHARE * top
-        ):
-            # a word in its own right: kept, and its likelier completions matched beside it
-            return None, tuple(t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top)
+        if typed is not None:
+            # a word in its own right, by the products alone (a prior never outvotes what was
+            # typed): kept, and its likelier completions matched beside it
+            mine = int(co[int(np.flatnonzero(cands == typed)[0])])
+            order = np.lexsort((-lex.df[cands], -co))
+            ranked = [(lex.terms[int(cands[j])], int(co[j])) for j in order if keep[j]]
+            top = ranked[0][1]
+            if (
+                lex.count(term) >= KEEP_TYPED_SHARE * int(lex.df[cands].max())
+                or mine >= KEEP_TYPED_SHARE * top
+            ):
+                return None, tuple(
+                    t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top
+                )
+        score = co * st.weights(cands, context)
+        order = np.lexsort((-lex.df[cands], -score))  # likeliest first, then most frequent
+        ranked_w = [(lex.terms[int(cands[j])], float(score[j])) for j in order if keep[j]]
+        best = ranked_w[0][1]
+        likely = [t for t, c in ranked_w[: MAX_EXPANSIONS + 1] if c >= EXPAND_SHARE * best]
         return likely[0], tuple(likely[1:])
 
 
-_State = tuple[Lexicon, Speller, TypeModel | None, np.ndarray]
+@dataclass(frozen=True)
+class _State:
+    """What one rewrite reads, swapped in whole by :meth:`QueryRewriter.use`."""
 
+    lexicon: Lexicon
+    speller: Speller
+    types: TypeModel | None
+    queries: Mapping[str, int]  # the shop's engaged queries: analyzed text → distinct shoppers
+    prior: np.ndarray  # per lexicon term: 1 + TYPE_HEAD_PRIOR × its head share
+    logged: dict[int, list[tuple[frozenset[int], int]]]  # term id → (query's term ids, shoppers)
 
-def _state(lexicon: Lexicon, types: TypeModel | None) -> _State:
-    return (lexicon, Speller(lexicon), types, _prior(lexicon, types))
+    @classmethod
+    def of(cls, lexicon: Lexicon, types: TypeModel | None, queries: Mapping[str, int]) -> _State:
+        prior = np.ones(len(lexicon), dtype=np.float64)
+        for head, share in (types.head_share if types is not None else {}).items():
+            j = lexicon.id(head)
+            if j is not None:
+                prior[j] += TYPE_HEAD_PRIOR * share
+        logged: dict[int, list[tuple[frozenset[int], int]]] = {}
+        for text, shoppers in queries.items():
+            ids = frozenset(j for t in text.split() if (j := lexicon.id(t)) is not None)
+            for j in ids:
+                logged.setdefault(j, []).append((ids, int(shoppers)))
+        return cls(lexicon, Speller(lexicon), types, dict(queries), prior, logged)
 
-
-def _prior(lexicon: Lexicon, types: TypeModel | None) -> np.ndarray:
-    """Per lexicon term: how much likelier shoppers end a query on it than its product count says
-    (1 + :data:`TYPE_HEAD_PRIOR` × its head share; 1 without a type model)."""
-    prior = np.ones(len(lexicon), dtype=np.float64)
-    for head, share in (types.head_share if types is not None else {}).items():
-        j = lexicon.id(head)
-        if j is not None:
-            prior[j] += TYPE_HEAD_PRIOR * share
-    return prior
+    def weights(self, cands: np.ndarray, context: Sequence[int]) -> np.ndarray:
+        """How much likelier shoppers type each candidate than its product count says: the type
+        prior times (1 + shoppers who engaged after a query naming it with the context)^
+        :data:`QUERY_LOG_WEIGHT` (the suggester's weighting of the same log)."""
+        w = self.prior[cands].copy()
+        if self.logged:
+            need = frozenset(context)
+            for k, j in enumerate(cands.tolist()):
+                rows = self.logged.get(j)
+                if rows:
+                    n = sum(c for ids, c in rows if need <= ids)
+                    w[k] *= (1.0 + n) ** QUERY_LOG_WEIGHT
+        return w

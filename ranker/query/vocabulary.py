@@ -28,11 +28,11 @@ class Vocabulary:
     ):
         self.source = source
         self.shop_queries = shop_queries
-        lexicon, suggester, types = self._build(None)
-        self.rewriter = QueryRewriter(lexicon, confirm, types=types)
+        lexicon, suggester, types, queries = self._build(None)
+        self.rewriter = QueryRewriter(lexicon, confirm, types=types, queries=queries)
         self.suggester = suggester
 
-    def _build(self, types: TypeModel | None) -> tuple[Lexicon, Suggester, TypeModel]:
+    def _build(self, types: TypeModel | None) -> tuple[Lexicon, Suggester, TypeModel, dict[str, int]]:
         t = time.perf_counter()
         docs = list(self.source.naming_documents())
         lexicon = Lexicon.from_documents(docs)
@@ -51,10 +51,10 @@ class Vocabulary:
             len(types),
             time.perf_counter() - t,
         )
-        return lexicon, suggester, types
+        return lexicon, suggester, types, queries
 
     def refresh(self) -> None:
         """Rebuild from the live index and query log, then swap both in."""
-        lexicon, suggester, types = self._build(self.rewriter.types)
-        self.rewriter.use(lexicon, types)
+        lexicon, suggester, types, queries = self._build(self.rewriter.types)
+        self.rewriter.use(lexicon, types, queries)
         self.suggester = suggester

@@ -196,6 +196,21 @@ def test_a_completion_that_heads_a_product_type_leads():
     assert QueryRewriter(lexicon, types=types).rewrite("ipad st").query == "ipad stand"
 
 
+def test_the_shops_engaged_queries_lead_completions_with_the_same_context():
+    rows = [(f"Acme L{n}0 labels White", "") for n in range(30)]
+    rows += [(f"Acme N{n}0 laptop Silver", "") for n in range(5)]
+    lexicon = _lexicon(rows)
+    assert QueryRewriter(lexicon).rewrite("la").query == "labels"  # the catalog alone
+    logged = QueryRewriter(lexicon, queries={"laptop bag": 3})  # analyzed text → engaged shoppers
+    assert logged.rewrite("la").query == "laptop"  # 5 × (1 + 3)² outweighs 30
+    assert logged.rewrite("acme la").query == "acme labels"  # no logged query names "acme"
+    rw = QueryRewriter(lexicon)
+    rw.use(lexicon, queries={"laptop": 4})
+    assert rw.rewrite("la").query == "laptop"
+    rw.use(lexicon)  # None keeps the log
+    assert rw.rewrite("la").query == "laptop"
+
+
 def test_a_finished_word_is_not_completed(rewriter):
     assert rewriter.rewrite("laptop ca ").query == "laptop ca "
     assert rewriter.rewrite("laptop ca.").completion is None  # punctuation after it: finished

@@ -105,3 +105,22 @@ def test_rare_phrases_are_not_suggested_but_brands_are():
     texts = {s.text for s in sg.suggest("hp")}
     assert TITLES.count("HP laptop sleeve") < MIN_PHRASE_PRODUCTS and "hp laptop sleeve" not in texts
     assert sg.suggest("targ")[0].text.lower() == "targus"
+
+
+def test_a_refresh_brings_the_query_log_into_completion_too():
+    from ranker.query.vocabulary import Vocabulary
+
+    class Source:
+        def naming_documents(self):
+            for n in range(30):
+                yield [raw_tokens(f"Acme L{n}0 labels"), [], ["acme"], []], [], (f"Acme L{n}0 labels", "")
+            for n in range(5):
+                yield [raw_tokens(f"Acme N{n}0 laptop"), [], ["acme"], []], [], (f"Acme N{n}0 laptop", "")
+
+    log: dict[str, int] = {}
+    vocab = Vocabulary(Source(), shop_queries=lambda: dict(log))
+    assert vocab.rewriter.rewrite("la").query == "labels"
+    log["laptop"] = 3  # shoppers searched "laptop" and engaged
+    vocab.refresh()
+    assert vocab.rewriter.rewrite("la").query == "laptop"
+    assert vocab.suggester.suggest("la")[0].text == "laptop"
