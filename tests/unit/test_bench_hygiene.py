@@ -17,6 +17,7 @@ def test_benches_neither_patch_sys_path_nor_hard_code_the_data_folder() -> None:
 
 
 ADOPTED = (
+    "completion",
     "crash_durability",
     "embedder_onnx",
     "event_attack",
