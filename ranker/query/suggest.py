@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.analysis import analyze
+from indexer.analysis import analyze, raw_tokens
 from ranker.query.lexicon import Lexicon
 from ranker.query.speller import Speller
 
@@ -167,7 +167,11 @@ class Suggester:
         return " ".join(self.lexicon.surface(w) for w in text.split())
 
     def _top(self, prefix: str, k: int) -> list[int]:
-        """Indices of the ``k`` best-scored keys starting with ``prefix``."""
+        """Indices of the ``k`` best-scored keys starting with ``prefix`` (ending in NUL: equal to
+        the rest)."""
+        if prefix.endswith("\0"):
+            i = bisect.bisect_left(self._keys, prefix[:-1])
+            return [i] if i < len(self._keys) and self._keys[i] == prefix[:-1] else []
         lo = bisect.bisect_left(self._keys, prefix)
         hi = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
         if hi - lo <= k:
@@ -175,9 +179,11 @@ class Suggester:
         part = np.argpartition(-self._score[lo:hi], k - 1)[:k]
         return [lo + int(i) for i in part]
 
-    def _prefixes(self, words: list[str], open_end: bool) -> tuple[list[str], list[str]]:
+    def _prefixes(self, words: list[str], open_end: bool, raw: str = "") -> tuple[list[str], list[str]]:
         """The key prefixes to look up: the typed words (typos corrected) and, for the last word,
-        its fuzzy alternatives; and the corrected head words."""
+        its fuzzy alternatives; and the corrected head words. ``raw``: the last word as typed, which
+        an open end matches by its letters ("cas" is no plural of "ca"); its stem then counts as a
+        whole word only ("cases" → "case", "case black")."""
         head = []
         for i, w in enumerate(words[:-1]):
             if self.lexicon.known(w):
@@ -187,10 +193,14 @@ class Suggester:
             fix = self.speller.correct(w, ctx)
             head.append(fix.corrected if fix else w)
         last = words[-1]
+        whole: list[str] = []
+        if open_end and raw and raw != last:
+            whole = [last] if self.lexicon.known(last) else []
+            last = raw
         lasts = [last]
-        if not self.lexicon.known(last):  # a whole word mistyped
+        if not self.lexicon.known(words[-1]) and not self.lexicon.known(last):  # a whole word mistyped
             ctx = [j for w in head if (j := self.lexicon.id(w)) is not None]
-            fix = self.speller.correct(last, ctx)
+            fix = self.speller.correct(words[-1], ctx, raw=last)
             if fix:
                 lasts.append(fix.corrected)
         if open_end and len(last) >= MIN_FUZZY_PREFIX and last.isalpha():  # a word being mistyped
@@ -202,6 +212,9 @@ class Suggester:
             out.append(text if open_end else text + " ")
             if not open_end:
                 out.append(text)
+        for w in whole:
+            text = f"{stem} {w}" if stem else w
+            out += [text + " ", text + "\0"]  # "\0": the key itself, nothing longer
         return out, head
 
     def _fuzzy_starts(self, typed: str) -> list[str]:
@@ -239,7 +252,8 @@ class Suggester:
             return []
         open_end = not query[-1:].isspace()
         found: dict[str, Suggestion] = {}
-        prefixes, head = self._prefixes(words, open_end)
+        typed = raw_tokens(query)
+        prefixes, head = self._prefixes(words, open_end, typed[-1] if len(typed) == len(words) else "")
         for prefix in prefixes:
             for i in self._top(prefix, 2 * k):
                 text = self._keys[i]

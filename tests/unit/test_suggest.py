@@ -124,3 +124,12 @@ def test_a_refresh_brings_the_query_log_into_completion_too():
     vocab.refresh()
     assert vocab.rewriter.rewrite("la").query == "laptop"
     assert vocab.suggester.suggest("la")[0].text == "laptop"
+
+
+def test_the_word_being_typed_is_matched_by_its_letters_not_its_stem():
+    # "cas" stems to "ca" (a plural's "s" dropped), which started "camera" too
+    sug = _suggester().suggest("cas")
+    assert sug and all(s.text.startswith("cas") for s in sug)
+    assert [s.text for s in _suggester().suggest("laptop cases")][:1] == [
+        "laptop case"
+    ]  # a plural typed whole
