@@ -12,8 +12,6 @@ into ``OUT/completion.json`` and renders ``OUT/completion.md``.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,17 +32,12 @@ KEY = ("queries", "type_head_prior")
 
 
 def log_queries(path: Path, exclude: set[str], known: Any, min_count: int = 2) -> list[str]:
-    """Distinct lower-cased ``user_query`` texts of a UBI log (zip of tab-prefixed lines) of one or
-    two words, seen ``min_count``+ times, whose terms ``known`` accepts, not in ``exclude``."""
+    """Distinct lower-cased ``user_query`` texts of a UBI log (:func:`indexer.events.read_ubi_log`)
+    of one or two words, seen ``min_count``+ times, whose terms ``known`` accepts, not in ``exclude``."""
     from indexer.analysis import analyze
+    from indexer.events import read_ubi_log
 
-    seen: Counter[str] = Counter()
-    with zipfile.ZipFile(path) as zf:
-        for name in zf.namelist():
-            for line in zf.open(name):
-                kind, _, body = line.decode("utf-8", "replace").partition("\t")
-                if kind == "ubi_queries":
-                    seen[str(json.loads(body).get("user_query", "")).lower().strip()] += 1
+    seen = Counter(r.user_query.lower().strip() for r in read_ubi_log(path).queries)
     return sorted(
         q
         for q, n in seen.items()
