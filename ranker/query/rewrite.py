@@ -24,6 +24,7 @@ from ranker.base import Constraint, TypeIntent
 from ranker.query.constraints import parse
 from ranker.query.lexicon import Lexicon
 from ranker.query.speller import Correction, Speller
+from ranker.query.suggest import FUNCTION_WORDS
 from ranker.query.suggest import QUERY_LOG_WEIGHT as SUGGEST_QUERY_LOG_WEIGHT
 from ranker.query.types import TypeModel
 
@@ -214,7 +215,10 @@ class QueryRewriter:
                     if named
                     else np.zeros(2)
                 )
-                if named and keeps_first and co[1] > TYPO_OVER_PREFIX * co[0]:
+                # a "correction" that only drops the last letters typed is the word being typed
+                # passing through a shorter one ("microw" → "microwave", not "micro")
+                truncates = term.startswith(fix.corrected) or spans[i][2].startswith(fix.corrected)
+                if named and keeps_first and not truncates and co[1] > TYPO_OVER_PREFIX * co[0]:
                     done, expansions = None, ()
                 else:
                     fix = None
@@ -267,10 +271,13 @@ class QueryRewriter:
             order = np.lexsort((-lex.df[cands], -co))
             ranked = [(lex.terms[int(cands[j])], int(co[j])) for j in order if keep[j]]
             top = ranked[0][1]
-            if (
-                lex.count(term) >= KEEP_TYPED_SHARE * int(lex.df[cands].max())
-                or mine >= KEEP_TYPED_SHARE * top
-            ):
+            # common in the catalog ("ps4 pro", "phone cord" stay), unless a function word
+            # (suggest.FUNCTION_WORDS) no product names with the other words: a query seldom
+            # ends on one, so it is the start of a longer word ("xbox on" → "xbox one")
+            common = lex.count(term) >= KEEP_TYPED_SHARE * int(lex.df[cands].max()) and not (
+                term in FUNCTION_WORDS and context and mine == 0
+            )
+            if common or mine >= KEEP_TYPED_SHARE * top:
                 return None, tuple(
                     t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top
                 )

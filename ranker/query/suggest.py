@@ -37,9 +37,10 @@ MAX_NGRAM = 3
 QUERY_LOG_WEIGHT = 2.0
 ENGAGED = frozenset({"click", "add_to_cart", "purchase", "conversion"})
 # Words that neither start nor end a catalog phrase ("for", "with", …: glue, not intent).
-GLUE = frozenset(
-    {"a", "an", "and", "for", "from", "in", "of", "on", "or", "the", "to", "with", "x", "by", "cm", "mm"}
+FUNCTION_WORDS = frozenset(
+    {"a", "an", "and", "for", "from", "in", "of", "on", "or", "the", "to", "with", "by"}
 )
+GLUE = FUNCTION_WORDS | {"x", "cm", "mm"}
 MIN_FUZZY_PREFIX = 4
 MAX_COMPOSED_CANDIDATES = 300
 

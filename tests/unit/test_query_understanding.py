@@ -282,6 +282,29 @@ def test_the_word_being_typed_beats_a_typo_unless_the_typo_is_far_likelier():
     assert rw.rewrite("earb").query == "earbuds"  # "ear" (one edit) is likelier, but not 10 times
 
 
+def test_a_word_being_typed_is_not_corrected_by_dropping_its_last_letters():
+    # "microw" is one deletion from "micro" (30 products, with no context far likelier than
+    # "microwave"), but a shopper typing "microwave" passes through it: no typo drops its own end
+    rows = [("Micro USB cable", "")] * 30 + [("Microwave oven", "")] * 2 + [("Earbuds case", "")]
+    rows += [("Ear pads", "")] * 40
+    rw = QueryRewriter(_lexicon(rows))
+    assert rw.rewrite("microw").query == "microwave"
+    assert rw.rewrite("earbu").query == "earbuds"
+    assert rw.rewrite("microw ").query == "micro "  # a finished word: a typo, corrected
+
+
+def test_a_function_word_typed_last_with_no_product_naming_it_with_the_rest_is_a_prefix():
+    rows = [("Xbox One controller", "")] * 2 + [("Plug on wall", "")] * 30
+    rows += [("Brother TN-2110 toner", "")] + [("Guide to printers", "")] * 20
+    rows += [("Phone case", "")] * 3 + [("Phone cordless", "")] * 3 + [("Power cord", "")] * 20
+    rw = QueryRewriter(_lexicon(rows))
+    assert rw.rewrite("xbox on").query == "xbox one"
+    assert rw.rewrite("brother tn-2110 to").query == "brother tn-2110 toner"
+    # other common words stay as typed, whatever the context
+    assert rw.rewrite("phone cord").query == "phone cord"
+    assert rw.rewrite("on").query == "on"  # nothing else typed: the word itself
+
+
 def test_a_word_only_descriptions_hold_completes_too(rewriter):
     interp = rewriter.rewrite("nois")  # "noise" is in a description ("noise cancelling"), no title
     assert interp.query == "noise" and interp.completion is not None
