@@ -42,6 +42,7 @@ MIN_HEAD_SHARE = 0.1
 MAX_TYPE_WORDS = 4  # longer lower-case runs are descriptions, not a category name
 MIN_CLASSIFIER_MARGIN = 0.0  # the SVM's decision value a predicted type needs (0: its own side)
 MAX_INTENT_TYPES = 10
+MIN_COMPOUND_LABELS = 3  # categorised products a compound of two type phrases needs (_compounds)
 
 _WORD = re.compile(r"^[a-z][a-z\-/&']*[a-z]$")  # a lower-case word as Icecat writes categories
 _MEASURE = re.compile(r"^[\d.,/()x\"']+(st|nd|rd|th)?$")  # "39.6", "(15.6\")", "8th": units follow
@@ -173,18 +174,22 @@ class TypeModel:
         docs = list(docs)
         if previous is not None and previous.fingerprint == _fingerprint(docs):
             return previous
-        slots, typed = typed_by_text(docs)
-        model = cls._with(Counter(p for ts in typed for p in ts))
+        slots, typed, compounds = _typed_by_text(docs)
+        model = cls._with(Counter(p for ts in typed for p in ts), compounds=compounds)
         if classifier:
             clf = _train(
                 [(t, _primary(ts, t, s)) for (t, _), ts, s in zip(docs, typed, slots, strict=True) if ts]
             )
-            model = cls._with(model.counts, clf)
+            model = cls._with(model.counts, clf, compounds=compounds)
         untyped = [doc for doc, ts in zip(docs, typed, strict=True) if not ts]
         known = dict(zip(untyped, model._predict([t for t, _ in untyped]), strict=True))
         known.update((doc, ts) for doc, ts in zip(docs, typed, strict=True) if ts)
         model = cls._with(
-            Counter(p for ts in known.values() for p in ts), model.classifier, known, _fingerprint(docs)
+            Counter(p for ts in known.values() for p in ts),
+            model.classifier,
+            known,
+            _fingerprint(docs),
+            compounds,
         )
         log.info(
             "product types: %d types; %d of %d products typed by their text, %d by the classifier",
@@ -202,6 +207,7 @@ class TypeModel:
         clf: _Classifier | None = None,
         known: dict[TypedText, frozenset[str]] | None = None,
         fingerprint: str = "",
+        compounds: dict[tuple[str, str], str] | None = None,
     ) -> TypeModel:
         heads: dict[str, set[str]] = {}
         for p in counts:
@@ -214,7 +220,7 @@ class TypeModel:
             terms={p: frozenset(type_terms(p)) for p in counts},
             classifier=clf,
             known=dict(known or {}),
-            matcher=_PhraseMatcher(counts),
+            matcher=_PhraseMatcher(counts, compounds),
             fingerprint=fingerprint,
         )
 
@@ -322,10 +328,12 @@ def type_precision(intent: TypeIntent | None, top: Sequence[Iterable[str]]) -> f
 
 
 class _PhraseMatcher:
-    """Known type phrases found in a title, any case, as whole words (longest first)."""
+    """Known type phrases found in a title, any case, as whole words (longest first), and the
+    compounds of two (:func:`_compounds`) that name the first one's type."""
 
-    def __init__(self, phrases: Iterable[str]):
+    def __init__(self, phrases: Iterable[str], compounds: dict[tuple[str, str], str] | None = None):
         self.phrases = set(phrases)
+        self.compounds = dict(compounds or {})
         self.by_first: dict[str, list[tuple[str, ...]]] = {}
         self.names: dict[tuple[str, ...], str] = {}
         for p in self.phrases:
@@ -337,6 +345,10 @@ class _PhraseMatcher:
             ws.sort(key=len, reverse=True)
 
     def find(self, title: str) -> list[str]:
+        return [name for _, _, name in self.spans(title)]
+
+    def spans(self, title: str) -> list[tuple[int, int, str]]:
+        """(first word, word after the last, phrase) of each phrase found, in title order."""
         words = raw_tokens(title)
         found = []
         for i, w in enumerate(words[1:], start=1):
@@ -344,20 +356,61 @@ class _PhraseMatcher:
                 continue
             for cand in self.by_first.get(w, ()):
                 if tuple(words[i : i + len(cand)]) == cand:
-                    found.append(self.names[cand])
+                    found.append((i, i + len(cand), self.names[cand]))
                     break
         return found
+
+    def typed(self, title: str) -> str | None:
+        """The type a title names: its longest phrase (later wins a tie: "laptop lock" over
+        "laptop"), unless it follows another phrase as a compound that names the first one's type
+        ("Notebook PC": a notebook)."""
+        spans = self.spans(title)
+        if not spans:
+            return None
+        start, _, best = max(reversed(spans), key=lambda s: len(s[2].split()))
+        before = next((p for _, end, p in spans if end == start), None)
+        return self.compounds.get((before, best), best) if before is not None else best
+
+
+def _compounds(docs: Sequence[TypedText], matcher: _PhraseMatcher) -> dict[tuple[str, str], str]:
+    """Two type phrases back to back ("Notebook PC", "Camera Battery") name the second one's type
+    unless the products whose category is known say otherwise: (first, second) → the first one's
+    type, where at least MIN_COMPOUND_LABELS of them carry a type the first phrase heads, more than
+    carry one the second heads."""
+    votes: dict[tuple[str, str], Counter[str]] = {}
+    for title, category in docs:
+        if (lbl := _label(category)) is None:
+            continue
+        spans = matcher.spans(title)
+        for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
+            if end == start:
+                votes.setdefault((a, b), Counter())[lbl] += 1
+    out = {}
+    for (a, b), labels in votes.items():
+        by_a = Counter({t: n for t, n in labels.items() if type_heads(t) & type_heads(a)})
+        by_b = sum(n for t, n in labels.items() if type_heads(t) & type_heads(b))
+        if sum(by_a.values()) >= MIN_COMPOUND_LABELS and sum(by_a.values()) > by_b:
+            out[(a, b)] = by_a.most_common(1)[0][0]
+    return out
 
 
 def typed_by_text(docs: Sequence[TypedText]) -> tuple[list[str | None], list[frozenset[str]]]:
     """Each product's title slot, and its types as its category and title name them."""
+    slots, typed, _ = _typed_by_text(docs)
+    return slots, typed
+
+
+def _typed_by_text(
+    docs: Sequence[TypedText],
+) -> tuple[list[str | None], list[frozenset[str]], dict[tuple[str, str], str]]:
     slots = [title_slot(t) for t, _ in docs]
     shared = Counter(s for s in slots if s)
     phrases = {s for s, n in shared.items() if n >= MIN_TYPE_PRODUCTS}
     phrases.update(lbl for _, c in docs if (lbl := _label(c)))
     matcher = _PhraseMatcher(phrases)
+    matcher.compounds = _compounds(docs, matcher)
     typed = [_rule_types(t, c, s, matcher) for (t, c), s in zip(docs, slots, strict=True)]
-    return slots, typed
+    return slots, typed, matcher.compounds
 
 
 def _rule_types(title: str, category: str, slot: str | None, matcher: _PhraseMatcher) -> frozenset[str]:
@@ -367,10 +420,8 @@ def _rule_types(title: str, category: str, slot: str | None, matcher: _PhraseMat
         out.add(lbl)
     if slot in matcher.phrases:
         out.add(slot)
-    if not out:
-        found = matcher.find(title)
-        if found:  # the longest phrase named (later wins a tie: "laptop lock" over "laptop")
-            out.add(max(reversed(found), key=lambda p: len(p.split())))
+    if not out and (named := matcher.typed(title)) is not None:
+        out.add(named)
     return frozenset(out)
 
 

@@ -136,6 +136,28 @@ def test_type_match_rewards_the_named_type_and_spares_related_ones():
     assert type_precision(None, [{"inkjet printer"}]) is None
 
 
+def test_two_type_phrases_back_to_back_name_the_type_their_categorised_products_carry():
+    # Icecat titles "… Notebook PC" name a notebook (its categorised ones say so), while
+    # "… Camera Battery" names a battery: the second phrase heads unless the categories disagree
+    docs = [(f"HP NB{n}0 Notebook PC", "Notebook") for n in range(3)]
+    docs += [(f"HP NB{n}5 Notebook PC", "") for n in range(4)]
+    docs += [(f"Acme D{n}0 PC", "PC") for n in range(2)] + [
+        (f"Acme N{n}0 Notebook", "Notebook") for n in range(2)
+    ]
+    docs += [(f"Acme C{n}0 Camera", "Camera") for n in range(3)] + [("Acme B00 Camera Battery", "Battery")]
+    docs += [(f"Acme B{n}5 Camera Battery", "") for n in range(3)]
+    model = TypeModel.fit(docs, classifier=False)
+    assert model.product_types("HP NB05 Notebook PC") == {"notebook"}
+    assert model.product_types("HP NB99 Notebook PC") == {"notebook"}  # a product it never saw
+    assert model.product_types("Acme B05 Camera Battery") == {"battery"}
+    assert model.product_types("Acme D00 PC") == {"pc"}
+    notebook = model.query_intent(["notebook"])
+    assert type_match(notebook, model.product_types("HP NB05 Notebook PC")) == 1.0
+    # too few categorised products to overrule the head: the second phrase names the type
+    few = TypeModel.fit(docs[1:], classifier=False)  # 2 categorised "Notebook PC"s, not 3
+    assert few.product_types("HP NB99 Notebook PC") == {"pc"}
+
+
 def test_a_type_intent_is_checked():
     with pytest.raises(ValueError):
         TypeIntent("printer", frozenset({"cable"}))
