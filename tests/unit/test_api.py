@@ -1,5 +1,6 @@
 """The HTTP service on the embedded backend (hashing embedder: no model needed), via TestClient."""
 
+import inspect
 import threading
 import time
 
@@ -463,6 +464,15 @@ def test_suggest_completes_as_the_shopper_types_typos_forgiven(client):
     assert client.get("/v1/suggest", params={"q": "qqqqzz"}).json()["suggestions"] == []
     assert client.get("/v1/suggest", params={"q": ""}).status_code == 422
     assert client.get("/v1/suggest", params={"q": "x", "k": 11}).status_code == 422
+
+
+def test_suggest_runs_on_the_event_loop_not_in_the_thread_pool():
+    from plugin_api.http.routes import router
+
+    # a keystroke's suggestions take well under a millisecond of CPU (bounded: q ≤ 200 characters);
+    # the hop to a worker thread and back cost more than that (bench/results/typing_load)
+    route = next(r for r in router.routes if getattr(r, "path", "") == "/v1/suggest")
+    assert inspect.iscoroutinefunction(route.endpoint)
 
 
 def test_a_price_in_the_query_is_a_soft_preference_shown_and_explained(client):
