@@ -22,12 +22,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.analysis import minimal_english_stem
 from ranker.query.lexicon import Lexicon
 
 MIN_ONE_TYPO = 4
 MIN_TWO_TYPOS = 8
 # Dictionary words shorter than this are no correction targets (nor sources: see MIN_ONE_TYPO).
 MIN_TARGET = 3
+
+
+def _plurals(stem: str) -> list[str]:
+    """The spellings :func:`~indexer.analysis.minimal_english_stem` takes back to ``stem``
+    by its plural rules ("book" ← books, "battery" ← batteries, "boxe" ← boxes)."""
+    forms = [stem + "s"]
+    if stem.endswith("y"):
+        forms.append(stem[:-1] + "ies")
+    return [f for f in forms if minimal_english_stem(f) == stem]
 
 
 @dataclass(frozen=True)
@@ -52,9 +62,16 @@ class Speller:
 
         self.lexicon = lexicon
         self._sym = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
+        # plural spellings too, each standing for its stem: a typo is an edit of what was typed,
+        # and shoppers type plurals ("booksd" is one edit from "books", two from "book")
+        self._stem_of: dict[str, str] = {}
         for t in (*lexicon.terms, *sorted(lexicon.other)):
             if len(t) >= MIN_TARGET and t.isalpha() and t.isascii():
                 self._sym.create_dictionary_entry(t, 1 + lexicon.count(t))
+                for form in _plurals(t):
+                    if form not in self._stem_of and not lexicon.known(form):
+                        self._stem_of[form] = t
+                        self._sym.create_dictionary_entry(form, 1 + lexicon.count(t))
 
     def correct(
         self,
@@ -79,8 +96,9 @@ class Speller:
         found: dict[str, int] = {}
         for word in dict.fromkeys((term, typed)):
             for s in self._sym.lookup(word, Verbosity.ALL, max_edit_distance=limit, transfer_casing=False):
-                if s.term != term and s.distance < found.get(s.term, limit + 1):
-                    found[s.term] = s.distance
+                stem = self._stem_of.get(s.term, s.term)
+                if stem != term and s.distance < found.get(stem, limit + 1):
+                    found[stem] = s.distance
         if not found:
             return None
         best = min(found.values())

@@ -125,6 +125,18 @@ def test_one_edit_from_four_letters_two_from_eight(lexicon):
     assert fix is not None and fix.corrected == "wireless" and fix.edits == 1
 
 
+def test_a_typo_in_a_plural_counts_its_edits_from_the_plural():
+    rows = [("Paperback books", ""), ("Batterie externe", ""), ("Windows 10", "")]
+    sp = Speller(_lexicon(rows + [("AA batteries", "")] * 3))
+    # "booksd" is one edit from "books" but two from the stem "book" (beyond 6 letters' budget)
+    assert sp.correct("booksd", raw="booksd").corrected == "book"
+    # "batterikes": one edit from "batteries" (3 products) as from "batterie" (1): within reach
+    # through its plural, "battery" is a candidate, and the commoner one wins
+    assert sp.correct("batterike", raw="batterikes").corrected == "battery"
+    assert sp.correct("windoe", raw="windoes").corrected == "window"
+    assert sp.correct("book", raw="books") is None  # a plural of a catalog word is no typo
+
+
 def test_ties_keep_the_first_letter_then_follow_the_context(lexicon):
     sp = Speller(lexicon)
     # "cass" is one edit from "case" and from "bass"-like words only if they exist; with "laptop"
