@@ -2,7 +2,8 @@
 
 Chosen by measurement (``python -m bench.speller``, ``bench/results/speller/``): on one-edit typos
 of the catalog's naming terms, symspellpy and a rapidfuzz OSA scan of the vocabulary (same edit
-budget and tie-breaks) correct the same share back, and symspellpy answers about nine times faster.
+budget and tie-breaks) correct about the same share back (symspellpy's plural spellings add a few
+ties between two real words one edit away), and symspellpy answers several times faster.
 
 The rules keep real words safe (after Algolia's defaults and Lucene's ``fuzziness: AUTO``):
 
