@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # how often a serving process deletes events past event_ttl_days (a scheduled task)
     event_expiry_every_s: float = Field(3600.0, gt=0, le=86400)
     event_sync_s: float = Field(10.0, ge=0, le=3600)  # OpenSearch: fold in other workers' events this often
+    # OpenSearch: how often a request re-reads the live index's manifest (a rebuild for another model)
+    index_check_s: float = Field(5.0, ge=0, le=3600)
     # serving
     api_keys: tuple[str, ...] = ()  # write endpoints need one of these in X-API-Key; none: writes refused
     # Browser keys for POST /v1/events (public, shown to every storefront visitor). When set, an

@@ -281,6 +281,7 @@ def similar(
     """ "Similar items": vector neighbours + co-interaction + sentiment, duplicates left out."""
     services = _services(request)
     services.sync_events()
+    services.check_index()  # product vectors of another model's index would recommend at random
     return _recs(services.recommender.similar(product_id, k, diversity), services)
 
 
@@ -299,6 +300,7 @@ def for_user(
     """Personal picks from the shopper's history; trending products for a new shopper."""
     services = _services(request)
     services.sync_events()
+    services.check_index()  # product vectors of another model's index would recommend at random
     return _recs(services.recommender.for_user(user_id, k, diversity), services)
 
 

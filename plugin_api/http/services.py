@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer.base import WriteReport
 from indexer.embedding.embedders import Embedder, EmbeddingCache, embed_texts
-from indexer.errors import BadInputError, FeatureUnavailableError, NotFoundError
+from indexer.errors import BadInputError, FeatureUnavailableError, IndexMismatchError, NotFoundError
 from indexer.events import (
     MAX_CLOCK_SKEW_S,
     Event,
@@ -130,6 +130,9 @@ class Services:
     vocabulary: Vocabulary | None = None  # query understanding and suggestions (None: switched off)
     last_vocabulary: float = 0.0
     clock: Callable[[], float] = time.time  # the wall clock event expiry reads (tests pass their own)
+    where: str = "the index"  # the live index, as errors name it
+    last_index_check: float = field(default_factory=time.monotonic)  # build_services just checked
+    index_mismatch: IndexMismatchError | None = None  # the live index no longer fits the model
 
     # -- search ---------------------------------------------------------------------------------
     def search(
@@ -144,6 +147,7 @@ class Services:
         """Ranked results and the query id the storefront attributes its events to; the query
         record keeps the ids of the page the response shows (``shown`` = start, size), which
         is what an untrusted click on this query id is checked against."""
+        self.check_index()
         result = self.searchers[pipeline].search(req, opts)
         query_id = str(uuid.uuid4())
         start, size = shown
@@ -181,6 +185,32 @@ class Services:
     def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
         self.sync_events()
         return user_affinity(self.event_model, self.backend, client_id, hits)
+
+    def check_index(self, *, fresh: bool = False) -> None:
+        """OpenSearch: once the alias points at an index built for another model (``shoprank
+        index`` run with other settings while this service runs), refuse searches and product
+        writes with the reason (503) until it fits again: query vectors of one model against
+        another's would rank at random, and written vectors would mix two models in one index.
+        The manifest is re-read at most every ``index_check_s`` (``fresh``: now, before a write).
+        The embedded backend guards its own switches and keeps serving the version it has."""
+        if self.settings.backend != "opensearch":
+            return
+        now = time.monotonic()
+        if not fresh and now - self.last_index_check < self.settings.index_check_s:
+            if self.index_mismatch is not None:
+                raise self.index_mismatch
+            return
+        self.last_index_check = now
+        try:
+            check_compatible(self.backend.manifest(), self.embedder, self.where)
+        except IndexMismatchError as exc:
+            if self.index_mismatch is None or str(self.index_mismatch) != str(exc):
+                log.error("refusing searches and product writes: %s", exc)
+            self.index_mismatch = exc
+            raise
+        if self.index_mismatch is not None:
+            log.warning("%s fits the model again: serving", self.where)
+            self.index_mismatch = None
 
     # -- writes ---------------------------------------------------------------------------------
     def expire_events(self) -> int:
@@ -245,6 +275,7 @@ class Services:
         if not products:
             raise BadInputError("no products to write; send at least one")
         check_batch(products)  # ids and repeats, before the embedding work and before any write
+        self.check_index(fresh=True)
         if self.vector_cache is None:  # opened once: reading every shard per write grew with writes
             self.vector_cache = embedding_cache(self.settings, self.embedder)
         vectors, _ = embed_texts(
@@ -258,6 +289,7 @@ class Services:
         return report
 
     def delete_product(self, product_id: str) -> WriteReport:
+        self.check_index(fresh=True)
         if not self.backend.fetch([product_id]):
             raise NotFoundError(f"unknown product {product_id!r}")
         return self.store.delete([product_id])
@@ -349,6 +381,7 @@ def build_services(s: Settings) -> Services:
         sentiment=sentiment,
         reranker=reranker,
         vocabulary=vocab,
+        where=f.where(s),
     )
     # Load the models now, so the first shopper does not wait for them and /readyz means ready.
     embedder.encode(["warm up"])

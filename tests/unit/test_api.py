@@ -521,3 +521,59 @@ def test_the_product_type_the_query_names_is_said_and_ranks(client):
     none = client.get("/v1/search", params={"q": "lenovo ", "k": 1, "explain": "true"}).json()
     assert none["interpretation"]["product_type"] is None and none["interpretation"]["types"] == []
     assert none["results"][0]["explanation"]["features"]["type_match"] == 0.0
+
+
+class _Rebuilt:
+    """A backend whose live index's manifest a test changes (an alias swapped by a rebuild)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.live = inner.manifest()
+
+    def manifest(self):
+        return self.live
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_an_index_rebuilt_for_another_model_is_refused_until_it_fits_again(index_dir, tmp_path, caplog):
+    import dataclasses
+
+    from indexer.errors import IndexMismatchError
+    from indexer.product import Product
+    from ranker.base import SearchOptions, SearchRequest
+
+    services = build_services(_settings(index_dir, tmp_path))
+    # as on OpenSearch, where another process's `shoprank index` can swap the alias under a service
+    services.settings = services.settings.model_copy(
+        update={"backend": "opensearch", "index_check_s": 3600.0}
+    )
+    services.backend = backend = _Rebuilt(services.backend)
+    fits = backend.live
+    backend.live = dataclasses.replace(fits, model_id="another-model")
+
+    def search():
+        return services.search(
+            SearchRequest("laptop", k=3), SearchOptions(), client_id=None, pipeline="hybrid"
+        )
+
+    assert search()[0].hits  # within the check period the service still trusts its start-up check
+    with pytest.raises(IndexMismatchError, match="another-model"):  # a write looks now
+        services.upsert_products([Product("new-1", "Laptop stand")])
+    with pytest.raises(IndexMismatchError, match="another-model"):
+        services.delete_product("p01")
+    for _ in range(3):
+        with pytest.raises(IndexMismatchError):
+            search()  # from now on searches are refused too, with the reason
+    refusals = [r for r in caplog.records if "refusing" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelname == "ERROR"  # one line per state change
+    assert services.backend.fetch(["p01"])  # nothing was deleted or written
+    assert not services.backend.fetch(["new-1"])
+    with TestClient(create_app(services.settings, build=lambda _: services)) as c:
+        for path in ("/v1/search?q=laptop", "/v1/recommend/similar/p01", "/v1/recommend/user/u1"):
+            r = c.get(path)
+            assert r.status_code == 503 and "another-model" in r.json()["error"], path
+    backend.live = fits  # rebuilt again for this service's model
+    services.last_index_check = 0.0
+    assert search()[0].hits and services.index_mismatch is None
