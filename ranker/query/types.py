@@ -344,9 +344,6 @@ class _PhraseMatcher:
         for ws in self.by_first.values():
             ws.sort(key=len, reverse=True)
 
-    def find(self, title: str) -> list[str]:
-        return [name for _, _, name in self.spans(title)]
-
     def spans(self, title: str) -> list[tuple[int, int, str]]:
         """(first word, word after the last, phrase) of each phrase found, in title order."""
         words = raw_tokens(title)
