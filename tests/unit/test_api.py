@@ -575,5 +575,5 @@ def test_an_index_rebuilt_for_another_model_is_refused_until_it_fits_again(index
             r = c.get(path)
             assert r.status_code == 503 and "another-model" in r.json()["error"], path
     backend.live = fits  # rebuilt again for this service's model
-    services.last_index_check = 0.0
+    services.last_index_check = float("-inf")  # as if never checked, whatever the uptime
     assert search()[0].hits and services.index_mismatch is None
