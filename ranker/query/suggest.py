@@ -35,7 +35,8 @@ MAX_NGRAM = 3
 # Query-log suggestions outrank catalog phrases of the same product count: shoppers typed them and
 # then engaged. Score = log1p(products) + QUERY_LOG_WEIGHT × log1p(engaged shoppers).
 QUERY_LOG_WEIGHT = 2.0
-ENGAGED = frozenset({"click", "add_to_cart", "purchase", "conversion"})
+# "item_click": the Chorus UBI log's click (ranker.signals.personalization weighs it as a click).
+ENGAGED = frozenset({"click", "item_click", "add_to_cart", "purchase", "conversion"})
 # Words that neither start nor end a catalog phrase ("for", "with", …: glue, not intent).
 FUNCTION_WORDS = frozenset(
     {"a", "an", "and", "for", "from", "in", "of", "on", "or", "the", "to", "with", "by"}

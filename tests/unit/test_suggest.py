@@ -6,7 +6,7 @@ from indexer.analysis import minimal_english_stem, raw_tokens
 from indexer.events import Event, QueryRecord
 from plugin_api.backends import shop_queries
 from ranker.query.lexicon import Lexicon
-from ranker.query.suggest import MIN_PHRASE_PRODUCTS, Suggester, catalog_phrases, engaged_queries
+from ranker.query.suggest import ENGAGED, MIN_PHRASE_PRODUCTS, Suggester, catalog_phrases, engaged_queries
 
 TITLES = (
     ["Targus laptop case black"] * 4
@@ -67,6 +67,16 @@ def test_engaged_queries_count_distinct_vouched_shoppers():
         (None, "dan", "click", True),
     ]
     assert engaged_queries(texts, events) == {"laptop case": 2}
+
+
+def test_every_action_that_counts_as_a_click_or_more_is_engagement():
+    """The Chorus UBI log clicks with "item_click": a shop's clicks in that spelling engage too,
+    as the personalization weights already read them (one list of actions, not two)."""
+    from ranker.signals.personalization import ACTION_WEIGHTS
+
+    assert {a for a, w in ACTION_WEIGHTS.items() if w >= ACTION_WEIGHTS["click"]} <= ENGAGED
+    assert engaged_queries({"q1": "usb stick"}, [("q1", "ann", "item_click", True)]) == {"usb stick": 1}
+    assert not {"impression", "product_hover", "view", "declined_product"} & ENGAGED
 
 
 def test_engaged_queries_lead_and_floods_buy_nothing():
