@@ -54,6 +54,7 @@ def accuracy(rewriter: Any, queries: list[str]) -> dict[str, Any]:
     from ranker.evaluation.typed_variants import PREFIX_CUTS, prefix
 
     per_cut: dict[str, int] = {}
+    misses: dict[str, int] = dict.fromkeys(MISS_BUCKETS, 0)
     done = total = 0
     for cut in PREFIX_CUTS:
         ok = 0
@@ -62,7 +63,10 @@ def accuracy(rewriter: Any, queries: list[str]) -> dict[str, Any]:
             if typed is None:
                 continue
             total += 1
-            ok += analyze(rewriter.rewrite(typed).query) == analyze(q)
+            hit = analyze(rewriter.rewrite(typed).query) == analyze(q)
+            ok += hit
+            if not hit:
+                misses[_miss_bucket(rewriter, typed, q)] += 1
         per_cut[f"{cut:.2f}"] = ok
         done += ok
     return {
@@ -70,7 +74,25 @@ def accuracy(rewriter: Any, queries: list[str]) -> dict[str, Any]:
         "completed": done,
         "share": round(done / total, 4) if total else 0.0,
         "per_cut": per_cut,
+        "misses": misses,
     }
+
+
+# Where the intended word stands among the catalog's completions of a missed prefix: 1st (the
+# typed word was kept as a word in its own right, or the query's other words differ), 2nd–4th,
+# 5th–10th, lower, or no product names it with the other words (not in the catalog at all).
+MISS_BUCKETS = ("1st", "2nd-4th", "5th-10th", "lower", "none")
+
+
+def _miss_bucket(rewriter: Any, typed: str, clean: str) -> str:
+    from indexer.analysis import analyze
+
+    want = analyze(clean)[-1:]
+    ranked = [i for i, c in enumerate(rewriter.completions(typed), start=1) if analyze(c) == want]
+    if not ranked:
+        return "none"
+    r = ranked[0]
+    return "1st" if r == 1 else "2nd-4th" if r <= 4 else "5th-10th" if r <= 10 else "lower"
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -93,6 +115,24 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"| {r['queries']} ({r['query_count']}) | {r['type_head_prior']:g}{mark} | {r['prefixes']} "
             f"| {r['completed']} | {r['share']:.4f} | {cuts} | {notes.mark(r)} |"
         )
+    lines += [
+        "",
+        "Where the intended word stands among the catalog's completions of each missed prefix "
+        "(`QueryRewriter.completions`, the shipped prior): a miss at 2nd–4th is a choice the "
+        'catalog\'s counts got wrong; lower or none, a word its counts cannot reach ("none": no '
+        "product names it with the query's other words). 1st: the typed word was kept as a word.",
+        "",
+        "| queries | misses | " + " | ".join(MISS_BUCKETS) + " | run |",
+        "|---|---|" + "---|" * len(MISS_BUCKETS) + "---|",
+    ]
+    for r in rows_of(doc):
+        if r.get("shipped") and "misses" in r:
+            m = r["misses"]
+            lines.append(
+                f"| {r['queries']} ({r['query_count']}) | {r['prefixes'] - r['completed']} | "
+                + " | ".join(str(m[b]) for b in MISS_BUCKETS)
+                + f" | {notes.mark(r)} |"
+            )
     return "\n".join([*lines, "", *notes.lines(), ""])
 
 

@@ -183,6 +183,27 @@ class QueryRewriter:
             intent=intent,
         )
 
+    def completions(self, query: str) -> list[str]:
+        """The catalog's completions of the query's last word (as the catalog spells them),
+        likeliest first by the score the rewrite completes with: products naming each with the
+        query's other words × :meth:`_State.weights`. The rewrite takes the first, unless the
+        typed word stands on its own. (What a completion bench measures the choice against.)"""
+        st = self._state
+        _, spans = token_spans(query)
+        if not spans:
+            return []
+        lex = st.lexicon
+        terms = [minimal_english_stem(tok) for _, _, tok in spans]
+        context = [j for t in terms[:-1] if (j := lex.id(t)) is not None]
+        cands = lex.with_prefix(spans[-1][2])
+        cands = cands[np.asarray([lex.terms[int(j)] not in terms[:-1] for j in cands.tolist()], dtype=bool)]
+        if len(cands) == 0:
+            return []
+        co = lex.affinity(cands, context)
+        score = co * st.weights(cands, context)
+        order = np.lexsort((-lex.df[cands], -score))
+        return [lex.surface(lex.terms[int(cands[j])]) for j in order if co[j] > 0]
+
     def _words(self, query: str, st: _State) -> Interpretation:
         lex, speller = st.lexicon, st.speller
         folded, spans = token_spans(query)

@@ -223,6 +223,18 @@ def test_the_shops_engaged_queries_lead_completions_with_the_same_context():
     assert rw.rewrite("la").query == "laptop"
 
 
+def test_completions_are_ranked_as_the_rewrite_completes():
+    rows = [(f"Acme L{n}0 labels White", "") for n in range(30)]
+    rows += [(f"Acme N{n}0 laptop Silver", "") for n in range(5)] + [("Lamp shade", "")]
+    lexicon = _lexicon(rows)
+    rw = QueryRewriter(lexicon)
+    assert rw.completions("la") == ["labels", "laptop", "lamp"]  # products naming each
+    assert rw.completions("la")[0] == rw.rewrite("la").query
+    assert rw.completions("acme la") == ["labels", "laptop"]  # no Acme lamp: not a completion
+    assert QueryRewriter(lexicon, queries={"laptop": 4}).completions("la")[0] == "laptop"
+    assert rw.completions("") == [] and rw.completions("zq") == []
+
+
 def test_a_finished_word_is_not_completed(rewriter):
     assert rewriter.rewrite("laptop ca ").query == "laptop ca "
     assert rewriter.rewrite("laptop ca.").completion is None  # punctuation after it: finished
