@@ -18,7 +18,7 @@ from indexer.reviews import ReviewPrior, ReviewStats
 from ranker.base import Constraint, Hit, TypeIntent
 from ranker.query.constraints import constraint_match
 from ranker.query.types import type_match
-from ranker.ranking.lexical import LEXICAL_FEATURES, lexical_features
+from ranker.ranking.lexical import LEXICAL_FEATURES, FieldTokens, field_tokens, lexical_features
 from ranker.retrieval.retriever import STRICT_SOURCE
 
 FEATURES = (
@@ -81,17 +81,19 @@ def feature_matrix(
     constraints: Sequence[Constraint] = (),
     intent: TypeIntent | None = None,
     types: Callable[[Product], Iterable[str]] | None = None,
+    tokens_of: Callable[[Product], FieldTokens] = field_tokens,
 ) -> np.ndarray:
     """Rows = hits, columns = :data:`FEATURES`. A product's signals come from ``signals`` when
     given there, else from the review aggregate stored with the product (shrunk with ``prior``);
     ``popularity`` and ``affinity`` (per product id) come from shopper events. The lexical
     features need the ``query`` (without it they are 0); ``type_match`` needs the query's
-    ``intent`` and ``types``, a product's type phrases."""
+    ``intent`` and ``types``, a product's type phrases; ``tokens_of``, its analyzed text (cached on
+    the hot path: ranker.ranking.lexical.FieldTerms)."""
     signals = signals or {}
     affinity = affinity or {}
     popularity = popularity or {}
     bm25 = _minmax([h.sources["bm25"].score if "bm25" in h.sources else None for h in hits])
-    lexical = lexical_features(query, [h.product for h in hits])
+    lexical = lexical_features(query, [h.product for h in hits], tokens_of)
     out = np.zeros((len(hits), len(FEATURES)), dtype=np.float64)
     for i, h in enumerate(hits):
         sig = signals.get(h.id)

@@ -19,6 +19,7 @@ from indexer.product import Product
 from indexer.reviews import ReviewPrior
 from ranker.base import MAX_K, Hit, Reranker, SearchOptions, SearchRequest, SearchResult
 from ranker.ranking.features import FEATURES, ProductSignals, feature_matrix
+from ranker.ranking.lexical import FieldTerms
 from ranker.ranking.linear_fusion import LinearFusion
 from ranker.ranking.mmr import mmr, normalize_relevance
 from ranker.rerank.stage import with_cross_encoder
@@ -74,6 +75,7 @@ class FullPipeline:
         self.personal = personal
         self.prior = prior  # shrinks review sentiment and rating (None: ReviewPrior's defaults)
         self.types = types  # a product's type phrases (ranker.query.types), for type_match
+        self.field_terms = FieldTerms()  # candidates' analyzed text, kept across queries
 
     def search(self, req: SearchRequest, options: SearchOptions | None = None) -> SearchResult:
         opts = options or SearchOptions()
@@ -106,6 +108,7 @@ class FullPipeline:
             constraints=req.constraints,
             intent=req.intent,
             types=self.types,
+            tokens_of=self.field_terms,
         )
         relevance = fusion.score(x)
         t = time.perf_counter()

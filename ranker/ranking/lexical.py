@@ -11,7 +11,9 @@ the same analysis chain as the index (lowercase, ASCII folding, light English st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,8 +24,51 @@ from indexer.schema import STRICT_FIELDS, text_fields
 LEXICAL_FEATURES = ("title_coverage", "field_coverage", "brand_in_query", "all_terms")
 
 
-def lexical_features(query: str | None, products: Sequence[Product | None]) -> np.ndarray:
-    """Rows = products, columns = :data:`LEXICAL_FEATURES`. A missing product gets zeros."""
+FieldTokens = Mapping[str, frozenset[str]]
+
+
+def field_tokens(p: Product) -> FieldTokens:
+    """A product's analyzed terms per text field."""
+    return {f: frozenset(analyze(text or "")) for f, text in text_fields(p).items()}
+
+
+class FieldTerms:
+    """:func:`field_tokens` for the products seen last, so a query does not analyze its
+    candidates' text again (a bounded LRU; thread-safe). Keyed by the product's id and text: an
+    upserted product is analyzed afresh, and a stale entry ages out."""
+
+    def __init__(self, size: int = 50_000):
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, ...], FieldTokens] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __call__(self, p: Product) -> FieldTokens:
+        key = (p.id, *text_fields(p).values())
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        tokens = field_tokens(p)
+        with self._lock:
+            self._cache[key] = tokens
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return tokens
+
+
+def lexical_features(
+    query: str | None,
+    products: Sequence[Product | None],
+    tokens_of: Callable[[Product], FieldTokens] = field_tokens,
+) -> np.ndarray:
+    """Rows = products, columns = :data:`LEXICAL_FEATURES`. A missing product gets zeros.
+    ``tokens_of``: a product's analyzed field terms (a :class:`FieldTerms` cache on the hot path)."""
     out = np.zeros((len(products), len(LEXICAL_FEATURES)), dtype=np.float64)
     terms = set(analyze(query or ""))
     if not terms:
@@ -31,11 +76,11 @@ def lexical_features(query: str | None, products: Sequence[Product | None]) -> n
     for i, p in enumerate(products):
         if p is None:
             continue
-        tokens = {f: set(analyze(text or "")) for f, text in text_fields(p).items()}
+        tokens = tokens_of(p)
         title, brand = tokens["title"], tokens["brand"]
         fields = title | brand | tokens["category"] | tokens["attributes_text"]
         out[i, 0] = len(terms & title) / len(terms)
         out[i, 1] = len(terms & fields) / len(terms)
         out[i, 2] = 1.0 if brand and brand <= terms else 0.0
-        out[i, 3] = 1.0 if terms <= set().union(*(tokens[f] for f in STRICT_FIELDS)) else 0.0
+        out[i, 3] = 1.0 if terms <= frozenset().union(*(tokens[f] for f in STRICT_FIELDS)) else 0.0
     return out

@@ -51,3 +51,25 @@ def test_query_synonyms_expand_both_ways_and_multiword():
 def test_default_synonyms_load():
     rules = Synonyms.default().rules()
     assert "laptop, notebook" in rules and all("," in r for r in rules)
+
+
+def test_the_ascii_fast_path_folds_exactly_as_the_unicode_path():
+    """``fold`` skips normalization for ASCII text; checked against the full chain on every
+    printable ASCII character and on random ASCII strings."""
+    import random
+    import string
+    import unicodedata
+
+    from indexer.analysis import _FOLD, fold
+
+    def reference(text: str) -> str:
+        decomposed = unicodedata.normalize("NFD", text.lower()).translate(_FOLD)
+        return "".join(
+            " " if unicodedata.category(c) == "No" else c for c in decomposed if not unicodedata.combining(c)
+        )
+
+    rng = random.Random(7)
+    samples = [string.printable, *("".join(rng.choices(string.printable, k=40)) for _ in range(500))]
+    for text in samples:
+        assert fold(text) == reference(text)
+    assert fold("Café ½ ÆON") == reference("Café ½ ÆON") == "cafe   aeon"

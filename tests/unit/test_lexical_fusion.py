@@ -87,3 +87,25 @@ def test_strict_match_is_whether_the_strict_keyword_leg_ranked_the_hit():
     x = feature_matrix(hits, query="hp laptop")
     assert x[:, FEATURES.index("strict_match")].tolist() == [1.0, 0.0, 0.0]
     assert x[:, FEATURES.index("retrieval")].tolist()[2] == 0.0  # rank 0: not ranked by the first stage
+
+
+def test_cached_field_terms_give_the_same_features_and_follow_an_upsert():
+    from dataclasses import replace
+
+    from ranker.ranking.lexical import FieldTerms
+
+    products = [
+        Product("1", "Acme Laptop Sleeve", brand="Acme", category="Bags"),
+        Product("2", "Zenbook 14 laptop", brand="Asus", description="a light notebook"),
+        None,
+    ]
+    cache = FieldTerms(size=2)
+    for q in ("acme laptop", "notebook", "laptops sleeve"):
+        assert np.array_equal(lexical_features(q, products, cache), lexical_features(q, products))
+    assert len(cache) == 2
+    renamed = replace(products[0], title="Acme Tablet Sleeve")  # upserted: its text changed
+    assert lexical_features("laptop", [renamed], cache)[0, 0] == 0.0
+    assert lexical_features("laptop", [products[0]], cache)[0, 0] == 1.0
+    assert len(cache) == 2  # bounded: the oldest entry went
+    with pytest.raises(ValueError):
+        FieldTerms(size=0)
