@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,6 +17,8 @@ from indexer.reviews import ReviewPrior, ReviewStore
 from plugin_api.settings import Settings
 from ranker.base import SearchBackend
 from ranker.retrieval.retriever import RetrievalConfig, Retriever
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ranker.query.vocabulary import Vocabulary
@@ -192,6 +195,35 @@ def embedder_from(s: Settings) -> Embedder:
     return make_embedder(s.embedder, device=s.device, model_path=s.model_path, onnx_dir=s.onnx_embedder_dir)
 
 
+# `query_embedder = "auto"`: queries of the packaged minilm go to this runtime of the same model
+AUTO_QUERY_EMBEDDER = "minilm-onnx"
+
+
+def auto_query_runtime(s: Settings) -> bool:
+    """Whether ``query_embedder = "auto"`` means the ONNX runtime (the packaged minilm model)."""
+    return s.query_embedder == "auto" and s.embedder == "minilm" and s.model_path is None
+
+
+def query_embedder_from(s: Settings, documents: Embedder | None = None) -> Embedder:
+    """What embeds queries (``documents``: the product embedder, when already built). "auto": the
+    packaged minilm on onnxruntime fp32 (the same vectors, bench/results/embedder_onnx) when its
+    export is there (`shoprank serve`/`index` make it), else the product embedder, said once."""
+    name = s.query_embedder
+    if name == "same" or (name == "auto" and not auto_query_runtime(s)):
+        return documents or embedder_from(s)
+    if name == "auto":
+        from indexer.embedding.onnx_embedder import EXPORT_FILE
+
+        if not (s.onnx_embedder_dir / EXPORT_FILE).exists():
+            log.info(
+                "queries are embedded with torch: no ONNX export in %s (`shoprank export --embedder`)",
+                s.onnx_embedder_dir,
+            )
+            return documents or embedder_from(s)
+        name = AUTO_QUERY_EMBEDDER
+    return make_embedder(name, device=s.device, onnx_dir=s.onnx_embedder_dir)
+
+
 def embedding_cache(s: Settings, embedder: Embedder) -> EmbeddingCache:
     return EmbeddingCache(s.embedding_cache_dir, cache_id(embedder), embedder.dimension)
 
@@ -206,9 +238,10 @@ def retrieval_config(s: Settings) -> RetrievalConfig:
 
 
 def open_retriever(s: Settings, embedder: Embedder | None = None) -> Retriever:
-    """A retriever over the configured backend, after checking the index manifest fits the model."""
+    """A retriever over the configured backend, after checking the index manifest fits the model
+    (``embedder``: what embeds queries; default :func:`query_embedder_from`)."""
     f = factory(s.backend)
-    emb = embedder or embedder_from(s)
+    emb = embedder or query_embedder_from(s)
     backend = f.search(s)
     check_compatible(backend.manifest(), emb, f.where(s))
     return Retriever(backend, emb, retrieval_config(s))

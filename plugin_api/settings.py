@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # the public data sets (reviews for `train sentiment`); relative: from where the command runs
     shared_data_dir: Path = Path("../shared/data")
     embedder: str = "minilm"  # minilm | minilm-onnx | minilm-onnx-int8 | hashing (tests)
+    # What embeds queries: "auto" = the minilm model on onnxruntime (fp32: the same vectors as
+    # torch, ~5× faster; `shoprank serve`/`index` export it when missing), else the embedder
+    # above; "same" = the embedder above; or any embedder name.
+    query_embedder: str = "auto"
     model_path: Path | None = None
     device: str = "auto"
     batch_size: int = Field(64, ge=1, le=4096)

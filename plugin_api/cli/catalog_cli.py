@@ -53,6 +53,9 @@ def cmd_index(args: argparse.Namespace, embedder: Any = None) -> int:
         "embed_seconds": round(rep.embed_seconds, 2),
         "write_seconds": round(rep.write_seconds, 2),
     }
+    from plugin_api.cli.train_cli import ensure_query_runtime
+
+    ensure_query_runtime(s)  # what `serve` will embed queries with
     print(json.dumps(out))
     return rows_status(len(read.errors), len(rep.write.errors))
 

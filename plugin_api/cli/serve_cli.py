@@ -15,6 +15,7 @@ from typing import Any
 
 from indexer.errors import BadInputError
 from plugin_api.cli.common_cli import common, rows_status, settings_from
+from plugin_api.cli.train_cli import ensure_query_runtime
 
 # CLI flag → setting, passed to worker processes through the environment (the settings' edge).
 SERVE_FLAGS: Mapping[str, str] = MappingProxyType(
@@ -48,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "the embedded backend keeps its index and events in one process, so writes to one worker "
             "would not reach the others: use --workers 1, or --backend opensearch to scale out"
         )
+    ensure_query_runtime(s)  # before the workers start, so each finds the export
     from plugin_api.http.limits import uvicorn_options
 
     transport = uvicorn_options(s)  # head/keep-alive deadline, head size cap

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin_api.cli.common_cli import common, read_catalog_args, settings_from
+
+if TYPE_CHECKING:
+    from plugin_api.settings import Settings
 
 
 def train_config(args: argparse.Namespace, device: str) -> Any:
@@ -125,6 +129,38 @@ def cmd_train_sentiment_blend(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def ensure_query_runtime(s: Settings) -> None:
+    """``query_embedder = "auto"``: export the packaged minilm to ONNX when its export is missing
+    (~20 s, once per cache folder; a lock keeps two starting services from exporting at once).
+    Without onnxruntime, or when the export fails its probes, queries stay on torch."""
+    import fcntl
+
+    from indexer.embedding.onnx_embedder import EXPORT_FILE
+    from indexer.errors import ShoprankError
+    from plugin_api.backends import auto_query_runtime
+
+    folder = s.onnx_embedder_dir
+    if not auto_query_runtime(s) or (folder / EXPORT_FILE).exists():
+        return
+    try:
+        import onnxruntime  # noqa: F401
+
+        from training.export_embedder import export_bi_encoder
+    except ImportError as exc:
+        print(f"shoprank: queries are embedded with torch ({exc}; install shoprank[onnx])", file=sys.stderr)
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.export.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / EXPORT_FILE).exists():  # another process made it meanwhile
+            return
+        print(f"shoprank: exporting the query embedder to ONNX in {folder} (once)", file=sys.stderr)
+        try:
+            export_bi_encoder(folder)
+        except ShoprankError as exc:
+            print(f"shoprank: queries are embedded with torch: {exc}", file=sys.stderr)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

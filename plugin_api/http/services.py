@@ -36,6 +36,7 @@ from plugin_api.backends import (
     embedding_cache,
     factory,
     pipeline_parts,
+    query_embedder_from,
     retrieval_config,
     review_prior,
     vocabulary,
@@ -319,12 +320,15 @@ class Services:
 def build_services(s: Settings) -> Services:
     """Open the backend, check the index fits the embedding model, load models and events."""
     f = factory(s.backend)
-    embedder = embedder_from(s)
+    embedder = embedder_from(s)  # products (writes)
+    queries = query_embedder_from(s, embedder)  # queries: the same model, maybe another runtime
     backend = f.search(s)
     check_compatible(backend.manifest(), embedder, f.where(s))
+    if queries is not embedder:
+        check_compatible(backend.manifest(), queries, f.where(s))
     # The embedded backend writes through to its store and updates its in-memory index itself.
     store: ProductWriter = backend if s.backend == "embedded" else f.store(s)  # type: ignore[assignment]
-    retriever = Retriever(backend, embedder, retrieval_config(s))
+    retriever = Retriever(backend, queries, retrieval_config(s))
     known: dict[str, tuple[str, str]] = {}  # product → (brand, category), for shopper profiles
 
     def facets_of(pid: str) -> tuple[str, str]:
@@ -385,6 +389,7 @@ def build_services(s: Settings) -> Services:
     )
     # Load the models now, so the first shopper does not wait for them and /readyz means ready.
     embedder.encode(["warm up"])
+    queries.encode(["warm up"])
     if reranker is not None:
         reranker.score("warm up", [Product("warm-up", "warm up")])
     mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -55,16 +56,34 @@ class RetrievalConfig:
             raise BadInputError(f"unknown fusion weight {sorted(unknown)}; choose from bm25, vector")
 
 
+QUERY_VECTOR_CACHE = 4096  # query vectors kept (384 floats each: ~6 MB)
+
+
 class Retriever:
     """Turns a :class:`SearchRequest` into ranked hits with per-source scores."""
 
-    def __init__(self, backend: SearchBackend, embedder: Embedder, config: RetrievalConfig | None = None):
+    def __init__(
+        self,
+        backend: SearchBackend,
+        embedder: Embedder,
+        config: RetrievalConfig | None = None,
+        *,
+        query_cache: int = QUERY_VECTOR_CACHE,
+    ):
         self.backend = backend
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        # the vectors of the queries asked last (a storefront sees the same ones again and again)
+        self._vectors = lru_cache(maxsize=query_cache)(self._encode)
+
+    def _encode(self, query: str) -> np.ndarray:
+        v = np.array(self.embedder.encode([query])[0], dtype=np.float32)
+        v.flags.writeable = False  # shared by every request that asks the same
+        return v
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.encode([query])[0]
+        """The query's vector (read-only; cached for the last :data:`QUERY_VECTOR_CACHE` queries)."""
+        return self._vectors(query)
 
     def search(
         self, req: SearchRequest, options: SearchOptions | None = None, *, strict: int = 0

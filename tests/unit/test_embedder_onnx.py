@@ -63,3 +63,31 @@ def test_registry_needs_the_export_folder():
         make_embedder("minilm-onnx-int8")
     with pytest.raises(BadInputError, match="minilm-onnx-int8"):
         make_embedder("bert-large")
+
+
+def test_auto_queries_go_to_the_onnx_runtime_of_the_same_model_exported_once(tmp_path, minilm, caplog):
+    """`query_embedder = "auto"`: `shoprank serve`/`index` export the packaged model when missing
+    (once), and queries are embedded on onnxruntime fp32 with the torch model's vectors."""
+    pytest.importorskip("onnxruntime")
+    from indexer.embedding.onnx_embedder import EXPORT_FILE, OnnxEmbedder
+    from plugin_api.backends import query_embedder_from
+    from plugin_api.cli.train_cli import ensure_query_runtime
+    from plugin_api.settings import Settings
+
+    s = Settings(cache_dir=tmp_path / "cache", embedder="minilm")
+    with caplog.at_level("INFO", logger="plugin_api.backends"):
+        assert query_embedder_from(s, minilm) is minilm  # no export yet: torch, and it says so
+    assert "no ONNX export" in caplog.text
+    ensure_query_runtime(s)
+    manifest = s.onnx_embedder_dir / EXPORT_FILE
+    made = manifest.stat().st_mtime_ns
+    ensure_query_runtime(s)  # there already: not exported again
+    assert manifest.stat().st_mtime_ns == made
+    queries = query_embedder_from(s, minilm)
+    assert isinstance(queries, OnnxEmbedder) and queries.precision == "fp32"
+    assert queries.model_id == minilm.model_id
+    assert np.max(np.abs(queries.encode(TEXTS) - minilm.encode(TEXTS))) < 1e-4
+    same = s.model_copy(update={"query_embedder": "same"})
+    assert query_embedder_from(same, minilm) is minilm
+    int8 = query_embedder_from(s.model_copy(update={"query_embedder": "minilm-onnx-int8"}), minilm)
+    assert isinstance(int8, OnnxEmbedder) and int8.precision == "int8"

@@ -100,3 +100,40 @@ def test_concurrent_cache_writers_never_mix_up_vectors(tmp_path) -> None:
             for j in range(3):
                 k = f"{tag}-{i}-{j}"
                 assert fresh.get(k).tolist() == [hash(k) % 997, i, j, 1.0]
+
+
+def test_query_vectors_are_cached_read_only_and_bounded():
+    from ranker.retrieval.retriever import Retriever
+
+    class Counting(HashingEmbedder):
+        calls = 0
+
+        def encode(self, texts, *, batch_size=64, progress=False):
+            Counting.calls += len(texts)
+            return super().encode(texts, batch_size=batch_size, progress=progress)
+
+    emb = Counting()
+    r = Retriever(backend=None, embedder=emb, query_cache=2)  # type: ignore[arg-type]
+    a = r.embed_query("usb stick")
+    assert np.array_equal(a, HashingEmbedder().encode(["usb stick"])[0])
+    assert r.embed_query("usb stick") is a and Counting.calls == 1
+    with pytest.raises(ValueError):
+        a[0] = 1.0  # shared by every request asking the same: nobody may change it
+    r.embed_query("laptop")
+    r.embed_query("tv")  # the cache holds two: "usb stick" went
+    r.embed_query("usb stick")
+    assert Counting.calls == 4
+
+
+def test_other_query_embedders_than_auto_are_honoured():
+    from plugin_api.backends import query_embedder_from
+    from plugin_api.settings import Settings
+
+    docs = HashingEmbedder()
+    assert query_embedder_from(Settings(embedder="hashing"), docs) is docs  # auto: not the minilm model
+    assert query_embedder_from(Settings(embedder="hashing", query_embedder="same"), docs) is docs
+    assert isinstance(
+        query_embedder_from(Settings(embedder="minilm", query_embedder="hashing"), docs), HashingEmbedder
+    )
+    with pytest.raises(BadInputError, match="choose from"):
+        query_embedder_from(Settings(query_embedder="nope"), docs)
