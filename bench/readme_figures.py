@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -24,10 +23,8 @@ from bench.readme_regions import (
     Results,
     diff,
     f3,
-    file_run,
     interval,
     pair,
-    row_run,
     source,
     table,
 )
@@ -39,9 +36,6 @@ __all__ = ["REGION", "REGIONS", "main", "render"]
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 RESULTS = REPO / "bench" / "results"
-# `full` gained the strict keyword leg in b0d3141: serving figures of `full` measured before it
-# describe another pipeline and are not quoted.
-STRICT_LEG = ("b0d3141", "2026-11-29T11:08:29+00:00")
 EMBEDDERS = MappingProxyType({"minilm": "MiniLM", "hashing": "hashing"})
 WORDS = MappingProxyType({0: "none", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"})
 FV = "fusion_variants/fusion_variants.json"
@@ -256,39 +250,33 @@ SCENARIOS = MappingProxyType(
         "search-full": "full without a cross-encoder",
         "search-full +ce int8": "full with the int8 cross-encoder",
         "similar": "similar items",
+        "suggest": "suggest",
     }
 )
-
-
-def _before_strict_leg(name: str, row: Doc, doc: Doc) -> bool:
-    when = row_run(row, file_run(doc))["date"]
-    return name.startswith("search-full") and datetime.fromisoformat(str(when)) < datetime.fromisoformat(
-        STRICT_LEG[1]
-    )
+FIRST_SEARCH = "first search after /readyz"
 
 
 def serving(res: Results) -> str:
     rel, rrel = "serve_load/serve_load.json", "recommend/recommend.json"
     d, rec = res(rel), res(rrel)
-    sc = d["scenarios"]
-    quoted = {k: v for k, v in sc.items() if not _before_strict_leg(k, v, d)}
-    stale = [SCENARIOS.get(k, k) for k in sc if k not in quoted]
-    figures = ", ".join(
-        f"{SCENARIOS.get(k, k)} {v['throughput_rps']:.1f} req/s (p50 / p95 / p99 {v['p50_ms']:.0f} / "
-        f"{v['p95_ms']:.0f} / {v['p99_ms']:.0f} ms)"
-        for k, v in quoted.items()
-    )
-    errors = sum(int(v["errors"]) for v in quoted.values())
+    rows = list(d["rows"])
+    used = {f"{r['scenario']} ×{r['connections']}": r for r in rows}
+    lines = [
+        [SCENARIOS.get(r["scenario"], r["scenario"]), str(r["connections"]), f"{r['rps']:.1f}"]
+        + [f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")]
+        + [str(r["non_200"])]
+        for r in rows
+        if r["scenario"] in SCENARIOS
+    ]
+    first = [r for r in rows if r["scenario"] == FIRST_SEARCH]
     text = (
-        f"Serving ({source(rel, d, quoted)}): {d['clients']} concurrent clients on loopback, {d['seconds']:.0f} s "
-        f"each, {errors} errors — {figures}; the load generator shares the two cores."
+        f"Serving ({source(rel, d, used)}): `wrk -t2` on loopback against `shoprank serve` over the embedded "
+        "index, cycling through the dev queries (similar items: 200 products; suggest: every keystroke of the "
+        "dev queries); wrk shares the two cores with the service"
+        + (f"; the first search after `/readyz` took {first[0]['latency_ms']:.0f} ms" if first else "")
+        + ":\n\n"
+        + table(["scenario", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx"], lines)
     )
-    if stale:
-        text += (
-            f" The same run measured {' and '.join(stale)}, but before `full` gained the strict keyword leg "
-            f"(commit {STRICT_LEG[0]}), so those figures describe another pipeline and are not quoted until "
-            "`python -m bench.serve_load` runs again; `bench.overload` below measures today's `full`."
-        )
     movielens = next(r for r in rec["results"] if r["dataset"] == "MovieLens-100k")
     ml = movielens["metrics"]
 
@@ -296,7 +284,7 @@ def serving(res: Results) -> str:
         return f"{ml[kind][who]['hit_rate']:.3f} / {ml[kind][who]['ndcg']:.3f}"
 
     return text + (
-        f"\nRecommendations ({source(rrel, rec, {'MovieLens-100k': movielens})}): MovieLens-100k, last purchase held out: `user` HR@{rec['k']} "
+        f"\n\nRecommendations ({source(rrel, rec, {'MovieLens-100k': movielens})}): MovieLens-100k, last purchase held out: `user` HR@{rec['k']} "
         f"/ nDCG@{rec['k']} {hr('user', 'shoprank')} (item-kNN {hr('user', 'item-kNN')}, popularity "
         f"{hr('user', 'popularity')}); `similar` {hr('similar', 'shoprank')} (item-kNN "
         f"{hr('similar', 'item-kNN')}, popularity {hr('similar', 'popularity')})."

@@ -20,62 +20,20 @@ two cores). Merges one row per scenario into ``OUT/typing_load.json`` and render
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import REPO, Run, RunNotes, add_judgments, add_out, parser, rows_of, write_results
-from bench.live.overload_load import run_wrk, write_paths_lua
+from bench.common import Run, RunNotes, add_judgments, add_out, parser, rows_of, write_results
+from bench.live.overload_load import write_paths_lua
+from bench.live.wrk_serve import serve, wrk_row
 
 
 def _keystrokes(queries: list[str]) -> list[str]:
     return [q[:n] for q in queries for n in range(1, len(q) + 1) if q[:n].strip()]
-
-
-def _wrk(base: str, lua: Path, connections: int, seconds: float) -> dict[str, Any]:
-    w = run_wrk(base, lua, connections, seconds, threads=2, timeout="10s")
-    keep = (
-        "wrk",
-        "requests",
-        "rps",
-        "statuses",
-        "timeouts",
-        "socket_errors",
-        "p50_ms",
-        "p90_ms",
-        "p95_ms",
-        "p99_ms",
-    )
-    return {**{k: w[k] for k in keep}, "non_200": sum(v for k, v in w["statuses"].items() if k != "2xx")}
-
-
-def _serve(port: int, log: Path, data: Path) -> subprocess.Popen[bytes]:
-    """``shoprank serve`` on a copy of the index (the searches' UBI query records stay there)."""
-    cmd = [sys.executable, "-m", "plugin_api.cli", "serve", "--port", str(port)]
-    env = {**os.environ, "SHOPRANK_DATA_DIR": str(data)}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"shoprank serve exited ({proc.returncode}); see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"shoprank serve not ready after 300 s; see {log}")
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -129,13 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         from plugin_api.settings import Settings
 
         shutil.copytree(Settings().embedded_dir, work / "data" / "index")
-        proc = _serve(port, work / "serve.log", work / "data")
+        proc = serve(port, work / "serve.log", work / "data")
         base = f"http://127.0.0.1:{port}"
         try:
             for name in names:
                 lua = write_paths_lua(work / f"{name}.lua", paths[name])
-                _wrk(base, lua, args.connections, 3.0)  # warm-up
-                w = _wrk(base, lua, args.connections, args.seconds)
+                wrk_row(base, lua, args.connections, 3.0)  # warm-up
+                w = wrk_row(base, lua, args.connections, args.seconds)
                 rows.append(
                     {"scenario": name, "connections": args.connections, "paths": len(paths[name]), **w}
                 )

@@ -390,6 +390,10 @@ def build_services(s: Settings) -> Services:
     # Load the models now, so the first shopper does not wait for them and /readyz means ready.
     embedder.encode(["warm up"])
     queries.encode(["warm up"])
+    # ... and build what a search reads lazily (the embedded BM25 and strict-leg indexes, the
+    # pipelines' caches) with one search per pipeline: no shopper pays for it (not logged).
+    for searcher in searchers.values():
+        searcher.search(SearchRequest("warm up", k=1, with_products=False))
     if reranker is not None:
         reranker.score("warm up", [Product("warm-up", "warm up")])
     mmr(np.ones(2), np.eye(2), 2, 0.5, device=s.device)  # imports torch and picks the device

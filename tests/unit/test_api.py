@@ -577,3 +577,12 @@ def test_an_index_rebuilt_for_another_model_is_refused_until_it_fits_again(index
     backend.live = fits  # rebuilt again for this service's model
     services.last_index_check = float("-inf")  # as if never checked, whatever the uptime
     assert search()[0].hits and services.index_mismatch is None
+
+
+def test_what_a_search_reads_is_built_before_the_service_is_ready(index_dir, tmp_path):
+    """No shopper's search builds an index: the embedded BM25 and strict-leg indexes exist once
+    build_services returns (it runs before /readyz answers 200), and warming logs no query."""
+    services = build_services(_settings(index_dir, tmp_path))
+    view = services.backend._view  # type: ignore[attr-defined]
+    assert view.bm25 is not None and view.strict is not None
+    assert services.events.queries(["warm up"]) == {}
