@@ -175,13 +175,13 @@ class Services:
 
     def refresh_vocabulary(self) -> bool:
         """Rebuild the vocabulary from the live index and query log, at most every
-        ``vocabulary_refresh_s`` (called by the app's scheduler); True when it did."""
+        ``vocabulary_refresh_s`` (called by the app's scheduler) when the index or the query log
+        moved; True when it did."""
         now = self.clock()
         if self.vocabulary is None or now - self.last_vocabulary < self.settings.vocabulary_refresh_s:
             return False
         self.last_vocabulary = now
-        self.vocabulary.refresh()
-        return True
+        return self.vocabulary.refresh()
 
     def personal(self, client_id: str, hits: list[Hit]) -> Mapping[str, float]:
         self.sync_events()

@@ -140,6 +140,11 @@ class QueryRewriter:
     def types(self) -> TypeModel | None:
         return self._state.types
 
+    @property
+    def queries(self) -> Mapping[str, int]:
+        """The shop's engaged queries it completes with (analyzed text → distinct shoppers)."""
+        return self._state.queries
+
     def use(
         self, lexicon: Lexicon, types: TypeModel | None = None, queries: Mapping[str, int] | None = None
     ) -> None:

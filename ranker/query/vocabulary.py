@@ -28,11 +28,23 @@ class Vocabulary:
     ):
         self.source = source
         self.shop_queries = shop_queries
-        lexicon, suggester, types, queries = self._build(None)
+        self._generation = self._source_generation()
+        lexicon, suggester, types, queries = self._build(None, self._queries())
         self.rewriter = QueryRewriter(lexicon, confirm, types=types, queries=queries)
         self.suggester = suggester
 
-    def _build(self, types: TypeModel | None) -> tuple[Lexicon, Suggester, TypeModel, dict[str, int]]:
+    def _queries(self) -> dict[str, int]:
+        return dict(self.shop_queries()) if self.shop_queries else {}
+
+    def _source_generation(self) -> object | None:
+        """The source's state (``generation()``: changes with every product write), or None when
+        it cannot say."""
+        gen = getattr(self.source, "generation", None)
+        return gen() if callable(gen) else None
+
+    def _build(
+        self, types: TypeModel | None, queries: dict[str, int]
+    ) -> tuple[Lexicon, Suggester, TypeModel, dict[str, int]]:
         t = time.perf_counter()
         docs = list(self.source.naming_documents())
         lexicon = Lexicon.from_documents(docs)
@@ -41,7 +53,6 @@ class Vocabulary:
         # phrases from titles (NAMING_FIELDS order: title, name, brand, category), whole brands and categories
         titles = [[minimal_english_stem(w) for w in naming[0]] for naming, *_ in docs if naming]
         extra = {" ".join(naming[i]) for naming, *_ in docs for i in (2, 3) if len(naming) > i and naming[i]}
-        queries = dict(self.shop_queries()) if self.shop_queries else {}
         suggester = Suggester(lexicon, catalog_phrases(titles, extra), queries)
         log.info(
             "vocabulary: %d terms, %d suggestions (%d from the query log), %d product types in %.1f s",
@@ -53,8 +64,15 @@ class Vocabulary:
         )
         return lexicon, suggester, types, queries
 
-    def refresh(self) -> None:
-        """Rebuild from the live index and query log, then swap both in."""
-        lexicon, suggester, types, queries = self._build(self.rewriter.types)
+    def refresh(self) -> bool:
+        """Rebuild from the live index and query log, then swap both in; skipped (False) when
+        neither moved since the last build (the source says its generation; one that cannot is
+        always rebuilt)."""
+        gen, queries = self._source_generation(), self._queries()
+        if gen is not None and gen == self._generation and queries == self.rewriter.queries:
+            return False
+        lexicon, suggester, types, queries = self._build(self.rewriter.types, queries)
         self.rewriter.use(lexicon, types, queries)
         self.suggester = suggester
+        self._generation = gen
+        return True

@@ -373,6 +373,11 @@ class EmbeddedBackend:
     def count(self) -> int:
         return len(self._current().products)
 
+    def generation(self) -> Stamp:
+        """The state served now (the live version and its write log's length): it changes with
+        every product write, so the vocabulary rebuilds only when there is something new."""
+        return self._current().stamp
+
     def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words: (each naming field's words before stemming, the other text
         fields' analyzed terms, (title, category) as written)."""

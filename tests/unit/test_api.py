@@ -508,6 +508,8 @@ def test_the_vocabulary_refresh_picks_up_new_products(index_dir, tmp_path):
     top = services.suggest("zorbl", 5)
     assert top and top[0].text.startswith("zorblax") and top[0].products == 3
     assert services.vocabulary is not None and services.vocabulary.rewriter.lexicon.known("zorblax")
+    services.clock = lambda: time.time() + 10
+    assert services.refresh_vocabulary() is False  # due, but nothing new since: not rebuilt
 
 
 def test_the_product_type_the_query_names_is_said_and_ranks(client):

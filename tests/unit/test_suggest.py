@@ -143,3 +143,36 @@ def test_the_word_being_typed_is_matched_by_its_letters_not_its_stem():
     assert [s.text for s in _suggester().suggest("laptop cases")][:1] == [
         "laptop case"
     ]  # a plural typed whole
+
+
+def test_a_refresh_with_nothing_new_rebuilds_nothing():
+    """The scheduled refresh rebuilds only when the source's generation or the query log moved:
+    a rebuild holds the interpreter for seconds on a real catalog, every few minutes."""
+    from ranker.query.vocabulary import Vocabulary
+
+    class Source:
+        reads = 0
+        gen = 1
+
+        def naming_documents(self):
+            Source.reads += 1
+            yield [raw_tokens("Acme laptop"), [], ["acme"], []], [], ("Acme laptop", "")
+
+        def generation(self):
+            return Source.gen
+
+    log: dict[str, int] = {}
+    vocab = Vocabulary(Source(), shop_queries=lambda: dict(log))
+    assert Source.reads == 1
+    assert vocab.refresh() is False and Source.reads == 1  # nothing new
+    log["laptop"] = 2
+    assert vocab.refresh() is True and Source.reads == 2  # the log moved
+    Source.gen = 2
+    assert vocab.refresh() is True and Source.reads == 3  # the catalog moved
+    assert vocab.refresh() is False and Source.reads == 3
+
+    class Unknown:  # a source that cannot say: always rebuilt
+        def naming_documents(self):
+            yield [raw_tokens("Acme laptop"), [], ["acme"], []], [], ("Acme laptop", "")
+
+    assert Vocabulary(Unknown()).refresh() is True
