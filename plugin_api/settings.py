@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # how often a serving process rebuilds that vocabulary and its suggestions from the live index
     # and the shop's query log (new products' words, newly engaged queries)
     vocabulary_refresh_s: float = Field(300.0, gt=0, le=86400)
+    # anonymous searches' results kept per state of the shop (embedded backend; 0: off)
+    result_cache_size: int = Field(10_000, ge=0, le=1_000_000)
     reranker_path: Path | None = None
     rerank_candidates: int = Field(100, ge=1, le=1000)
     # reranking candidates the strict keyword leg adds (every query term in some field); 0 = none

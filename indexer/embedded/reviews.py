@@ -35,6 +35,15 @@ class EmbeddedReviewStore:
         self._ids: set[str] = set()
         self._stats: dict[str, ReviewStats] = {}
 
+    def generation(self) -> tuple[int, int] | None:
+        """The review log's state (modified time, size; None: no reviews): it moves with every
+        review stored, by this process or another."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
     def _refresh(self) -> None:
         try:
             st = os.stat(self.path)

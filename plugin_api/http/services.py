@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from plugin_api.backends import (
     review_prior,
     vocabulary,
 )
+from plugin_api.http.result_cache import ResultCache, request_key
 from plugin_api.http.schemas import API_PIPELINES
 from plugin_api.settings import Settings
 from ranker.base import (
@@ -134,6 +135,7 @@ class Services:
     where: str = "the index"  # the live index, as errors name it
     last_index_check: float = field(default_factory=time.monotonic)  # build_services just checked
     index_mismatch: IndexMismatchError | None = None  # the live index no longer fits the model
+    results: ResultCache = field(default_factory=lambda: ResultCache(0))  # anonymous searches' answers
 
     # -- search ---------------------------------------------------------------------------------
     def search(
@@ -149,7 +151,17 @@ class Services:
         record keeps the ids of the page the response shows (``shown`` = start, size), which
         is what an untrusted click on this query id is checked against."""
         self.check_index()
-        result = self.searchers[pipeline].search(req, opts)
+        t = time.perf_counter()
+        key = self._result_key(pipeline, req, opts)
+        cached = self.results.get(key) if key is not None else None
+        if cached is not None:
+            result = replace(
+                cached, timings_ms={"result_cache": round((time.perf_counter() - t) * 1000.0, 3)}
+            )
+        else:
+            result = self.searchers[pipeline].search(req, opts)
+            if key is not None:
+                self.results.put(key, result)
         query_id = str(uuid.uuid4())
         start, size = shown
         record = QueryRecord(
@@ -166,6 +178,19 @@ class Services:
         else:
             self.query_log.ok()
         return result, query_id
+
+    def _result_key(self, pipeline: str, req: SearchRequest, opts: SearchOptions) -> Hashable | None:
+        """The result cache's key (result_cache.py): the request with the index's generation, the
+        event epoch and the vocabulary's generation; None (not cached) for personal requests and
+        for a backend that cannot say when it changed (OpenSearch: other processes write)."""
+        if self.results.size == 0:
+            return None
+        generation = getattr(self.backend, "generation", None)
+        request = request_key(pipeline, req, opts)
+        if request is None or not callable(generation):
+            return None
+        vocabulary = self.vocabulary.generation if self.vocabulary is not None else -1
+        return (request, generation(), self.event_model.events_seen, vocabulary)
 
     def suggest(self, query: str, k: int) -> list[Suggestion]:
         """Completions of what the shopper is typing (none when query understanding is off)."""
@@ -386,6 +411,7 @@ def build_services(s: Settings) -> Services:
         reranker=reranker,
         vocabulary=vocab,
         where=f.where(s),
+        results=ResultCache(s.result_cache_size),
     )
     # Load the models now, so the first shopper does not wait for them and /readyz means ready.
     embedder.encode(["warm up"])

@@ -29,6 +29,7 @@ class Vocabulary:
         self.source = source
         self.shop_queries = shop_queries
         self._generation = self._source_generation()
+        self.generation = 0  # rebuilds so far: what a rewrite reads changed when this moved
         lexicon, suggester, types, queries = self._build(None, self._queries())
         self.rewriter = QueryRewriter(lexicon, confirm, types=types, queries=queries)
         self.suggester = suggester
@@ -75,4 +76,5 @@ class Vocabulary:
         self.rewriter.use(lexicon, types, queries)
         self.suggester = suggester
         self._generation = gen
+        self.generation += 1
         return True

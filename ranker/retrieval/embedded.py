@@ -373,10 +373,11 @@ class EmbeddedBackend:
     def count(self) -> int:
         return len(self._current().products)
 
-    def generation(self) -> Stamp:
-        """The state served now (the live version and its write log's length): it changes with
-        every product write, so the vocabulary rebuilds only when there is something new."""
-        return self._current().stamp
+    def generation(self) -> tuple[Stamp, tuple[int, int] | None]:
+        """The state served now: the live version and its write log's length, and the review log's
+        state (a fetch reads the products' review aggregates from it). It moves with every product
+        write and every review, so caches keyed by it never serve an older state."""
+        return (self._current().stamp, self.reviews.generation())
 
     def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words: (each naming field's words before stemming, the other text

@@ -588,3 +588,59 @@ def test_what_a_search_reads_is_built_before_the_service_is_ready(index_dir, tmp
     view = services.backend._view  # type: ignore[attr-defined]
     assert view.bm25 is not None and view.strict is not None
     assert services.events.queries(["warm up"]) == {}
+
+
+def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(index_dir, tmp_path):
+    """A repeated anonymous search is answered from the cache with the same results the pipeline
+    gives; a product write, a review, an event or a shopper's own request goes to the pipeline."""
+    from types import MappingProxyType
+
+    from indexer.product import Product
+    from indexer.reviews import Review
+    from ranker.base import SearchOptions, SearchRequest
+
+    s = _settings(index_dir, tmp_path)
+    assert s.result_cache_size > 0  # on by default
+    services = build_services(s)
+    inner = services.searchers["full"]
+    calls = []
+
+    class Counting:
+        def search(self, req, opts=None):
+            calls.append(req.query)
+            return inner.search(req, opts)
+
+    services.searchers = MappingProxyType({**services.searchers, "full": Counting()})
+
+    def ids(q="laptop", opts=None, client=None):
+        res, _ = services.search(
+            SearchRequest(q, k=5), opts or SearchOptions(), client_id=client, pipeline="full"
+        )
+        return [h.id for h in res.hits], res
+
+    first, _ = ids()
+    again, res = ids()
+    assert again == first and len(calls) == 1 and set(res.timings_ms) == {"result_cache"}
+    plain = build_services(_settings(index_dir, tmp_path / "plain", result_cache_size=0))
+    assert [
+        h.id
+        for h in plain.search(SearchRequest("laptop", k=5), SearchOptions(), client_id=None, pipeline="full")[
+            0
+        ].hits
+    ] == first  # same as uncached
+    ids(opts=SearchOptions(diversity=0.5))  # other options: another entry
+    assert len(calls) == 2
+    ids(opts=SearchOptions(user_id="u1"), client="u1")
+    ids(opts=SearchOptions(user_id="u1"), client="u1")  # a shopper's answer is theirs: never cached
+    assert len(calls) == 4
+    vec = services.embedder.encode(["Laptop laptop laptop"])
+    services.store.upsert([Product("cache-1", "Laptop laptop laptop")], vec)
+    assert "cache-1" in ids()[0] and len(calls) == 5  # a product write: answered anew
+    ids()
+    assert len(calls) == 5
+    services.add_events([ev_obj("purchase", "u2", first[-1], time.time())])
+    ids()
+    assert len(calls) == 6  # an event: answered anew
+    services.reviews.add([Review(first[0], "great laptop", 5, None, 0.9)])
+    ids()
+    assert len(calls) == 7  # a review: answered anew
