@@ -11,6 +11,9 @@ search after it, then per scenario and connection count runs ``wrk -t2 -cN`` for
 * ``similar``: ``GET /v1/recommend/similar/{id}`` over 200 products of the index;
 * ``suggest``: ``GET /v1/suggest`` over every keystroke of the dev queries.
 
+The searches cycle through 100 queries, so with the result cache on (the default) all but their
+first pass are cache hits: ``--no-result-cache --label " uncached"`` measures the pipelines.
+
 wrk costs little next to the service but shares the two cores with it. Reports requests/s,
 wrk's latency p50/p90/p95/p99 and the non-2xx answers per row. Merges one row per (scenario,
 connections) into ``OUT/serve_load.json`` and renders ``OUT/serve_load.md``.
@@ -36,6 +39,7 @@ from bench.live.wrk_serve import serve, wrk_row
 
 SCENARIOS = ("search-hybrid", "search-full", "similar", "suggest")
 FIRST = "first search after /readyz"
+CACHE = {True: "on", False: "off"}  # rows measured before the result cache existed: "none yet"
 
 
 def _paths(queries: list[str], ids: list[str]) -> dict[str, list[str]]:
@@ -66,8 +70,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "the service share the two cores. 2xx req/s: the answers that were 200 (with more connections "
         "than the admission control admits, its fast 429s count in wrk's req/s and in its latencies).",
         "",
-        "| scenario | connections | req/s | 2xx req/s | p50 ms | p90 ms | p95 ms | p99 ms | non-2xx | run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | result cache | connections | req/s | 2xx req/s | p50 ms | p90 ms | p95 ms | p99 ms "
+        "| non-2xx | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     first = []
     for r in rows_of(doc):
@@ -75,7 +80,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             first.append(r)
             continue
         lines.append(
-            f"| {r['scenario']} | {r['connections']} | {r['rps']} | {ok_rps(r):.1f} | {r['p50_ms']} | {r['p90_ms']} "
+            f"| {r['scenario']} | {CACHE.get(r.get('result_cache'), 'none yet')} | {r['connections']} | {r['rps']} | {ok_rps(r):.1f} | {r['p50_ms']} | {r['p90_ms']} "
             f"| {r['p95_ms']} | {r['p99_ms']} | {r['non_200']} | {notes.mark(r)} |"
         )
     for r in first:
@@ -93,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reranker", type=Path, help="serve with this cross-encoder (full pipeline)")
     ap.add_argument("--reranker-runtime", default="onnx-int8")
     ap.add_argument("--label", default="", help="appended to the scenario names (e.g. ' +ce int8')")
+    ap.add_argument(
+        "--no-result-cache",
+        action="store_true",
+        help="serve with SHOPRANK_RESULT_CACHE_SIZE=0 (every search through the pipeline; label the rows)",
+    )
     args = ap.parse_args(argv)
     this_run = Run.start("serve_load", argv, args)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -114,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         from plugin_api.settings import Settings
 
         shutil.copytree(Settings().embedded_dir, work / "data" / "index")
-        proc = serve(port, work / "serve.log", work / "data", extra)
+        env = {"SHOPRANK_RESULT_CACHE_SIZE": "0"} if args.no_result_cache else {}
+        proc = serve(port, work / "serve.log", work / "data", extra, env)
         base = f"http://127.0.0.1:{port}"
         try:
             first = f"/v1/search?q={urllib.parse.quote(queries[0])}"
@@ -139,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                 for n in counts:
                     wrk_row(base, lua, n, 3.0)  # warm-up
                     w = wrk_row(base, lua, n, args.seconds)
-                    row = {"scenario": name + args.label, "connections": n, "paths": len(paths[name]), **w}
+                    row = {
+                        "scenario": name + args.label,
+                        "connections": n,
+                        "paths": len(paths[name]),
+                        "result_cache": not args.no_result_cache,
+                        **w,
+                    }
                     rows.append(row)
                     print(f"{row['scenario']} ×{n}: {w['rps']} req/s, p95 {w['p95_ms']} ms", flush=True)
         finally:

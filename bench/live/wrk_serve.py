@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,17 @@ def wrk_row(base: str, lua: Path, connections: int, seconds: float) -> dict[str,
     }
 
 
-def serve(port: int, log: Path, data: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+def serve(
+    port: int,
+    log: Path,
+    data: Path,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """``shoprank serve`` over the data folder ``data`` (a copy of the index: the searches' UBI
-    query records stay there), once ``/readyz`` answers 200."""
+    query records stay there), with ``env`` on top of this process's, once ``/readyz`` answers 200."""
     cmd = [sys.executable, "-m", "plugin_api.cli", "serve", "--port", str(port), *extra]
-    env = {**os.environ, "SHOPRANK_DATA_DIR": str(data)}
+    env = {**os.environ, "SHOPRANK_DATA_DIR": str(data), **(env or {})}
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 300
