@@ -280,7 +280,8 @@ def serving(res: Results) -> str:
         "index, cycling through the dev queries (similar items: 200 products; suggest: every keystroke of the "
         "dev queries); wrk shares the two cores with the service; at 64 connections the admission control "
         "(`SHOPRANK_MAX_INFLIGHT` 4, `SHOPRANK_MAX_QUEUED` 16) answers the excess 429 at once, so only "
-        "the 200s count as req/s here (the latencies are of every answer)"
+        "the 200s count as req/s here (the latencies are of every answer); the 100 queries repeat, so with "
+        "the result cache on all but their first pass are cache hits (`off`: every search through the pipeline)"
         + (f"; the first search after `/readyz` took {first[0]['latency_ms']:.0f} ms" if first else "")
         + ":\n\n"
         + table(
