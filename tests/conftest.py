@@ -108,3 +108,13 @@ def tiny_sentiment_model(out: Path) -> Path:
     )
     train_sentiment(rows, rows[:2] + rows[-2:], out, cfg, lang="en")
     return out
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_the_heap():
+    """A served app freezes its start-up heap (plugin_api.http.app.settle_heap); in the test
+    process that would keep each test's objects from ever being collected: thaw after each test."""
+    import gc
+
+    yield
+    gc.unfreeze()

@@ -644,3 +644,16 @@ def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(in
     services.reviews.add([Review(first[0], "great laptop", 5, None, 0.9)])
     ids()
     assert len(calls) == 7  # a review: answered anew
+
+
+def test_the_start_up_heap_is_frozen_out_of_the_collector(index_dir, tmp_path):
+    """A full collection over the start-up heap stalled every request ~0.6 s (the serve_load p99):
+    once the services are built, the app freezes what they hold."""
+    import gc
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    app = create_app(_settings(index_dir, tmp_path), build=_with_fake_sentiment)
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 200
+        assert gc.get_freeze_count() > 1000
