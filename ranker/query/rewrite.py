@@ -205,8 +205,7 @@ class QueryRewriter:
         if len(cands) == 0:
             return []
         co = lex.affinity(cands, context)
-        score = co * st.weights(cands, context)
-        order = np.lexsort((-lex.df[cands], -score))
+        order, _ = st.ranked(cands, co, context)
         return [lex.surface(lex.terms[int(cands[j])]) for j in order if co[j] > 0]
 
     def _words(self, query: str, st: _State) -> Interpretation:
@@ -307,8 +306,7 @@ class QueryRewriter:
                 return None, tuple(
                     t for t, c in ranked[:MAX_EXPANSIONS] if c > mine and c >= EXPAND_SHARE * top
                 )
-        score = co * st.weights(cands, context)
-        order = np.lexsort((-lex.df[cands], -score))  # likeliest first, then most frequent
+        order, score = st.ranked(cands, co, context)
         ranked_w = [(lex.terms[int(cands[j])], float(score[j])) for j in order if keep[j]]
         best = ranked_w[0][1]
         likely = [t for t, c in ranked_w[: MAX_EXPANSIONS + 1] if c >= EXPAND_SHARE * best]
@@ -339,6 +337,14 @@ class _State:
             for j in ids:
                 logged.setdefault(j, []).append((ids, int(shoppers)))
         return cls(lexicon, Speller(lexicon), types, dict(queries), prior, logged)
+
+    def ranked(
+        self, cands: np.ndarray, co: np.ndarray, context: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The completion score of each candidate (``co``: products naming it with the context,
+        times :meth:`weights`) and the candidates' order by it: likeliest first, then most frequent."""
+        score = co * self.weights(cands, context)
+        return np.lexsort((-self.lexicon.df[cands], -score)), score
 
     def weights(self, cands: np.ndarray, context: Sequence[int]) -> np.ndarray:
         """How much likelier shoppers type each candidate than its product count says: the type
