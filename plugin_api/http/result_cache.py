@@ -11,11 +11,10 @@ affinities) are never cached: their answers are theirs.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable
 
 from ranker.base import SearchOptions, SearchRequest, SearchResult
+from ranker.lazy import LRU
 
 
 def request_key(pipeline: str, req: SearchRequest, opts: SearchOptions) -> Hashable | None:
@@ -31,36 +30,5 @@ def request_key(pipeline: str, req: SearchRequest, opts: SearchOptions) -> Hasha
     return key
 
 
-class ResultCache:
+class ResultCache(LRU[Hashable, SearchResult]):
     """A bounded, thread-safe LRU of :class:`SearchResult` by key (``size`` 0: off)."""
-
-    def __init__(self, size: int):
-        if size < 0:
-            raise ValueError("size must be >= 0")
-        self.size = size
-        self.hits = 0
-        self.misses = 0
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[Hashable, SearchResult] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: Hashable) -> SearchResult | None:
-        with self._lock:
-            got = self._entries.get(key)
-            if got is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return got
-
-    def put(self, key: Hashable, result: SearchResult) -> None:
-        if self.size == 0:
-            return
-        with self._lock:
-            self._entries[key] = result
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)

@@ -11,8 +11,6 @@ the same analysis chain as the index (lowercase, ASCII folding, light English st
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +18,7 @@ import numpy as np
 from indexer.analysis import analyze
 from indexer.product import Product
 from indexer.schema import STRICT_FIELDS, text_fields
+from ranker.lazy import LRU
 
 LEXICAL_FEATURES = ("title_coverage", "field_coverage", "brand_in_query", "all_terms")
 
@@ -40,25 +39,17 @@ class FieldTerms:
     def __init__(self, size: int = 50_000):
         if size < 1:
             raise ValueError("size must be at least 1")
-        self.size = size
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, ...], FieldTokens] = OrderedDict()
+        self._cache: LRU[tuple[str, ...], FieldTokens] = LRU(size)
 
     def __len__(self) -> int:
         return len(self._cache)
 
     def __call__(self, p: Product) -> FieldTokens:
         key = (p.id, *text_fields(p).values())
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
-        tokens = field_tokens(p)
-        with self._lock:
-            self._cache[key] = tokens
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
+        tokens = self._cache.get(key)
+        if tokens is None:
+            tokens = field_tokens(p)
+            self._cache.put(key, tokens)
         return tokens
 
 

@@ -109,3 +109,20 @@ def test_cached_field_terms_give_the_same_features_and_follow_an_upsert():
     assert len(cache) == 2  # bounded: the oldest entry went
     with pytest.raises(ValueError):
         FieldTerms(size=0)
+
+
+def test_the_lru_keeps_the_values_used_last_and_counts_hits():
+    from ranker.lazy import LRU
+
+    lru: LRU[str, int] = LRU(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # "a" is now the most recent
+    lru.put("c", 3)  # so "b" goes
+    assert lru.get("b") is None and lru.get("a") == 1 and lru.get("c") == 3 and len(lru) == 2
+    assert (lru.hits, lru.misses) == (3, 1)
+    off: LRU[str, int] = LRU(0)
+    off.put("a", 1)
+    assert off.get("a") is None and len(off) == 0
+    with pytest.raises(ValueError):
+        LRU(-1)
