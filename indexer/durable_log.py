@@ -36,20 +36,23 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
 
 
 def read_records(
-    path: Path, what: str = "record", *, objects_only: bool = True
+    path: Path, what: str = "record", *, objects_only: bool = True, offset: int = 0
 ) -> Iterator[tuple[int, Any]]:
-    """``(line number, record)`` for every whole line of the log (none when it does not exist).
-    A line that is JSON but not an object is skipped with a warning (``objects_only=False``
-    yields it, for a reader that quarantines it)."""
+    """``(line number, record)`` for every whole line of the log (none when it does not exist),
+    from byte ``offset`` on (a length the log had, so a line boundary; line numbers then count
+    from there). A line that is not JSON (a torn append, or bytes that are not UTF-8) or, unless
+    ``objects_only=False`` (for a reader that quarantines it), not an object is skipped with a
+    warning."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 log.warning("%s:%d: ignoring a torn %s", path, n, what)
                 continue
             if objects_only and not isinstance(rec, dict):

@@ -130,7 +130,9 @@ class Event:
             raw=d.get("raw") or {},
             trusted=bool(d.get("trusted", True)),  # records stored before trust was kept: as before
             verified=bool(d.get("verified", False)),
-            received=float(received) if isinstance(received, int | float) and math.isfinite(received) else None,
+            received=float(received)
+            if isinstance(received, int | float) and math.isfinite(received)
+            else None,
         )
 
 

@@ -82,7 +82,11 @@ class EmbeddedEventStore:
         self._replace(self.events_path, keep)
         log.warning(
             "%s: moved %d unusable event record(s) to %s (first: line %d, %s)",
-            self.events_path, len(bad), self.quarantine_path, bad[0][0], bad[0][2],
+            self.events_path,
+            len(bad),
+            self.quarantine_path,
+            bad[0][0],
+            bad[0][2],
         )
 
     @staticmethod

@@ -323,11 +323,16 @@ class EmbeddedStore:
         )
         return EmbeddedSnapshot(version, manifest, [products[i] for i in keep], mat, log_bytes)
 
-    def _writes(self, version: str) -> Iterator[Write]:
-        """Every upsert/delete of the log, batches unpacked, in order. A record that cannot be
-        read is skipped with a warning: stored data never stops a start-up."""
+    def writes_since(self, version: str, offset: int) -> list[Write]:
+        """The upserts/deletes appended to ``version``'s log after it was ``offset`` bytes long
+        (a length a :class:`Stamp` gave), in order; the caller holds the lock, shared at least."""
+        return list(self._writes(version, offset))
+
+    def _writes(self, version: str, offset: int = 0) -> Iterator[Write]:
+        """Every upsert/delete of the log (from byte ``offset``), batches unpacked, in order. A
+        record that cannot be read is skipped with a warning: stored data never stops a start-up."""
         path = self._log_path(version)
-        for n, rec in read_records(path, "update record"):
+        for n, rec in read_records(path, "update record", offset=offset):
             try:
                 batch = rec["records"] if rec.get("op") == "batch" else [rec]
                 writes = [_write_of(r) for r in batch]

@@ -166,12 +166,14 @@ def _onnx(precision: str) -> Callable[..., Embedder]:
     return build
 
 
-EMBEDDERS: Mapping[str, Callable[..., Embedder]] = MappingProxyType({
-    "minilm": lambda device="auto", **_: SentenceTransformerEmbedder(device=device),
-    "minilm-onnx": _onnx("fp32"),  # the same model on onnxruntime (`shoprank export --embedder`)
-    "minilm-onnx-int8": _onnx("int8"),
-    "hashing": lambda **_: HashingEmbedder(),
-})
+EMBEDDERS: Mapping[str, Callable[..., Embedder]] = MappingProxyType(
+    {
+        "minilm": lambda device="auto", **_: SentenceTransformerEmbedder(device=device),
+        "minilm-onnx": _onnx("fp32"),  # the same model on onnxruntime (`shoprank export --embedder`)
+        "minilm-onnx-int8": _onnx("int8"),
+        "hashing": lambda **_: HashingEmbedder(),
+    }
+)
 
 
 def make_embedder(

@@ -36,6 +36,11 @@ class BM25Index:
     """Multi-field BM25 over pre-analyzed documents.
 
     ``docs`` is one mapping per document: field name → list of terms. ``boosts`` weights fields.
+
+    With ``reference`` (an index over other documents, e.g. the base segment this one is a delta
+    of), the statistics are those of both together: N, each term's document frequency and each
+    field's average length add up, as Lucene scores a segment with the whole index's statistics.
+    A document then scores exactly what it would in one index built over both document sets.
     """
 
     def __init__(
@@ -43,51 +48,65 @@ class BM25Index:
         docs: Sequence[Mapping[str, Sequence[str]]],
         boosts: Mapping[str, float],
         params: BM25Params | None = None,
+        *,
+        reference: BM25Index | None = None,
     ):
         self.params = params or BM25Params()
         self.boosts = dict(boosts)
         self.n_docs = len(docs)
+        self.reference = reference
+        self.df: dict[str, np.ndarray] = {}  # per field, aligned with ``vocab``
+        self.total_length: dict[str, float] = {}
         vocab: dict[str, int] = {}
-        for d in docs:
-            for f in self.boosts:
-                for t in d.get(f, ()):
-                    if t not in vocab:
-                        vocab[t] = len(vocab)
+        flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # field → (term id per token, doc lengths)
+        for f in self.boosts:
+            lengths = np.fromiter((len(d.get(f, ())) for d in docs), dtype=np.int64, count=self.n_docs)
+            tokens = [t for d in docs for t in d.get(f, ())]
+            ids = np.fromiter(
+                (vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int64, count=len(tokens)
+            )
+            flat[f] = (ids, lengths)
         self.vocab = vocab
         total = None
         for f, boost in self.boosts.items():
             if boost == 0:
                 continue
-            m = self._field_matrix([d.get(f, ()) for d in docs], boost)
+            m = self._field_matrix(f, *flat[f], boost)
             total = m if total is None else total + m
         if total is None:
             total = sparse.csr_matrix((self.n_docs, len(vocab)), dtype=np.float32)
         self.matrix = sparse.csc_matrix(total, dtype=np.float32)
 
-    def _field_matrix(self, field_docs: Sequence[Sequence[str]], boost: float) -> sparse.csr_matrix:
+    def _field_matrix(
+        self, name: str, term_ids: np.ndarray, lengths: np.ndarray, boost: float
+    ) -> sparse.csr_matrix:
+        """One field's BM25 contributions; ``term_ids`` are its tokens, document after document
+        (``lengths`` tokens each). Term frequencies are counted with numpy, not per document."""
         p = self.params
-        rows: list[int] = []
-        cols: list[int] = []
-        tfs: list[float] = []
-        lengths = np.zeros(self.n_docs, dtype=np.float64)
-        df = np.zeros(len(self.vocab), dtype=np.float64)
-        for i, terms in enumerate(field_docs):
-            lengths[i] = len(terms)
-            for t, c in Counter(terms).items():
-                j = self.vocab[t]
-                rows.append(i)
-                cols.append(j)
-                tfs.append(c)
-                df[j] += 1
-        n = self.n_docs
-        avgdl = lengths.mean() if n and lengths.sum() > 0 else 1.0
-        idf = self._idf(df, n)
-        ri = np.asarray(rows, dtype=np.int64)
-        ci = np.asarray(cols, dtype=np.int64)
-        tf = np.asarray(tfs, dtype=np.float64)
-        denom = tf + p.k1 * (1 - p.b + p.b * lengths[ri] / avgdl)
+        n, v = self.n_docs, len(self.vocab)
+        doc = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        pairs, tf_counts = np.unique(doc * max(v, 1) + term_ids, return_counts=True)
+        ri, ci = pairs // max(v, 1), pairs % max(v, 1)
+        df = np.bincount(ci, minlength=v).astype(np.float64)
+        total = float(lengths.sum())
+        self.df[name] = df
+        self.total_length[name] = total
+        n_all, df_all = n, df
+        ref = self.reference
+        if ref is not None and name in ref.df:
+            n_all += ref.n_docs
+            total += ref.total_length[name]
+            ref_df = ref.df[name]
+            df_all = df + np.asarray(
+                [ref_df[j] if (j := ref.vocab.get(t)) is not None else 0.0 for t in self.vocab],
+                dtype=np.float64,
+            )
+        avgdl = total / n_all if n_all and total > 0 else 1.0
+        idf = self._idf(df_all, n_all)
+        tf = tf_counts.astype(np.float64)
+        denom = tf + p.k1 * (1 - p.b + p.b * lengths[ri].astype(np.float64) / avgdl)
         vals = boost * idf[ci] * tf * (p.k1 + 1) / denom
-        return sparse.csr_matrix((vals, (ri, ci)), shape=(n, len(self.vocab)))
+        return sparse.csr_matrix((vals, (ri, ci)), shape=(n, v))
 
     def _idf(self, df: np.ndarray, n: int) -> np.ndarray:
         present = df > 0
@@ -141,12 +160,19 @@ class BestFieldBM25:
         docs: Sequence[Mapping[str, Sequence[str]]],
         fields: Sequence[str],
         params: BM25Params | None = None,
+        *,
+        reference: BestFieldBM25 | None = None,
     ):
         if not fields:
             raise BadInputError("the strict keyword match needs at least one field")
-        self.fields = tuple(fields)
+        if reference is not None and reference.fields != tuple(fields):
+            raise BadInputError("a strict index's reference must cover the same fields")
+        self.fields: tuple[str, ...] = tuple(fields)
         self.n_docs = len(docs)
-        self._per_field = [BM25Index(docs, {f: 1.0}, params) for f in self.fields]
+        refs = reference._per_field if reference is not None else [None] * len(self.fields)
+        self._per_field: list[BM25Index] = [
+            BM25Index(docs, {f: 1.0}, params, reference=r) for f, r in zip(self.fields, refs, strict=True)
+        ]
 
     def scores(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(score, match) per document: the summed best-field BM25 of the distinct terms, and

@@ -2,17 +2,20 @@
 
 It reads an :class:`~indexer.embedded.store.EmbeddedStore` folder and answers the same
 :class:`~ranker.base.SearchBackend` calls as OpenSearch. What it serves is one immutable
-:class:`_View` of the store; a write builds the next view completely, appends the batch to the
-store's durable log (under the store's lock, to the version the view is of), and only then swaps
-the view in, so memory and disk cannot disagree: a refused or failed write changes neither.
-The BM25 matrices of a view are built lazily on its first query.
+:class:`~ranker.retrieval.segments.View` of the store, its indexes built before it is served.
+A write makes the next view (the base segment kept, only the small delta segment rebuilt),
+appends the batch to the store's durable log (under the store's lock, to the version the view
+is of), and only then swaps the view in, so memory and disk cannot disagree: a refused or failed
+write changes neither, and no read waits for an index build. When the delta has grown, a
+background merge folds it into a new base.
 
 Another process may switch the store to a new version (``shoprank index``) or append to its log
-(``shoprank upsert``): reads look at the store's stamp (CURRENT and the log's length) at most
-every ``check_every_s`` seconds and reload when it moved; writes always look first, under the
-lock, so they land in the version that is served. A new version built with another embedding
-model is not switched to: this process keeps serving the old one, refuses writes, and says to
-restart it.
+(``shoprank upsert``, or another worker): reads look at the store's stamp (CURRENT and the log's
+length) at most every ``check_every_s`` seconds; appended writes are read from the log's tail
+and applied like this process's own, a new version is loaded whole. Writes always look first,
+under the lock, so they land in the version that is served. A new version built with another
+embedding model is not switched to: this process keeps serving the old one, refuses writes, and
+says to restart it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
 from indexer.analysis import Synonyms, analyze, analyze_query, raw_tokens
 from indexer.base import DocError, WriteReport
+from indexer.carry import Write
 from indexer.embedded.reviews import EmbeddedReviewStore
 from indexer.embedded.store import (
     EmbeddedSnapshot,
@@ -41,96 +45,17 @@ from indexer.manifest import Manifest
 from indexer.product import Product, check_batch
 from indexer.schema import (
     COMBINED_FIELD,
-    COMBINED_SOURCES,
     DEFAULT_FIELD_BOOSTS,
     DEFAULT_SYNONYM_WEIGHT,
     NAMING_FIELDS,
     SEARCH_FIELDS,
-    STRICT_FIELDS,
     text_fields,
 )
 from ranker.base import Filters, Scored
-from ranker.retrieval.bm25 import BestFieldBM25, BM25Index, BM25Params
+from ranker.retrieval.bm25 import BM25Params
+from ranker.retrieval.segments import Scoring, View, Written
 
 log = logging.getLogger(__name__)
-
-
-def _analyze(p: Product) -> dict[str, list[str]]:
-    fields = {f: analyze(v) for f, v in text_fields(p).items() if v}
-    fields[COMBINED_FIELD] = [t for f in COMBINED_SOURCES for t in fields.get(f, ())]
-    return fields
-
-
-@dataclass
-class _View:
-    """One state of the index, never changed once served (its lazy indices aside)."""
-
-    stamp: Stamp
-    manifest: Manifest
-    products: list[Product]
-    vectors: np.ndarray
-    terms: list[dict[str, list[str]]]
-    ids: list[str] = field(init=False)
-    pos: dict[str, int] = field(init=False)
-    brand: np.ndarray = field(init=False)
-    price: np.ndarray = field(init=False)
-    stock: np.ndarray = field(init=False)
-    bm25: BM25Index | None = None
-    strict: BestFieldBM25 | None = None
-    ean: dict[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        self.ids = [p.id for p in self.products]
-        self.pos = {pid: i for i, pid in enumerate(self.ids)}
-        self.brand = np.asarray([p.brand.lower() for p in self.products], dtype=object)
-        self.price = np.asarray(
-            [np.nan if p.price is None else p.price for p in self.products], dtype=np.float64
-        )
-        self.stock = np.asarray(
-            [-1 if p.in_stock is None else int(p.in_stock) for p in self.products], dtype=np.int8
-        )
-
-    @classmethod
-    def of(cls, snap: EmbeddedSnapshot) -> _View:
-        return cls(
-            snap.stamp, snap.manifest, snap.products, snap.vectors, [_analyze(p) for p in snap.products]
-        )
-
-    def upserted(self, products: Sequence[Product], vectors: np.ndarray, stamp: Stamp) -> _View:
-        """A new view with ``products`` added or replaced (ids unique within the batch)."""
-        rows = list(self.products)
-        terms = list(self.terms)
-        pos = dict(self.pos)
-        replaced: list[tuple[int, np.ndarray]] = []
-        added: list[np.ndarray] = []
-        for p, v in zip(products, vectors, strict=True):
-            i = pos.get(p.id)
-            if i is None:
-                pos[p.id] = len(rows)
-                rows.append(p)
-                terms.append(_analyze(p))
-                added.append(v)
-            else:
-                rows[i] = p
-                terms[i] = _analyze(p)
-                replaced.append((i, v))
-        mat = self.vectors.copy() if replaced else self.vectors
-        for i, v in replaced:
-            mat[i] = v
-        if added:
-            mat = np.vstack([mat, np.vstack(added)]).astype(np.float32, copy=False)
-        return _View(stamp, self.manifest, rows, mat, terms)
-
-    def without(self, ids: Sequence[str], stamp: Stamp) -> _View:
-        gone = set(ids)
-        keep = [j for j, pid in enumerate(self.ids) if pid not in gone]
-        return _View(
-            stamp,
-            self.manifest,
-            [self.products[j] for j in keep],
-            self.vectors[keep],
-            [self.terms[j] for j in keep],
-        )
 
 
 def _fit(m: Manifest) -> tuple[str, int, int]:
@@ -150,6 +75,8 @@ class EmbeddedBackend:
         synonym_weight: float = DEFAULT_SYNONYM_WEIGHT,
         reviews: EmbeddedReviewStore | None = None,
         check_every_s: float = 1.0,
+        merge_min: int = 256,
+        merge_fraction: float = 0.02,
     ):
         self.store = store
         self.reviews = reviews if reviews is not None else EmbeddedReviewStore(store.root)
@@ -163,13 +90,16 @@ class EmbeddedBackend:
         self.synonyms = synonyms if synonyms is not None else Synonyms.default()
         self.synonym_weight = synonym_weight
         self.check_every_s = check_every_s
-        self._write_lock = threading.Lock()  # writes and reloads, one at a time
-        self._lazy_lock = threading.Lock()  # building a view's BM25 / EAN indices
+        self.scoring = Scoring(self.field_boosts, self.bm25_params)
+        self.merge_min = merge_min
+        self.merge_fraction = merge_fraction
+        self._write_lock = threading.Lock()  # writes, reloads and a merge's swap, one at a time
+        self._merging = threading.Lock()  # held by the one merge that runs
         self._checked = time.monotonic()
         self._refused: str | None = None  # a newer version this process cannot serve
         snap = store.load()
         self._fit = _fit(snap.manifest)
-        self._view = _View.of(snap)
+        self._view = View.of(snap, self.scoring)
         log.info("embedded backend: %d products, version %s", len(snap.products), snap.version)
 
     # -- state ------------------------------------------------------------------------------
@@ -178,7 +108,7 @@ class EmbeddedBackend:
         with self._write_lock:
             self._switch(self.store.load())
 
-    def _switch(self, snap: EmbeddedSnapshot) -> _View:
+    def _switch(self, snap: EmbeddedSnapshot) -> View:
         """Serve ``snap`` unless it was built for another model (caller holds the write lock)."""
         if _fit(snap.manifest) != self._fit:
             raise IndexMismatchError(
@@ -193,10 +123,24 @@ class EmbeddedBackend:
                 "embedded backend: switched to version %s (%d products)", snap.version, len(snap.products)
             )
         self._refused = None
-        self._view = _View.of(snap)
+        self._view = View.of(snap, self.scoring)
         return self._view
 
-    def _current(self) -> _View:
+    def _follow(self, disk: Stamp) -> View:
+        """Serve what is on disk at ``disk`` (caller holds the write lock and the store's lock):
+        the writes another process appended to the served version's log are applied like this
+        process's own (O(appended)); another version is loaded whole."""
+        v = self._view
+        if disk == v.stamp:
+            return v
+        if disk.version == v.stamp.version and disk.log_bytes > v.stamp.log_bytes:
+            writes = self.store.writes_since(disk.version, v.stamp.log_bytes)
+            self._view = v.written([_written(w) for w in writes], disk)
+            self._maybe_merge(self._view)
+            return self._view
+        return self._switch(self.store.read(disk.version))
+
+    def _current(self) -> View:
         """The view to answer a read from, after a cheap look (at most every ``check_every_s``)
         for a newer state on disk that another process made."""
         now = time.monotonic()
@@ -219,7 +163,7 @@ class EmbeddedBackend:
                 disk = self.store.stamp()
                 if disk is not None and disk != self._view.stamp:
                     try:
-                        self._switch(self.store.read(disk.version))
+                        self._follow(disk)
                     except IndexMismatchError as exc:  # another model, or damaged: say so once
                         if self._refused != disk.version:
                             log.error("embedded backend: not switching: %s", exc)
@@ -227,63 +171,70 @@ class EmbeddedBackend:
         finally:
             self._write_lock.release()
 
-    def _fresh(self) -> _View:
+    def _fresh(self) -> View:
         """The view of what is on disk now, for a write (caller holds both locks)."""
         version = self.store.require_version()  # NotFoundError saying how to build an index
-        disk = Stamp(version, self.store.log_bytes(version))
-        if disk != self._view.stamp:
-            return self._switch(self.store.read(version))
-        return self._view
+        return self._follow(Stamp(version, self.store.log_bytes(version)))
 
-    def _index(self, v: _View) -> BM25Index:
-        if v.bm25 is None:
-            with self._lazy_lock:
-                if v.bm25 is None:
-                    v.bm25 = BM25Index(v.terms, self.field_boosts, self.bm25_params)
-        return v.bm25
+    # -- merging the delta into the base, off the request path ------------------------------
+    def _maybe_merge(self, v: View) -> None:
+        """Start a background merge when the delta has grown past ``merge_min`` rows and
+        ``merge_fraction`` of the base (caller holds the write lock)."""
+        if v.pending < max(self.merge_min, self.merge_fraction * len(v.base)):
+            return
+        if not self._merging.acquire(blocking=False):
+            return  # one runs; it replays what comes in meanwhile
+        threading.Thread(target=self._merge_then_release, name="shoprank-merge", daemon=True).start()
 
-    def _strict_index(self, v: _View) -> BestFieldBM25:
-        if v.strict is None:
-            with self._lazy_lock:
-                if v.strict is None:
-                    v.strict = BestFieldBM25(v.terms, STRICT_FIELDS, self.bm25_params)
-        return v.strict
+    def _merge_then_release(self) -> None:
+        try:
+            self._merge()
+        except Exception:  # the delta keeps serving; the next write tries again
+            log.exception("embedded backend: merge failed")
+        finally:
+            self._merging.release()
 
-    @staticmethod
-    def _mask(v: _View, filters: Filters) -> np.ndarray | None:
-        if filters.empty:
-            return None
-        m = np.ones(len(v.products), dtype=bool)
-        if filters.brands:
-            m &= np.isin(v.brand, [b.lower() for b in filters.brands])
-        with np.errstate(invalid="ignore"):
-            if filters.price_min is not None:
-                m &= v.price >= filters.price_min
-            if filters.price_max is not None:
-                m &= v.price <= filters.price_max
-        if filters.in_stock is not None:
-            m &= (v.stock == -1) | (v.stock == int(filters.in_stock))
-        return m
+    def merge(self) -> None:
+        """Fold the delta into a new base now, in this thread (reads go on meanwhile)."""
+        with self._merging:
+            self._merge()
+
+    def _merge(self) -> None:
+        t0 = time.perf_counter()
+        v0 = self._view
+        if not v0.pending:
+            return
+        merged = v0.merged()  # the O(catalog) part, outside every lock
+        with self._write_lock:
+            v1 = self._view
+            if v1.base is not v0.base:
+                return  # another version was switched to meanwhile
+            self._view = merged.written(v1.writes[len(v0.writes) :], v1.stamp)
+        log.info(
+            "embedded backend: merged %d pending rows into a base of %d in %.2f s",
+            v0.pending,
+            len(merged.base),
+            time.perf_counter() - t0,
+        )
 
     # -- SearchBackend ------------------------------------------------------------------------
     def _lexical_scores(
-        self, v: _View, query: str, expansions: Sequence[tuple[str, float]] = ()
+        self, v: View, query: str, expansions: Sequence[tuple[str, float]] = ()
     ) -> np.ndarray:
         """BM25 of the query as typed, plus ``synonym_weight`` × BM25 of the synonym-expanded query,
         plus each expansion's weight × its BM25 (the OpenSearch backend sends the same clauses)."""
         plain = list(dict.fromkeys(analyze(query)))
-        idx = self._index(v)
-        scores = idx.scores(plain)
+        scores = v.bm25(plain)
         if self.synonym_weight > 0:
             expanded = list(dict.fromkeys(analyze_query(query, self.synonyms)))
             if expanded != plain:
-                scores = scores + self.synonym_weight * idx.scores(expanded)
+                scores = scores + self.synonym_weight * v.bm25(expanded)
             else:
                 scores = scores * (1.0 + self.synonym_weight)
         for term, weight in expansions:
             extra = list(dict.fromkeys(analyze(term)))
             if extra and weight > 0:
-                scores = scores + np.float32(weight) * idx.scores(extra)
+                scores = scores + np.float32(weight) * v.bm25(extra)
         return scores
 
     def lexical(
@@ -291,30 +242,20 @@ class EmbeddedBackend:
     ) -> list[Scored]:
         v = self._current()
         scores = self._lexical_scores(v, query, expansions)
-        ok = scores > 0
-        mask = self._mask(v, filters)
-        if mask is not None:
-            ok &= mask
-        return self._top(v, scores, ok, n)
+        return self._top(v, scores, (scores > 0) & v.mask(filters), n)
 
     def strict_lexical(self, query: str, n: int, filters: Filters) -> list[Scored]:
         v = self._current()
-        if not len(v.products):
+        if not len(v):
             return []
-        scores, ok = self._strict_index(v).scores(analyze(query))
-        mask = self._mask(v, filters)
-        if mask is not None:
-            ok &= mask
-        return self._top(v, scores, ok, n)
+        scores, ok = v.strict(analyze(query))
+        return self._top(v, scores, ok & v.mask(filters), n)
 
     def knn(self, vector: np.ndarray, n: int, filters: Filters) -> list[Scored]:
         v = self._current()
-        if not len(v.products):
+        if not len(v):
             return []
-        sims = v.vectors @ np.asarray(vector, dtype=np.float32)
-        mask = self._mask(v, filters)
-        ok = np.ones(len(sims), dtype=bool) if mask is None else mask
-        return self._top(v, sims, ok, n)
+        return self._top(v, v.similarities(vector), v.mask(filters), n)
 
     def hybrid(
         self,
@@ -327,16 +268,18 @@ class EmbeddedBackend:
         return self.lexical(query, n, filters, expansions), self.knn(vector, n, filters)
 
     @staticmethod
-    def _top(v: _View, scores: np.ndarray, ok: np.ndarray, n: int) -> list[Scored]:
+    def _top(v: View, scores: np.ndarray, ok: np.ndarray, n: int) -> list[Scored]:
         cand = np.flatnonzero(ok)
         if cand.size == 0:
             return []
         s = scores[cand]
         if cand.size > n:
-            part = np.argpartition(-s, n - 1)[:n]
-            cand, s = cand[part], s[part]
-        ids = [v.ids[i] for i in cand]
-        order = sorted(range(len(ids)), key=lambda j: (-float(s[j]), ids[j]))
+            # the n best, ties at the cut broken by id (not by row order, which writes change)
+            kth = s[np.argpartition(-s, n - 1)[n - 1]]
+            keep = s >= kth
+            cand, s = cand[keep], s[keep]
+        ids = [v.id_at(i) for i in cand.tolist()]
+        order = sorted(range(len(ids)), key=lambda j: (-float(s[j]), ids[j]))[:n]
         return [Scored(ids[j], float(s[j])) for j in order]
 
     def lexical_scores(
@@ -344,34 +287,28 @@ class EmbeddedBackend:
     ) -> dict[str, float]:
         v = self._current()
         scores = self._lexical_scores(v, query, expansions)
-        return {i: float(scores[v.pos[i]]) for i in ids if i in v.pos and scores[v.pos[i]] > 0}
+        rows = {i: r for i in ids if (r := v.row(i)) is not None}
+        return {i: float(scores[r]) for i, r in rows.items() if scores[r] > 0}
 
     def ids_for_eans(self, eans: Sequence[str]) -> dict[str, str]:
         """EAN → product id for the EANs some product carries."""
         v = self._current()
-        if v.ean is None:
-            with self._lazy_lock:
-                if v.ean is None:
-                    by_ean: dict[str, str] = {}
-                    for p in v.products:
-                        for e in p.ean:
-                            by_ean.setdefault(e, p.id)
-                    v.ean = by_ean
-        return {e: v.ean[e] for e in eans if e in v.ean}
+        rows = {e: r for e in eans if (r := v.row_of_ean(e)) is not None}
+        return {e: v.id_at(r) for e, r in rows.items()}
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         v = self._current()
-        return {i: v.vectors[v.pos[i]].copy() for i in ids if i in v.pos}
+        return {i: v.vector_at(r).copy() for i in ids if (r := v.row(i)) is not None}
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Product]:
         """Products by id, with their review aggregates (read from the review log) attached."""
         v = self._current()
-        found = {i: v.products[v.pos[i]] for i in ids if i in v.pos}
+        found = {i: v.product_at(r) for i in ids if (r := v.row(i)) is not None}
         stats = self.reviews.stats(list(found))
         return {i: replace(p, reviews=stats[i]) if i in stats else p for i, p in found.items()}
 
     def count(self) -> int:
-        return len(self._current().products)
+        return len(self._current())
 
     def generation(self) -> tuple[Stamp, tuple[int, int] | None]:
         """The state served now: the live version and its write log's length, and the review log's
@@ -382,8 +319,7 @@ class EmbeddedBackend:
     def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words: (each naming field's words before stemming, the other text
         fields' analyzed terms, (title, category) as written)."""
-        v = self._current()
-        for p, terms in zip(v.products, v.terms, strict=True):
+        for p, _, terms in self._current().items():
             fields = text_fields(p)
             naming = [raw_tokens(fields[f]) for f in NAMING_FIELDS]
             other = [
@@ -394,7 +330,7 @@ class EmbeddedBackend:
     def manifest(self) -> Manifest | None:
         return self._current().manifest
 
-    # -- writes: the next view is built whole, the batch made durable, then the view swapped ----
+    # -- writes: the next view is built (the delta only), the batch made durable, then swapped --
     def upsert(self, products: Sequence[Product], vectors: np.ndarray) -> WriteReport:
         t0 = time.perf_counter()
         check_batch(products)
@@ -404,10 +340,13 @@ class EmbeddedBackend:
             check_vectors(products, arr, view.manifest.dimension)
             records = upsert_records(products, arr)
             stored = [Product.from_dict(r["product"]) for r in records]  # exactly what a reload reads
-            pending = view.upserted(stored, arr, view.stamp)
+            pending = view.written(
+                [Written.upsert(p, a) for p, a in zip(stored, arr, strict=True)], view.stamp
+            )
             size = self.store.append(view.stamp.version, records) if records else view.stamp.log_bytes
             pending.stamp = Stamp(view.stamp.version, size)
             self._view = pending
+            self._maybe_merge(pending)
         return WriteReport(indexed=len(products), target=view.stamp.version, seconds=time.perf_counter() - t0)
 
     def delete(self, ids: Sequence[str]) -> WriteReport:
@@ -415,13 +354,21 @@ class EmbeddedBackend:
         ids = list(dict.fromkeys(ids))
         with self._write_lock, self.store.locked():
             view = self._fresh()
-            present = [i for i in ids if i in view.pos]
-            errors = [DocError(i, "not found") for i in ids if i not in view.pos]
+            present = [i for i in ids if view.row(i) is not None]
+            errors = [DocError(i, "not found") for i in ids if view.row(i) is None]
             if present:
-                pending = view.without(present, view.stamp)
+                pending = view.written([Written(i) for i in present], view.stamp)
                 size = self.store.append(view.stamp.version, delete_records(present))
                 pending.stamp = Stamp(view.stamp.version, size)
                 self._view = pending
+                self._maybe_merge(pending)
         return WriteReport(
             deleted=len(present), errors=errors, target=view.stamp.version, seconds=time.perf_counter() - t0
         )
+
+
+def _written(w: Write) -> Written:
+    """A write read from the log, as the view applies it."""
+    if w.product is None or w.vector is None:
+        return Written(w.id)
+    return Written.upsert(w.product, w.vector)

@@ -586,7 +586,7 @@ def test_what_a_search_reads_is_built_before_the_service_is_ready(index_dir, tmp
     build_services returns (it runs before /readyz answers 200), and warming logs no query."""
     services = build_services(_settings(index_dir, tmp_path))
     view = services.backend._view  # type: ignore[attr-defined]
-    assert view.bm25 is not None and view.strict is not None
+    assert view.base.bm25.n_docs == len(view.base) and view.base.strict.n_docs == len(view.base)
     assert services.events.queries(["warm up"]) == {}
 
 

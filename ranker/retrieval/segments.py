@@ -1,0 +1,262 @@
+"""What the embedded backend serves: one large base segment, plus a small delta of recent writes.
+
+A write never rebuilds the whole index. The base segment (products, vectors, analyzed text, BM25
+and strict-leg indexes) stays as it was built; a write masks the base rows it replaces or deletes
+(``dead``) and rebuilds only the delta segment, which holds each product written since (its last
+write) and is scored with the statistics of base and delta together (see
+:class:`~ranker.retrieval.bm25.BM25Index`'s ``reference``), as Lucene scores a new segment. A merge,
+run off the request path, folds the delta into a new base and replays whatever was written while
+it ran. A :class:`View` is never changed once served: a write makes the next one.
+
+Rows of a view are numbered base first (``0 … len(base)-1``), then delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.analysis import analyze
+from indexer.embedded.store import EmbeddedSnapshot, Stamp
+from indexer.manifest import Manifest
+from indexer.product import Product
+from indexer.schema import COMBINED_FIELD, COMBINED_SOURCES, STRICT_FIELDS, text_fields
+from ranker.base import Filters
+from ranker.retrieval.bm25 import BestFieldBM25, BM25Index, BM25Params
+
+Terms = dict[str, list[str]]
+
+
+def analyze_product(p: Product) -> Terms:
+    """The analyzed terms of each text field, and of the combined field."""
+    fields = {f: analyze(v) for f, v in text_fields(p).items() if v}
+    fields[COMBINED_FIELD] = [t for f in COMBINED_SOURCES for t in fields.get(f, ())]
+    return fields
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How segments are indexed: the field boosts of the BM25 leg and the BM25 parameters."""
+
+    field_boosts: Mapping[str, float]
+    params: BM25Params
+
+
+@dataclass(frozen=True)
+class Written:
+    """One product write: an upsert (product, vector and its analyzed text) or a delete."""
+
+    id: str
+    product: Product | None = None
+    vector: np.ndarray | None = None
+    terms: Terms | None = None
+
+    @classmethod
+    def upsert(cls, product: Product, vector: np.ndarray) -> Written:
+        return cls(product.id, product, np.asarray(vector, dtype=np.float32), analyze_product(product))
+
+
+class Segment:
+    """Products with their vectors, analyzed text and indexes; never changed once built."""
+
+    def __init__(
+        self,
+        products: Sequence[Product],
+        vectors: np.ndarray,
+        terms: Sequence[Terms],
+        scoring: Scoring,
+        *,
+        reference: Segment | None = None,
+    ):
+        self.products = list(products)
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.terms = list(terms)
+        self.ids = [p.id for p in self.products]
+        self.pos = {pid: i for i, pid in enumerate(self.ids)}
+        self.brand = np.asarray([p.brand.lower() for p in self.products], dtype=object)
+        self.price = np.asarray(
+            [np.nan if p.price is None else p.price for p in self.products], dtype=np.float64
+        )
+        self.stock = np.asarray(
+            [-1 if p.in_stock is None else int(p.in_stock) for p in self.products], dtype=np.int8
+        )
+        self.bm25: BM25Index = BM25Index(
+            self.terms,
+            scoring.field_boosts,
+            scoring.params,
+            reference=reference.bm25 if reference is not None else None,
+        )
+        self.strict: BestFieldBM25 = BestFieldBM25(
+            self.terms,
+            STRICT_FIELDS,
+            scoring.params,
+            reference=reference.strict if reference is not None else None,
+        )
+        self.ean: dict[str, int] = {}
+        for i, p in enumerate(self.products):
+            for e in p.ean:
+                self.ean.setdefault(e, i)
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def mask(self, filters: Filters) -> np.ndarray:
+        m = np.ones(len(self.products), dtype=bool)
+        if filters.brands:
+            m &= np.isin(self.brand, [b.lower() for b in filters.brands])
+        with np.errstate(invalid="ignore"):
+            if filters.price_min is not None:
+                m &= self.price >= filters.price_min
+            if filters.price_max is not None:
+                m &= self.price <= filters.price_max
+        if filters.in_stock is not None:
+            m &= (self.stock == -1) | (self.stock == int(filters.in_stock))
+        return m
+
+
+@dataclass
+class View:
+    """One state of the index: a base segment with the rows later writes replaced or deleted
+    masked (``dead``), and the delta segment of those writes. ``writes`` are the writes since the
+    base was built, in order (what a merge replays onto its new base)."""
+
+    stamp: Stamp
+    manifest: Manifest
+    scoring: Scoring
+    base: Segment
+    dead: np.ndarray
+    delta: Segment
+    writes: tuple[Written, ...] = ()
+    _live: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, snap: EmbeddedSnapshot, scoring: Scoring) -> View:
+        """The view of a snapshot read from disk: everything in the base, indexes built."""
+        base = Segment(snap.products, snap.vectors, [analyze_product(p) for p in snap.products], scoring)
+        return cls.based_on(base, snap.stamp, snap.manifest, scoring)
+
+    @classmethod
+    def based_on(cls, base: Segment, stamp: Stamp, manifest: Manifest, scoring: Scoring) -> View:
+        dim = base.vectors.shape[1] if base.vectors.ndim == 2 else manifest.dimension
+        empty = Segment([], np.zeros((0, dim), np.float32), [], scoring, reference=base)
+        return cls(stamp, manifest, scoring, base, np.zeros(len(base), dtype=bool), empty)
+
+    # -- rows -------------------------------------------------------------------------------
+    @property
+    def live(self) -> np.ndarray:
+        """Which rows are served (base rows not masked, every delta row)."""
+        if self._live is None:
+            self._live = np.concatenate([~self.dead, np.ones(len(self.delta), dtype=bool)])
+        return self._live
+
+    @property
+    def pending(self) -> int:
+        """How much a merge would fold in: delta rows plus masked base rows."""
+        return len(self.delta) + int(self.dead.sum())
+
+    def __len__(self) -> int:
+        return len(self.base) - int(self.dead.sum()) + len(self.delta)
+
+    def row(self, pid: str) -> int | None:
+        """The live row of product ``pid``, or None when it is not served."""
+        j = self.delta.pos.get(pid)
+        if j is not None:
+            return len(self.base) + j
+        i = self.base.pos.get(pid)
+        return None if i is None or self.dead[i] else i
+
+    def _at(self, row: int) -> tuple[Segment, int]:
+        b = len(self.base)
+        return (self.base, row) if row < b else (self.delta, row - b)
+
+    def id_at(self, row: int) -> str:
+        seg, i = self._at(row)
+        return seg.ids[i]
+
+    def product_at(self, row: int) -> Product:
+        seg, i = self._at(row)
+        return seg.products[i]
+
+    def vector_at(self, row: int) -> np.ndarray:
+        seg, i = self._at(row)
+        return seg.vectors[i]
+
+    def row_of_ean(self, ean: str) -> int | None:
+        j = self.delta.ean.get(ean)
+        if j is not None:
+            return len(self.base) + j
+        i = self.base.ean.get(ean)
+        return None if i is None or self.dead[i] else i
+
+    def items(self) -> Iterator[tuple[Product, np.ndarray, Terms]]:
+        """Every served product with its vector and analyzed text, base rows first."""
+        for i in np.flatnonzero(~self.dead).tolist():
+            yield self.base.products[i], self.base.vectors[i], self.base.terms[i]
+        yield from zip(self.delta.products, self.delta.vectors, self.delta.terms, strict=True)
+
+    # -- scores over every row --------------------------------------------------------------
+    def both(self, base: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return np.concatenate([base, delta]) if len(self.delta) else base
+
+    def mask(self, filters: Filters) -> np.ndarray:
+        """Rows that are served and pass ``filters``."""
+        if filters.empty:
+            return self.live
+        return self.live & self.both(self.base.mask(filters), self.delta.mask(filters))
+
+    def bm25(self, terms: Sequence[str]) -> np.ndarray:
+        return self.both(self.base.bm25.scores(terms), self.delta.bm25.scores(terms))
+
+    def strict(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        s0, m0 = self.base.strict.scores(terms)
+        if not len(self.delta):
+            return s0, m0
+        s1, m1 = self.delta.strict.scores(terms)
+        return np.concatenate([s0, s1]), np.concatenate([m0, m1])
+
+    def similarities(self, vector: np.ndarray) -> np.ndarray:
+        q = np.asarray(vector, dtype=np.float32)
+        return self.both(self.base.vectors @ q, self.delta.vectors @ q)
+
+    # -- the next views ---------------------------------------------------------------------
+    def written(self, writes: Sequence[Written], stamp: Stamp) -> View:
+        """The view after ``writes`` (in order; each id's last write wins): base rows of written
+        ids masked, the delta rebuilt with each id's last upsert. O(delta), not O(catalog)."""
+        dead = self.dead
+        touched = [i for w in writes if (i := self.base.pos.get(w.id)) is not None]
+        if touched:
+            dead = dead.copy()
+            dead[touched] = True
+        rows: dict[str, tuple[Product, np.ndarray, Terms]] = dict(
+            zip(
+                self.delta.ids,
+                zip(self.delta.products, self.delta.vectors, self.delta.terms, strict=True),
+                strict=True,
+            )
+        )
+        for w in writes:
+            rows.pop(w.id, None)
+            if w.product is not None:
+                assert w.vector is not None and w.terms is not None
+                rows[w.id] = (w.product, w.vector, w.terms)
+        dim = self.delta.vectors.shape[1]
+        vectors = np.vstack([v for _, v, _ in rows.values()]) if rows else np.zeros((0, dim), np.float32)
+        delta = Segment(
+            [p for p, _, _ in rows.values()],
+            vectors,
+            [t for _, _, t in rows.values()],
+            self.scoring,
+            reference=self.base,
+        )
+        return View(stamp, self.manifest, self.scoring, self.base, dead, delta, self.writes + tuple(writes))
+
+    def merged(self) -> View:
+        """The same state with every served row in a new base (the delta folded in). O(catalog):
+        run it off the request path."""
+        items = list(self.items())
+        dim = self.base.vectors.shape[1]
+        vectors = np.vstack([v for _, v, _ in items]) if items else np.zeros((0, dim), np.float32)
+        base = Segment([p for p, _, _ in items], vectors, [t for _, _, t in items], self.scoring)
+        return View.based_on(base, self.stamp, self.manifest, self.scoring)
