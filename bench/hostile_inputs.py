@@ -180,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
         key=["case", "request"],
         run=this_run,
-        extra=lambda merged: (
-            this_run.file_fields() | r | _counts(merged)
-        ),
+        extra=lambda merged: this_run.file_fields() | r | _counts(merged),
         markdown=markdown,
     )
     print(markdown(doc))

@@ -9,7 +9,12 @@ search after it, then per scenario and connection count runs ``wrk -t2 -cN`` for
 * ``search-full``: ``GET /v1/search`` (the full pipeline: query understanding, fusion with the
   shop's signals, MMR diversity) over the same queries;
 * ``similar``: ``GET /v1/recommend/similar/{id}`` over 200 products of the index;
-* ``suggest``: ``GET /v1/suggest`` over every keystroke of the dev queries.
+* ``suggest``: ``GET /v1/suggest`` over every keystroke of the dev queries;
+* ``write-while-reading``: ``search-full`` while a second ``wrk`` (one thread, 16 connections,
+  a Lua ``delay()`` that keeps a steady schedule) streams ``PUT /v1/products/{id}`` price and stock updates at ``--write-rate`` per
+  second over 500 products of the index (the text is unchanged, so the product-embedding cache
+  answers; every write still changes the index and invalidates the result cache). The row
+  carries the writer's own figures (``writes``); compare its read latency with ``search-full``.
 
 The searches cycle through 100 queries, so with the result cache on (the default) all but their
 first pass are cache hits: ``--no-result-cache --label " uncached"`` measures the pipelines.
@@ -22,10 +27,12 @@ connections) into ``OUT/serve_load.json`` and renders ``OUT/serve_load.md``.
 from __future__ import annotations
 
 import csv
+import json
 import random
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -34,10 +41,13 @@ from typing import Any
 import httpx
 
 from bench.common import Run, RunNotes, add_judgments, add_out, parser, rows_of, write_results
-from bench.live.overload_load import write_paths_lua
-from bench.live.wrk_serve import serve, wrk_row
+from bench.live.overload_load import run_wrk, write_paths_lua
+from bench.live.wrk_serve import serve, write_puts_lua, wrk_row
 
-SCENARIOS = ("search-hybrid", "search-full", "similar", "suggest")
+SCENARIOS = ("search-hybrid", "search-full", "similar", "suggest", "write-while-reading")
+WRITING = "write-while-reading"
+KEY = "bench-writer-key"
+WRITERS = 16  # the writer's connections: enough to keep its rate while writes queue behind reads
 FIRST = "first search after /readyz"
 CACHE = {True: "on", False: "off"}  # rows measured before the result cache existed: "none yet"
 
@@ -51,6 +61,41 @@ def _paths(queries: list[str], ids: list[str]) -> dict[str, list[str]]:
         "similar": [f"/v1/recommend/similar/{quote(i, safe='')}?k=10" for i in ids],
         "suggest": [f"/v1/suggest?q={quote(q)}" for q in typed],
     }
+
+
+def _updates(index: Path, n: int, seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
+    """PUTs of ``n`` products of the live version with a new price and stock flag (text kept)."""
+    version = (index / "CURRENT").read_text().strip()
+    with open(index / "versions" / version / "products.jsonl", encoding="utf-8") as fh:
+        products = [json.loads(line) for line in fh if line.strip()]
+    rng = random.Random(seed)
+    out = []
+    for p in rng.sample(products, min(n, len(products))):
+        body = {k: v for k, v in p.items() if k not in ("id", "reviews")}
+        body["price"] = round(float(p.get("price") or 10.0) * rng.uniform(0.9, 1.1), 2)
+        body["in_stock"] = rng.random() < 0.9
+        out.append((f"/v1/products/{urllib.parse.quote(p['id'], safe='')}", body))
+    return out
+
+
+def _while_writing(
+    base: str, read_lua: Path, write_lua: Path, n: int, seconds: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reads' ``wrk`` row while the writer's ``wrk`` runs (started first, stopped after)."""
+    writer: dict[str, Any] = {}
+
+    def write() -> None:
+        writer.update(run_wrk(base, write_lua, WRITERS, seconds + 5.0, threads=1, timeout="10s"))
+
+    t = threading.Thread(target=write)
+    t.start()
+    time.sleep(1.0)
+    try:
+        wrk_row(base, read_lua, n, 3.0)  # warm-up, writes flowing
+        reads = wrk_row(base, read_lua, n, seconds)
+    finally:
+        t.join()
+    return reads, writer
 
 
 def ok_rps(row: dict[str, Any]) -> float:
@@ -74,15 +119,24 @@ def _markdown(doc: dict[str, Any]) -> str:
         "| non-2xx | run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    first = []
+    first: list[dict[str, Any]] = []
+    writes: list[str] = []
     for r in rows_of(doc):
         if r["scenario"] == FIRST:
             first.append(r)
             continue
+        if "writes" in r:
+            w = r["writes"]
+            writes.append(
+                f"{r['scenario']} ×{r['connections']}: the writer made {w['ok_rps']} accepted writes/s "
+                f"(p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, {w['requests'] - w['statuses']['2xx']} non-2xx) {notes.mark(r)}"
+            )
         lines.append(
             f"| {r['scenario']} | {CACHE.get(r.get('result_cache'), 'none yet')} | {r['connections']} | {r['rps']} | {ok_rps(r):.1f} | {r['p50_ms']} | {r['p90_ms']} "
             f"| {r['p95_ms']} | {r['p99_ms']} | {r['non_200']} | {notes.mark(r)} |"
         )
+    if writes:
+        lines += ["", "Writes during `write-while-reading`:", "", *(f"- {w}" for w in writes)]
     for r in first:
         lines += ["", f"{FIRST}: {r['latency_ms']} ms (`{r['path']}`) {notes.mark(r)}"]
     return "\n".join([*lines, "", *notes.lines(), ""])
@@ -95,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", default="8,64", help="comma-separated wrk connection counts")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--write-rate", type=float, default=50.0, help="writes/s of write-while-reading")
     ap.add_argument("--reranker", type=Path, help="serve with this cross-encoder (full pipeline)")
     ap.add_argument("--reranker-runtime", default="onnx-int8")
     ap.add_argument("--label", default="", help="appended to the scenario names (e.g. ' +ce int8')")
@@ -124,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         from plugin_api.settings import Settings
 
         shutil.copytree(Settings().embedded_dir, work / "data" / "index")
-        env = {"SHOPRANK_RESULT_CACHE_SIZE": "0"} if args.no_result_cache else {}
+        env = {"SHOPRANK_API_KEYS": json.dumps([KEY])}
+        if args.no_result_cache:
+            env["SHOPRANK_RESULT_CACHE_SIZE"] = "0"
         proc = serve(port, work / "serve.log", work / "data", extra, env)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -145,17 +202,27 @@ def main(argv: list[str] | None = None) -> int:
             )
             random.Random(7).shuffle(ids)
             paths = _paths(queries, ids)
+            paths[WRITING] = paths["search-full"]
+            puts = write_puts_lua(
+                work / "writer.lua", _updates(work / "data" / "index", 500), KEY, args.write_rate
+            )
             for name in names:
                 lua = write_paths_lua(work / f"{name}.lua", paths[name])
                 for n in counts:
-                    wrk_row(base, lua, n, 3.0)  # warm-up
-                    w = wrk_row(base, lua, n, args.seconds)
+                    extra_fields: dict[str, Any] = {}
+                    if name == WRITING:
+                        w, writer = _while_writing(base, lua, puts, n, args.seconds)
+                        extra_fields = {"writes": writer, "write_rate_target": args.write_rate}
+                    else:
+                        wrk_row(base, lua, n, 3.0)  # warm-up
+                        w = wrk_row(base, lua, n, args.seconds)
                     row = {
                         "scenario": name + args.label,
                         "connections": n,
                         "paths": len(paths[name]),
                         "result_cache": not args.no_result_cache,
                         **w,
+                        **extra_fields,
                     }
                     rows.append(row)
                     print(f"{row['scenario']} ×{n}: {w['rps']} req/s, p95 {w['p95_ms']} ms", flush=True)

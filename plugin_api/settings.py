@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     vocabulary_refresh_s: float = Field(300.0, gt=0, le=86400)
     # anonymous searches' results kept per state of the shop (embedded backend; 0: off)
     result_cache_size: int = Field(10_000, ge=0, le=1_000_000)
+    # how far behind the shop a cached anonymous answer may be: the cache adopts the shop's new
+    # state (product writes, events, reviews) at most this often, like a search engine's refresh
+    # interval (0: at every change)
+    result_cache_refresh_s: float = Field(1.0, ge=0, le=60)
     reranker_path: Path | None = None
     rerank_candidates: int = Field(100, ge=1, le=1000)
     # reranking candidates the strict keyword leg adds (every query term in some field); 0 = none

@@ -3,6 +3,7 @@ benches (``bench/serve_load.py``, ``bench/typing_load.py``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 
 from bench.common import REPO
-from bench.live.overload_load import run_wrk
+from bench.live.overload_load import LUA, MARK, run_wrk
 
 WRK_FIELDS = (
     "wrk",
@@ -28,6 +29,60 @@ WRK_FIELDS = (
     "p95_ms",
     "p99_ms",
 )
+
+
+_REQUEST = """function request()
+  i = i + 1
+  return wrk.format("GET", prefix .. qs[(i %% #qs) + 1])
+end"""
+
+_WRITE = """local bodies = {%(bodies)s}
+local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = "%(key)s"}
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_usec; } shoprank_timeval;
+  int gettimeofday(shoprank_timeval *tv, void *tz);
+]]
+local tv = ffi.new("shoprank_timeval")
+local interval_ms = %(interval_ms).3f
+local next_at = nil
+
+local function now_ms()
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) * 1000 + tonumber(tv.tv_usec) / 1000
+end
+
+-- each request takes the next slot of the thread's schedule: a steady rate whatever the latency
+function delay()
+  local t = now_ms()
+  if next_at == nil or next_at < t then next_at = t end
+  local wait = next_at - t
+  next_at = next_at + interval_ms
+  return math.floor(wait)
+end
+
+function request()
+  i = i + 1
+  local j = (i %% #qs) + 1
+  return wrk.format("PUT", qs[j], headers, bodies[j])
+end"""
+
+
+def write_puts_lua(path: Path, puts: Sequence[tuple[str, dict[str, Any]]], key: str, rate: float) -> Path:
+    """A script that PUTs each (path, JSON body) in turn with ``X-API-Key: key`` at ``rate``
+    requests per second (run it with one thread and enough connections to carry the rate)."""
+    assert _REQUEST in LUA
+    body = _WRITE % {
+        "bodies": ", ".join(
+            json.dumps(json.dumps(b, ensure_ascii=False), ensure_ascii=False) for _, b in puts
+        ),
+        "key": key,
+        "interval_ms": 1000.0 / rate,
+    }
+    lua = LUA.replace(_REQUEST, body.replace("%", "%%"))
+    quoted = ", ".join(json.dumps(p) for p, _ in puts)
+    path.write_text(lua % {"queries": quoted, "prefix": "", "mark": MARK})
+    return path
 
 
 def wrk_row(base: str, lua: Path, connections: int, seconds: float) -> dict[str, Any]:

@@ -1,17 +1,21 @@
 """Search results of the requests asked last, so a storefront's head queries are answered once
 per state of the shop rather than once per shopper.
 
-An entry's key holds the request and everything its answer depends on besides it: the index's
-generation (every product write moves it), the event epoch (every event the model folds in moves
-it) and the vocabulary's generation (every rebuild moves it). After a write, an event or a
-rebuild no older entry can match, so a cached answer is always the one the pipeline would give
-now; old entries age out of the bounded LRU. Requests that carry a shopper (``user_id`` or
-affinities) are never cached: their answers are theirs.
+An entry's key holds the request and the state of the shop its answer depends on besides it:
+the index's generation (every product write moves it), the event epoch (every event the model
+folds in moves it) and the vocabulary's generation (every rebuild moves it). The cache adopts a
+new state at most every ``refresh_s`` seconds (``SHOPRANK_RESULT_CACHE_REFRESH_S``, 1 s by
+default), as a search engine refreshes its searchers at an interval: a shop that streams price
+updates and a storefront that sends clicks keep their head queries cached, and every write or
+event shows in anonymous answers within ``refresh_s``. Once adopted, no older entry can match;
+old entries age out of the bounded LRU. ``refresh_s`` 0 adopts every change at once. Requests
+that carry a shopper (``user_id`` or affinities) are never cached: their answers are theirs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 
 from ranker.base import SearchOptions, SearchRequest, SearchResult
 from ranker.lazy import LRU
@@ -31,4 +35,24 @@ def request_key(pipeline: str, req: SearchRequest, opts: SearchOptions) -> Hasha
 
 
 class ResultCache(LRU[Hashable, SearchResult]):
-    """A bounded, thread-safe LRU of :class:`SearchResult` by key (``size`` 0: off)."""
+    """A bounded, thread-safe LRU of :class:`SearchResult` by key (``size`` 0: off), with the
+    shop's state it keys on (:meth:`state`)."""
+
+    def __init__(self, size: int, refresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__(size)
+        if refresh_s < 0:
+            raise ValueError("refresh_s must be >= 0")
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._state: Hashable = None
+        self._since = float("-inf")
+
+    def state(self, now: Hashable) -> Hashable:
+        """The state to key entries on, given the shop's state ``now``: ``now`` when it has not
+        moved or the state in use is ``refresh_s`` old, else the state in use (its answers are
+        at most ``refresh_s`` behind)."""
+        if now != self._state:
+            t = self.clock()
+            if t - self._since >= self.refresh_s:
+                self._state, self._since = now, t
+        return self._state

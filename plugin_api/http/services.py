@@ -181,7 +181,8 @@ class Services:
 
     def _result_key(self, pipeline: str, req: SearchRequest, opts: SearchOptions) -> Hashable | None:
         """The result cache's key (result_cache.py): the request with the index's generation, the
-        event epoch and the vocabulary's generation; None (not cached) for personal requests and
+        event epoch and the vocabulary's generation (as the cache adopts them, at most every
+        ``result_cache_refresh_s``); None (not cached) for personal requests and
         for a backend that cannot say when it changed (OpenSearch: other processes write)."""
         if self.results.size == 0:
             return None
@@ -190,7 +191,7 @@ class Services:
         if request is None or not callable(generation):
             return None
         vocabulary = self.vocabulary.generation if self.vocabulary is not None else -1
-        return (request, generation(), self.event_model.events_seen, vocabulary)
+        return (request, self.results.state((generation(), self.event_model.events_seen, vocabulary)))
 
     def suggest(self, query: str, k: int) -> list[Suggestion]:
         """Completions of what the shopper is typing (none when query understanding is off)."""
@@ -411,7 +412,7 @@ def build_services(s: Settings) -> Services:
         reranker=reranker,
         vocabulary=vocab,
         where=f.where(s),
-        results=ResultCache(s.result_cache_size),
+        results=ResultCache(s.result_cache_size, s.result_cache_refresh_s),
     )
     # Load the models now, so the first shopper does not wait for them and /readyz means ready.
     embedder.encode(["warm up"])

@@ -37,10 +37,8 @@ class BM25Index:
 
     ``docs`` is one mapping per document: field name → list of terms. ``boosts`` weights fields.
 
-    With ``reference`` (an index over other documents, e.g. the base segment this one is a delta
-    of), the statistics are those of both together: N, each term's document frequency and each
-    field's average length add up, as Lucene scores a segment with the whole index's statistics.
-    A document then scores exactly what it would in one index built over both document sets.
+    :meth:`document_scores` scores one more document against the index's statistics, without
+    rebuilding it (the embedded backend's delta segment).
     """
 
     def __init__(
@@ -48,15 +46,13 @@ class BM25Index:
         docs: Sequence[Mapping[str, Sequence[str]]],
         boosts: Mapping[str, float],
         params: BM25Params | None = None,
-        *,
-        reference: BM25Index | None = None,
     ):
         self.params = params or BM25Params()
         self.boosts = dict(boosts)
         self.n_docs = len(docs)
-        self.reference = reference
         self.df: dict[str, np.ndarray] = {}  # per field, aligned with ``vocab``
         self.total_length: dict[str, float] = {}
+        self.mean_idf: dict[str, float] = {}  # okapi's floor of negative idf
         vocab: dict[str, int] = {}
         flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # field → (term id per token, doc lengths)
         for f in self.boosts:
@@ -91,24 +87,15 @@ class BM25Index:
         total = float(lengths.sum())
         self.df[name] = df
         self.total_length[name] = total
-        n_all, df_all = n, df
-        ref = self.reference
-        if ref is not None and name in ref.df:
-            n_all += ref.n_docs
-            total += ref.total_length[name]
-            ref_df = ref.df[name]
-            df_all = df + np.asarray(
-                [ref_df[j] if (j := ref.vocab.get(t)) is not None else 0.0 for t in self.vocab],
-                dtype=np.float64,
-            )
-        avgdl = total / n_all if n_all and total > 0 else 1.0
-        idf = self._idf(df_all, n_all)
+        avgdl = total / n if n and total > 0 else 1.0
+        idf = self._idf(df, n, name)
         tf = tf_counts.astype(np.float64)
         denom = tf + p.k1 * (1 - p.b + p.b * lengths[ri].astype(np.float64) / avgdl)
         vals = boost * idf[ci] * tf * (p.k1 + 1) / denom
         return sparse.csr_matrix((vals, (ri, ci)), shape=(n, v))
 
-    def _idf(self, df: np.ndarray, n: int) -> np.ndarray:
+    def _idf(self, df: np.ndarray, n: int, name: str) -> np.ndarray:
+        """idf per term of field ``name`` (okapi: its mean is recorded for documents scored later)."""
         present = df > 0
         idf = np.zeros_like(df)
         if self.params.idf == "lucene":
@@ -118,10 +105,45 @@ class BM25Index:
         # (mean over the field's vocabulary).
         with np.errstate(divide="ignore", invalid="ignore"):
             raw = np.log(n - df[present] + 0.5) - np.log(df[present] + 0.5)
-        mean = raw.mean() if raw.size else 0.0
+        mean = float(raw.mean()) if raw.size else 0.0
+        self.mean_idf[name] = mean
         raw = np.where(raw < 0, self.params.epsilon * mean, raw)
         idf[present] = raw
         return idf
+
+    def document_scores(self, doc: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        """Term → BM25 contribution of ``doc`` (summed over the boosted fields) as if it were one
+        more document of this index: N, its terms' document frequencies and the fields' total
+        length count it too. With Lucene's idf it scores what it would in an index built with it
+        (okapi's floor keeps the index's mean idf)."""
+        p = self.params
+        n = self.n_docs + 1
+        out: dict[str, float] = {}
+        for f, boost in self.boosts.items():
+            terms = doc.get(f, ())
+            if boost == 0 or not terms:
+                continue
+            df_f = self.df.get(f)
+            avgdl = (self.total_length.get(f, 0.0) + len(terms)) / n
+            norm = p.k1 * (1 - p.b + p.b * len(terms) / avgdl)
+            counts = Counter(terms)
+            df = np.asarray(
+                [
+                    1.0 + (df_f[j] if df_f is not None and (j := self.vocab.get(t)) is not None else 0.0)
+                    for t in counts
+                ],
+                dtype=np.float64,
+            )
+            if p.idf == "lucene":
+                idf = np.log1p((n - df + 0.5) / (df + 0.5))
+            else:
+                idf = np.log(n - df + 0.5) - np.log(df + 0.5)
+                idf = np.where(idf < 0, p.epsilon * self.mean_idf.get(f, 0.0), idf)
+            tf = np.asarray(list(counts.values()), dtype=np.float64)
+            vals = boost * idf * tf * (p.k1 + 1) / (tf + norm)
+            for t, v in zip(counts, vals.tolist(), strict=True):
+                out[t] = out.get(t, 0.0) + v
+        return out
 
     def term_ids(self, terms: Sequence[str]) -> list[int]:
         """Column ids of the known terms, duplicates kept (a repeated query term counts again)."""
@@ -160,19 +182,22 @@ class BestFieldBM25:
         docs: Sequence[Mapping[str, Sequence[str]]],
         fields: Sequence[str],
         params: BM25Params | None = None,
-        *,
-        reference: BestFieldBM25 | None = None,
     ):
         if not fields:
             raise BadInputError("the strict keyword match needs at least one field")
-        if reference is not None and reference.fields != tuple(fields):
-            raise BadInputError("a strict index's reference must cover the same fields")
         self.fields: tuple[str, ...] = tuple(fields)
         self.n_docs = len(docs)
-        refs = reference._per_field if reference is not None else [None] * len(self.fields)
-        self._per_field: list[BM25Index] = [
-            BM25Index(docs, {f: 1.0}, params, reference=r) for f, r in zip(self.fields, refs, strict=True)
-        ]
+        self._per_field: list[BM25Index] = [BM25Index(docs, {f: 1.0}, params) for f in self.fields]
+
+    def document_scores(self, doc: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        """Term → best-field score of ``doc`` as one more document of this index (see
+        :meth:`BM25Index.document_scores`); a term the doc holds in no field is absent."""
+        best: dict[str, float] = {}
+        for idx in self._per_field:
+            for t, v in idx.document_scores(doc).items():
+                if v > best.get(t, 0.0):
+                    best[t] = v
+        return best
 
     def scores(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(score, match) per document: the summed best-field BM25 of the distinct terms, and

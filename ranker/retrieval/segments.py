@@ -1,12 +1,14 @@
 """What the embedded backend serves: one large base segment, plus a small delta of recent writes.
 
-A write never rebuilds the whole index. The base segment (products, vectors, analyzed text, BM25
-and strict-leg indexes) stays as it was built; a write masks the base rows it replaces or deletes
-(``dead``) and rebuilds only the delta segment, which holds each product written since (its last
-write) and is scored with the statistics of base and delta together (see
-:class:`~ranker.retrieval.bm25.BM25Index`'s ``reference``), as Lucene scores a new segment. A merge,
-run off the request path, folds the delta into a new base and replays whatever was written while
-it ran. A :class:`View` is never changed once served: a write makes the next one.
+A write never rebuilds an index. The base segment (products, vectors, analyzed text, BM25 and
+strict-leg indexes) stays as it was built; a write masks the base rows it replaces or deletes
+(``dead``) and adds the product to the delta, which holds each product written since (its last
+write). A delta row's BM25 contributions are computed once, when it is written, against the
+base's statistics with the product counted in
+(:meth:`~ranker.retrieval.bm25.BM25Index.document_scores`), so a write costs O(its own text)
+plus O(delta) pointer copies. A merge, run off the request path, folds the delta into a new base
+(exact statistics again) and replays whatever was written while it ran. A :class:`View` is
+never changed once served: a write makes the next one.
 
 Rows of a view are numbered base first (``0 … len(base)-1``), then delta.
 """
@@ -58,18 +60,24 @@ class Written:
         return cls(product.id, product, np.asarray(vector, dtype=np.float32), analyze_product(product))
 
 
-class Segment:
-    """Products with their vectors, analyzed text and indexes; never changed once built."""
+def _filter_mask(brand: np.ndarray, price: np.ndarray, stock: np.ndarray, filters: Filters) -> np.ndarray:
+    m = np.ones(len(brand), dtype=bool)
+    if filters.brands:
+        m &= np.isin(brand, [b.lower() for b in filters.brands])
+    with np.errstate(invalid="ignore"):
+        if filters.price_min is not None:
+            m &= price >= filters.price_min
+        if filters.price_max is not None:
+            m &= price <= filters.price_max
+    if filters.in_stock is not None:
+        m &= (stock == -1) | (stock == int(filters.in_stock))
+    return m
 
-    def __init__(
-        self,
-        products: Sequence[Product],
-        vectors: np.ndarray,
-        terms: Sequence[Terms],
-        scoring: Scoring,
-        *,
-        reference: Segment | None = None,
-    ):
+
+class _Rows:
+    """Products with their vectors and analyzed text, and what filters and lookups need."""
+
+    def __init__(self, products: Sequence[Product], vectors: np.ndarray, terms: Sequence[Terms]):
         self.products = list(products)
         self.vectors = np.asarray(vectors, dtype=np.float32)
         self.terms = list(terms)
@@ -82,18 +90,6 @@ class Segment:
         self.stock = np.asarray(
             [-1 if p.in_stock is None else int(p.in_stock) for p in self.products], dtype=np.int8
         )
-        self.bm25: BM25Index = BM25Index(
-            self.terms,
-            scoring.field_boosts,
-            scoring.params,
-            reference=reference.bm25 if reference is not None else None,
-        )
-        self.strict: BestFieldBM25 = BestFieldBM25(
-            self.terms,
-            STRICT_FIELDS,
-            scoring.params,
-            reference=reference.strict if reference is not None else None,
-        )
         self.ean: dict[str, int] = {}
         for i, p in enumerate(self.products):
             for e in p.ean:
@@ -103,31 +99,87 @@ class Segment:
         return len(self.products)
 
     def mask(self, filters: Filters) -> np.ndarray:
-        m = np.ones(len(self.products), dtype=bool)
-        if filters.brands:
-            m &= np.isin(self.brand, [b.lower() for b in filters.brands])
-        with np.errstate(invalid="ignore"):
-            if filters.price_min is not None:
-                m &= self.price >= filters.price_min
-            if filters.price_max is not None:
-                m &= self.price <= filters.price_max
-        if filters.in_stock is not None:
-            m &= (self.stock == -1) | (self.stock == int(filters.in_stock))
-        return m
+        return _filter_mask(self.brand, self.price, self.stock, filters)
+
+
+class Segment(_Rows):
+    """The base: its BM25 and strict-leg indexes built over all its rows; never changed once built."""
+
+    def __init__(
+        self, products: Sequence[Product], vectors: np.ndarray, terms: Sequence[Terms], scoring: Scoring
+    ):
+        super().__init__(products, vectors, terms)
+        self.bm25 = BM25Index(self.terms, scoring.field_boosts, scoring.params)
+        self.strict = BestFieldBM25(self.terms, STRICT_FIELDS, scoring.params)
+
+    def bm25_scores(self, terms: Sequence[str]) -> np.ndarray:
+        return self.bm25.scores(terms)
+
+    def strict_scores(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.strict.scores(terms)
+
+
+@dataclass(frozen=True)
+class DeltaRow:
+    """One product of the delta, its BM25 contributions computed against the base it was
+    written on: ``lexical`` (term → summed over the boosted fields) and ``strict`` (term → its
+    best field)."""
+
+    product: Product
+    vector: np.ndarray
+    terms: Terms
+    lexical: Mapping[str, float]
+    strict: Mapping[str, float]
+
+    @classmethod
+    def of(cls, w: Written, base: Segment) -> DeltaRow:
+        assert w.product is not None and w.vector is not None and w.terms is not None
+        return cls(
+            w.product,
+            w.vector,
+            w.terms,
+            base.bm25.document_scores(w.terms),
+            base.strict.document_scores(w.terms),
+        )
+
+
+class Delta(_Rows):
+    """The products written since the base was built (each id's last write), scored row by row."""
+
+    def __init__(self, rows: Sequence[DeltaRow], dimension: int):
+        self.rows = tuple(rows)
+        vectors = np.vstack([r.vector for r in rows]) if rows else np.zeros((0, dimension), np.float32)
+        super().__init__([r.product for r in rows], vectors, [r.terms for r in rows])
+
+    def bm25_scores(self, terms: Sequence[str]) -> np.ndarray:
+        return np.asarray([sum(r.lexical.get(t, 0.0) for t in terms) for r in self.rows], dtype=np.float32)
+
+    def strict_scores(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        uniq = list(dict.fromkeys(terms))
+        scores = np.zeros(len(self.rows), dtype=np.float64)
+        match = np.full(len(self.rows), bool(uniq))
+        for i, r in enumerate(self.rows):
+            for t in uniq:
+                v = r.strict.get(t)
+                if v is None:
+                    match[i] = False
+                else:
+                    scores[i] += v
+        return scores, match
 
 
 @dataclass
 class View:
     """One state of the index: a base segment with the rows later writes replaced or deleted
-    masked (``dead``), and the delta segment of those writes. ``writes`` are the writes since the
-    base was built, in order (what a merge replays onto its new base)."""
+    masked (``dead``), and the delta of those writes. ``writes`` are the writes since the base
+    was built, in order (what a merge replays onto its new base)."""
 
     stamp: Stamp
     manifest: Manifest
     scoring: Scoring
     base: Segment
     dead: np.ndarray
-    delta: Segment
+    delta: Delta
     writes: tuple[Written, ...] = ()
     _live: np.ndarray | None = field(default=None, repr=False)
 
@@ -139,8 +191,7 @@ class View:
 
     @classmethod
     def based_on(cls, base: Segment, stamp: Stamp, manifest: Manifest, scoring: Scoring) -> View:
-        dim = base.vectors.shape[1] if base.vectors.ndim == 2 else manifest.dimension
-        empty = Segment([], np.zeros((0, dim), np.float32), [], scoring, reference=base)
+        empty = Delta([], manifest.dimension)
         return cls(stamp, manifest, scoring, base, np.zeros(len(base), dtype=bool), empty)
 
     # -- rows -------------------------------------------------------------------------------
@@ -167,7 +218,7 @@ class View:
         i = self.base.pos.get(pid)
         return None if i is None or self.dead[i] else i
 
-    def _at(self, row: int) -> tuple[Segment, int]:
+    def _at(self, row: int) -> tuple[_Rows, int]:
         b = len(self.base)
         return (self.base, row) if row < b else (self.delta, row - b)
 
@@ -207,13 +258,15 @@ class View:
         return self.live & self.both(self.base.mask(filters), self.delta.mask(filters))
 
     def bm25(self, terms: Sequence[str]) -> np.ndarray:
-        return self.both(self.base.bm25.scores(terms), self.delta.bm25.scores(terms))
+        if not len(self.delta):
+            return self.base.bm25_scores(terms)
+        return self.both(self.base.bm25_scores(terms), self.delta.bm25_scores(terms))
 
     def strict(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        s0, m0 = self.base.strict.scores(terms)
+        s0, m0 = self.base.strict_scores(terms)
         if not len(self.delta):
             return s0, m0
-        s1, m1 = self.delta.strict.scores(terms)
+        s1, m1 = self.delta.strict_scores(terms)
         return np.concatenate([s0, s1]), np.concatenate([m0, m1])
 
     def similarities(self, vector: np.ndarray) -> np.ndarray:
@@ -223,40 +276,26 @@ class View:
     # -- the next views ---------------------------------------------------------------------
     def written(self, writes: Sequence[Written], stamp: Stamp) -> View:
         """The view after ``writes`` (in order; each id's last write wins): base rows of written
-        ids masked, the delta rebuilt with each id's last upsert. O(delta), not O(catalog)."""
+        ids masked, each upsert scored against the base once and put in the delta. O(the writes'
+        text + delta), not O(catalog)."""
         dead = self.dead
         touched = [i for w in writes if (i := self.base.pos.get(w.id)) is not None]
         if touched:
             dead = dead.copy()
             dead[touched] = True
-        rows: dict[str, tuple[Product, np.ndarray, Terms]] = dict(
-            zip(
-                self.delta.ids,
-                zip(self.delta.products, self.delta.vectors, self.delta.terms, strict=True),
-                strict=True,
-            )
-        )
+        rows = dict(zip(self.delta.ids, self.delta.rows, strict=True))
         for w in writes:
             rows.pop(w.id, None)
             if w.product is not None:
-                assert w.vector is not None and w.terms is not None
-                rows[w.id] = (w.product, w.vector, w.terms)
-        dim = self.delta.vectors.shape[1]
-        vectors = np.vstack([v for _, v, _ in rows.values()]) if rows else np.zeros((0, dim), np.float32)
-        delta = Segment(
-            [p for p, _, _ in rows.values()],
-            vectors,
-            [t for _, _, t in rows.values()],
-            self.scoring,
-            reference=self.base,
-        )
+                rows[w.id] = DeltaRow.of(w, self.base)
+        delta = Delta(list(rows.values()), self.manifest.dimension)
         return View(stamp, self.manifest, self.scoring, self.base, dead, delta, self.writes + tuple(writes))
 
     def merged(self) -> View:
-        """The same state with every served row in a new base (the delta folded in). O(catalog):
-        run it off the request path."""
+        """The same state with every served row in a new base (the delta folded in, statistics
+        exact again). O(catalog): run it off the request path."""
         items = list(self.items())
-        dim = self.base.vectors.shape[1]
+        dim = self.manifest.dimension
         vectors = np.vstack([v for _, v, _ in items]) if items else np.zeros((0, dim), np.float32)
         base = Segment([p for p, _, _ in items], vectors, [t for _, _, t in items], self.scoring)
         return View.based_on(base, self.stamp, self.manifest, self.scoring)

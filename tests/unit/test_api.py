@@ -592,7 +592,8 @@ def test_what_a_search_reads_is_built_before_the_service_is_ready(index_dir, tmp
 
 def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(index_dir, tmp_path):
     """A repeated anonymous search is answered from the cache with the same results the pipeline
-    gives; a product write, a review, an event or a shopper's own request goes to the pipeline."""
+    gives; a shopper's own request goes to the pipeline, and so does the first search a refresh
+    interval after a product write, a review or an event (within it, the cached answer stands)."""
     from types import MappingProxyType
 
     from indexer.product import Product
@@ -611,6 +612,9 @@ def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(in
             return inner.search(req, opts)
 
     services.searchers = MappingProxyType({**services.searchers, "full": Counting()})
+    assert services.results.refresh_s == 1.0  # the default
+    now = [0.0]
+    services.results.clock = lambda: now[0]
 
     def ids(q="laptop", opts=None, client=None):
         res, _ = services.search(
@@ -635,15 +639,22 @@ def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(in
     assert len(calls) == 4
     vec = services.embedder.encode(["Laptop laptop laptop"])
     services.store.upsert([Product("cache-1", "Laptop laptop laptop")], vec)
-    assert "cache-1" in ids()[0] and len(calls) == 5  # a product write: answered anew
+    now[0] += 0.5
+    assert ids()[0] == first and len(calls) == 4  # within the refresh interval: the cached answer
+    now[0] += 0.5
+    assert "cache-1" in ids()[0] and len(calls) == 5  # a product write, 1 s on: answered anew
     ids()
     assert len(calls) == 5
     services.add_events([ev_obj("purchase", "u2", first[-1], time.time())])
+    now[0] += 1.0
     ids()
     assert len(calls) == 6  # an event: answered anew
     services.reviews.add([Review(first[0], "great laptop", 5, None, 0.9)])
+    now[0] += 1.0
     ids()
     assert len(calls) == 7  # a review: answered anew
+    ids()
+    assert len(calls) == 7
 
 
 def test_the_start_up_heap_is_frozen_out_of_the_collector(index_dir, tmp_path):
@@ -657,3 +668,19 @@ def test_the_start_up_heap_is_frozen_out_of_the_collector(index_dir, tmp_path):
     with TestClient(app) as c:
         assert c.get("/readyz").status_code == 200
         assert gc.get_freeze_count() > 1000
+
+
+def test_the_result_cache_adopts_a_new_state_at_most_once_per_refresh_interval():
+    from plugin_api.http.result_cache import ResultCache
+
+    now = [10.0]
+    cache = ResultCache(10, refresh_s=1.0, clock=lambda: now[0])
+    assert cache.state("a") == "a"  # the first state is adopted at once
+    assert cache.state("b") == "a"  # moved within the interval: the old one stands
+    now[0] += 0.99
+    assert cache.state("c") == "a"
+    now[0] += 0.01
+    assert cache.state("c") == "c"
+    assert cache.state("c") == "c"
+    at_once = ResultCache(10, refresh_s=0.0, clock=lambda: now[0])
+    assert [at_once.state(s) for s in "xyz"] == ["x", "y", "z"]

@@ -67,21 +67,23 @@ def _answers(
     return out
 
 
-# -- BM25 with a reference: a delta scores as one index over both ---------------------------------
-def test_a_delta_scored_against_its_base_scores_as_one_index_over_both():
+# -- a document scored against an index scores as in one index built with it ----------------------
+def test_one_more_document_scores_as_in_an_index_built_with_it():
     docs = [analyze_product(_product(i)) for i in range(30)]
-    base, delta = docs[:25], docs[25:]
-    boosts = {"title": 2.0, "brand": 1.0, "_all": 1.0}
-    whole = BM25Index(docs, boosts)
-    part = BM25Index(delta, boosts, reference=BM25Index(base, boosts))
-    for q in (["camera"], ["red", "laptop"], ["model", "27"], ["brand1"], ["unseen"]):
-        np.testing.assert_allclose(part.scores(q), whole.scores(q)[25:], rtol=1e-5)
-    strict_whole = BestFieldBM25(docs, ["title", "brand"])
-    strict_part = BestFieldBM25(delta, ["title", "brand"], reference=BestFieldBM25(base, ["title", "brand"]))
-    for q in (["camera"], ["red", "laptop"]):
-        (s1, m1), (s0, m0) = strict_part.scores(q), strict_whole.scores(q)
-        np.testing.assert_allclose(s1, s0[25:], rtol=1e-5)
-        assert (m1 == m0[25:]).all()
+    docs.append(analyze_product(_product(99, "zorblax camera camera")))  # a word the index lacks
+    boosts = {"title": 2.0, "brand": 1.0, "all_text": 1.0}
+    for k in (3, 17, 30):  # doc k, scored against an index of the others
+        others = docs[:k] + docs[k + 1 :]
+        whole = BM25Index([*others, docs[k]], boosts)
+        got = BM25Index(others, boosts).document_scores(docs[k])
+        for q in set(docs[k]["title"]) | {"brand1"}:
+            assert got.get(q, 0.0) == pytest.approx(float(whole.scores([q])[-1]), rel=1e-5), q
+        strict_whole = BestFieldBM25([*others, docs[k]], ["title", "brand"])
+        strict_got = BestFieldBM25(others, ["title", "brand"]).document_scores(docs[k])
+        for q in set(docs[k]["title"]) | {"brand1", "unseen"}:
+            score, match = strict_whole.scores([q])
+            assert (q in strict_got) == bool(match[-1]), q
+            assert strict_got.get(q, 0.0) == pytest.approx(float(score[-1]), rel=1e-5), q
 
 
 # -- writes go to the delta; the base stays ---------------------------------------------------------
