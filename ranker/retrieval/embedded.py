@@ -52,6 +52,7 @@ from indexer.schema import (
     text_fields,
 )
 from ranker.base import Filters, Scored
+from ranker.retrieval.ann import DEFAULT_ANN, AnnParams
 from ranker.retrieval.bm25 import BM25Params
 from ranker.retrieval.segments import Scoring, View, Written
 
@@ -77,6 +78,7 @@ class EmbeddedBackend:
         check_every_s: float = 1.0,
         merge_min: int = 256,
         merge_fraction: float = 0.02,
+        ann: AnnParams | None = DEFAULT_ANN,
     ):
         self.store = store
         self.reviews = reviews if reviews is not None else EmbeddedReviewStore(store.root)
@@ -90,7 +92,7 @@ class EmbeddedBackend:
         self.synonyms = synonyms if synonyms is not None else Synonyms.default()
         self.synonym_weight = synonym_weight
         self.check_every_s = check_every_s
-        self.scoring = Scoring(self.field_boosts, self.bm25_params)
+        self.scoring = Scoring(self.field_boosts, self.bm25_params, ann)
         self.merge_min = merge_min
         self.merge_fraction = merge_fraction
         self._write_lock = threading.Lock()  # writes, reloads and a merge's swap, one at a time
@@ -255,7 +257,8 @@ class EmbeddedBackend:
         v = self._current()
         if not len(v):
             return []
-        return self._top(v, v.similarities(vector), v.mask(filters), n)
+        rows, sims = v.nearest(vector, n, filters)
+        return self._top_of(v, rows, sims, n)
 
     def hybrid(
         self,
@@ -267,12 +270,16 @@ class EmbeddedBackend:
     ) -> tuple[list[Scored], list[Scored]]:
         return self.lexical(query, n, filters, expansions), self.knn(vector, n, filters)
 
-    @staticmethod
-    def _top(v: View, scores: np.ndarray, ok: np.ndarray, n: int) -> list[Scored]:
+    @classmethod
+    def _top(cls, v: View, scores: np.ndarray, ok: np.ndarray, n: int) -> list[Scored]:
         cand = np.flatnonzero(ok)
+        return cls._top_of(v, cand, scores[cand], n)
+
+    @staticmethod
+    def _top_of(v: View, cand: np.ndarray, s: np.ndarray, n: int) -> list[Scored]:
+        """The ``n`` best of rows ``cand`` scored ``s``."""
         if cand.size == 0:
             return []
-        s = scores[cand]
         if cand.size > n:
             # the n best, ties at the cut broken by id (not by row order, which writes change)
             kth = s[np.argpartition(-s, n - 1)[n - 1]]

@@ -26,7 +26,12 @@ from indexer.manifest import Manifest
 from indexer.product import Product
 from indexer.schema import COMBINED_FIELD, COMBINED_SOURCES, STRICT_FIELDS, text_fields
 from ranker.base import Filters
+from ranker.retrieval.ann import AnnParams, HnswIndex
 from ranker.retrieval.bm25 import BestFieldBM25, BM25Index, BM25Params
+
+# a filter that lets this share of the base through is searched in the graph (post-filtered);
+# a more selective one exactly over the rows it allows (cheap, since they are few)
+ANN_MIN_SHARE = 0.3
 
 Terms = dict[str, list[str]]
 
@@ -44,6 +49,7 @@ class Scoring:
 
     field_boosts: Mapping[str, float]
     params: BM25Params
+    ann: AnnParams | None = None  # a base segment this large gets an HNSW graph (None: never)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ class Segment(_Rows):
         super().__init__(products, vectors, terms)
         self.bm25 = BM25Index(self.terms, scoring.field_boosts, scoring.params)
         self.strict = BestFieldBM25(self.terms, STRICT_FIELDS, scoring.params)
+        ann = scoring.ann
+        self.ann = HnswIndex(self.vectors, ann) if ann is not None and len(self) >= ann.min_rows else None
 
     def bm25_scores(self, terms: Sequence[str]) -> np.ndarray:
         return self.bm25.scores(terms)
@@ -268,6 +276,33 @@ class View:
             return s0, m0
         s1, m1 = self.delta.strict_scores(terms)
         return np.concatenate([s0, s1]), np.concatenate([m0, m1])
+
+    def nearest(self, vector: np.ndarray, n: int, filters: Filters) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate rows and their cosine, among them the ``n`` nearest served rows that pass
+        ``filters``: every such row (exact), or with a graph on the base and a filter that lets
+        at least :data:`ANN_MIN_SHARE` of it through, the graph's nearest (over-fetched by the
+        filter's selectivity and post-filtered; exact when too few pass) plus the delta's rows."""
+        q = np.asarray(vector, dtype=np.float32)
+        mask = self.mask(filters)
+        ann, b = self.base.ann, len(self.base)
+        if ann is None:
+            rows = np.flatnonzero(mask)
+            return rows, self.similarities(q)[rows]
+        base_mask = mask[:b]
+        allowed = int(np.count_nonzero(base_mask))
+        rows_b: np.ndarray | None = None
+        if allowed and allowed >= ANN_MIN_SHARE * b:
+            found, _ = ann.search(q, int(np.ceil(n * b / allowed * 1.2)))
+            keep = base_mask[found]
+            if np.count_nonzero(keep) >= min(n, allowed):
+                rows_b = found[keep]
+        if rows_b is None:
+            rows_b = np.flatnonzero(base_mask)
+        sims_b = self.base.vectors[rows_b] @ q  # the exact cosine, whichever found the rows
+        rows_d = np.flatnonzero(mask[b:])
+        if not rows_d.size:
+            return rows_b, sims_b
+        return np.concatenate([rows_b, rows_d + b]), np.concatenate([sims_b, self.delta.vectors[rows_d] @ q])
 
     def similarities(self, vector: np.ndarray) -> np.ndarray:
         q = np.asarray(vector, dtype=np.float32)
