@@ -252,6 +252,7 @@ SCENARIOS = MappingProxyType(
         "search-full +ce int8": "full with the int8 cross-encoder",
         "similar": "similar items",
         "suggest": "suggest",
+        "write-while-reading": "full while product writes stream in",
     }
 )
 FIRST_SEARCH = "first search after /readyz"
@@ -275,6 +276,14 @@ def serving(res: Results) -> str:
         if r["scenario"].removesuffix(" uncached") in SCENARIOS
     ]
     first = [r for r in rows if r["scenario"] == FIRST_SEARCH]
+    writing = [r for r in rows if "writes" in r]
+    writes = "".join(
+        f"; during `write-while-reading` ×{r['connections']}"
+        f"{' (cache ' + CACHE[r['result_cache']] + ')' if 'result_cache' in r else ''} the writer "
+        f"(`PUT /v1/products/{{id}}` price and stock updates, asked {r['write_rate_target']:g}/s) had "
+        f"{r['writes']['ok_rps']:.1f} writes/s accepted, p50 {r['writes']['p50_ms']:.0f} ms"
+        for r in writing
+    )
     text = (
         f"Serving ({source(rel, d, used)}): `wrk -t2` on loopback against `shoprank serve` over the embedded "
         "index, cycling through the dev queries (similar items: 200 products; suggest: every keystroke of the "
@@ -283,6 +292,7 @@ def serving(res: Results) -> str:
         "the 200s count as req/s here (the latencies are of every answer); the 100 queries repeat, so with "
         "the result cache on all but their first pass are cache hits (`off`: every search through the pipeline)"
         + (f"; the first search after `/readyz` took {first[0]['latency_ms']:.0f} ms" if first else "")
+        + writes
         + ":\n\n"
         + table(
             [
@@ -309,6 +319,50 @@ def serving(res: Results) -> str:
         f"/ nDCG@{rec['k']} {hr('user', 'shoprank')} (item-kNN {hr('user', 'item-kNN')}, popularity "
         f"{hr('user', 'popularity')}); `similar` {hr('similar', 'shoprank')} (item-kNN "
         f"{hr('similar', 'item-kNN')}, popularity {hr('similar', 'popularity')})."
+    )
+
+
+def scale(res: Results) -> str:
+    rel = "scale/scale.json"
+    d = res(rel)
+    rows = sorted(d["rows"], key=lambda r: r["products"])
+
+    def pp(x: Doc) -> str:
+        return f"{x['p50_ms']:.1f} / {x['p95_ms']:.1f}"
+
+    lines = [
+        [
+            f"{r['products']:,}",
+            f"{r['load_s']:.0f}",
+            f"{r['rss_mb']:,}",
+            f"{r['disk_mb']:,}",
+            pp(r["lexical"]),
+            pp(r["strict"]),
+            f"{pp(r['knn'])} ({r['knn_engine']}, recall@100 {r['knn_recall@100']:.3f})",
+            pp(r["hybrid"]),
+            pp(r["write"]),
+            f"{r['merge_s']:.1f}",
+        ]
+        for r in rows
+    ]
+    return (
+        f"Scale on SYNTHETIC catalogs derived from the Chorus products, for cost only ({source(rel, d, {str(r['products']): r for r in rows})}); "
+        "one client in process, query vectors precomputed; a write is visible to the next read:\n\n"
+        + table(
+            [
+                "products",
+                "load s",
+                "RSS MB",
+                "disk MB",
+                "lexical p50 / p95 ms",
+                "strict",
+                "kNN",
+                "hybrid",
+                "write",
+                "merge s",
+            ],
+            lines,
+        )
     )
 
 
@@ -415,6 +469,7 @@ RENDERERS += (
     sentiment,
     embedder_onnx,
     serving,
+    scale,
     event_attack,
     crash_durability,
     overload,

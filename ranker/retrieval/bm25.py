@@ -209,9 +209,11 @@ class BestFieldBM25:
             best = np.zeros(self.n_docs, dtype=np.float64)
             for idx in self._per_field:
                 j = idx.vocab.get(t)
-                if j is not None:
-                    col = np.asarray(idx.matrix[:, j].toarray(), dtype=np.float64).ravel()
-                    np.maximum(best, col, out=best)
+                if j is not None:  # the column's stored entries (CSC), not a dense copy of it
+                    m = idx.matrix
+                    a, b = m.indptr[j], m.indptr[j + 1]
+                    rows = m.indices[a:b]
+                    best[rows] = np.maximum(best[rows], m.data[a:b].astype(np.float64))
             total += best
             match &= best > 0
         return total, match
