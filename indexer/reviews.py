@@ -184,7 +184,10 @@ class ReviewStore(Protocol):
 
     name: str
 
-    def add(self, reviews: Sequence[Review]) -> ReviewWriteReport: ...
+    def add(self, reviews: Sequence[Review]) -> ReviewWriteReport:
+        """Store the reviews (duplicates skipped) and publish the aggregates of the products they
+        were added to."""
+        ...
 
     def stats(self, ids: Sequence[str] | None = None) -> dict[str, ReviewStats]: ...
 

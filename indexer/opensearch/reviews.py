@@ -62,6 +62,7 @@ class OpenSearchReviewStore:
         self.index = f"{alias}-reviews"
         self.prior = prior or ReviewPrior()
         self.url = client_url(client)
+        self._mapped = False  # the reviews field put into the product mapping by this store
 
     def ensure_index(self) -> None:
         ensure_index(self.client, self.index, review_index_body(), self.url)
@@ -150,11 +151,15 @@ class OpenSearchReviewStore:
         stats = self.stats(ids)
         if not stats:
             return []
-        with os_errors(self.url, f"adding the reviews field to {self.alias!r}"):
-            # Additive and idempotent: indices built before reviews existed gain the field.
-            self.client.indices.put_mapping(
-                index=self.alias, body={"properties": {REVIEWS_FIELD: reviews_mapping()}}
-            )
+        if not self._mapped:
+            with os_errors(self.url, f"adding the reviews field to {self.alias!r}"):
+                # Additive and idempotent: indices built before reviews existed gain the field.
+                # Once per store: a mapping change is a cluster-state update (it waits for the
+                # cluster manager), and every version built since has the field in its body.
+                self.client.indices.put_mapping(
+                    index=self.alias, body={"properties": {REVIEWS_FIELD: reviews_mapping()}}
+                )
+            self._mapped = True
         actions = (
             {"_op_type": "update", "_id": pid, "doc": {REVIEWS_FIELD: s.to_dict(self.prior)}}
             for pid, s in sorted(stats.items())

@@ -327,16 +327,13 @@ class Services:
                 "this service has no sentiment model to score reviews; train one with "
                 "`shoprank train sentiment` and set SHOPRANK_SENTIMENT_PATH"
             )
-        report = ingest_reviews(
+        # the store's add publishes the aggregates of the products it added reviews to
+        return ingest_reviews(
             reviews,
             model=self.sentiment.get(),
             store=self.reviews,
             known_products=lambda ids: set(self.backend.fetch(ids)),
         )
-        if report.added:
-            touched = sorted({r.product_id for r in reviews})
-            self.reviews.publish(touched)
-        return report
 
     def ready(self) -> dict[str, Any]:
         """Raises when the backend cannot answer; the counts otherwise."""

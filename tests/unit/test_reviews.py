@@ -250,6 +250,10 @@ def test_opensearch_review_store_requests() -> None:
         }
     }
     assert store.publish(["p2"])[0].reason == "product not in the index"
+    # the reviews field is put into the product mapping once per store, not on every publish: a
+    # mapping change is a cluster-state update, which waits for the cluster manager (a review
+    # write hung past 30 s while one was elected, in the cluster tier)
+    assert [(c.method, c.path) for c in node.calls].count(("PUT", "/shoprank-products/_mapping")) == 1
 
 
 def test_full_pipeline_explains_stored_review_signals(tmp_path, fixture_products) -> None:
