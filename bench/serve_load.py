@@ -19,6 +19,9 @@ search after it, then per scenario and connection count runs ``wrk -t2 -cN`` for
 The searches cycle through 100 queries, so with the result cache on (the default) all but their
 first pass are cache hits: ``--no-result-cache --label " uncached"`` measures the pipelines.
 
+``--workers N`` serves with N worker processes over the shared embedded index (the rows say so),
+after every worker answered.
+
 wrk costs little next to the service but shares the two cores with it. Reports requests/s,
 wrk's latency p50/p90/p95/p99 and the non-2xx answers per row. Merges one row per (scenario,
 connections) into ``OUT/serve_load.json`` and renders ``OUT/serve_load.md``.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 import shutil
 import socket
 import tempfile
@@ -98,6 +102,21 @@ def _while_writing(
     return reads, writer
 
 
+def wait_for_workers(base: str, n: int, timeout_s: float = 300.0) -> None:
+    """Until fresh connections have reached ``n`` distinct workers (``/metrics`` names each one):
+    a worker accepts connections once its start-up (index, models, warm-up) is done."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(seen)} of {n} workers answered within {timeout_s:.0f} s")
+        with httpx.Client(base_url=base, timeout=30.0) as client:
+            found = re.search(r'shoprank_worker\{pid="(\d+)"\}', client.get("/metrics").text)
+        if found:
+            seen.add(found.group(1))
+        time.sleep(0.1)
+
+
 def ok_rps(row: dict[str, Any]) -> float:
     """Answers/s that were 200s: admission control's fast 429s (more connections than it admits)
     count in wrk's req/s but serve nobody."""
@@ -152,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-rate", type=float, default=50.0, help="writes/s of write-while-reading")
     ap.add_argument("--reranker", type=Path, help="serve with this cross-encoder (full pipeline)")
     ap.add_argument("--reranker-runtime", default="onnx-int8")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="serve --workers N (rows say it; scenario names end in ' ×N workers')"
+    )
     ap.add_argument("--label", default="", help="appended to the scenario names (e.g. ' +ce int8')")
     ap.add_argument(
         "--no-result-cache",
@@ -167,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(c) for c in args.connections.split(",") if c.strip()]
     with open(args.judgments, newline="") as fh:
         queries = sorted({row["query"] for row in csv.DictReader(fh)})
-    extra = []
+    extra = ["--workers", str(args.workers)]
     if args.reranker:
-        extra = ["--reranker", str(args.reranker), "--reranker-runtime", args.reranker_runtime]
+        extra += ["--reranker", str(args.reranker), "--reranker-runtime", args.reranker_runtime]
+    label = args.label + (f" ×{args.workers} workers" if args.workers > 1 else "")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -185,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = serve(port, work / "serve.log", work / "data", extra, env)
         base = f"http://127.0.0.1:{port}"
         try:
+            wait_for_workers(base, args.workers)
             first = f"/v1/search?q={urllib.parse.quote(queries[0])}"
             t = time.perf_counter()
             httpx.get(base + first, timeout=60).raise_for_status()
@@ -217,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                         wrk_row(base, lua, n, 3.0)  # warm-up
                         w = wrk_row(base, lua, n, args.seconds)
                     row = {
-                        "scenario": name + args.label,
+                        "scenario": name + label,
                         "connections": n,
+                        "workers": args.workers,
                         "paths": len(paths[name]),
                         "result_cache": not args.no_result_cache,
                         **w,

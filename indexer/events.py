@@ -42,6 +42,12 @@ ID_FIELDS = frozenset({"", "id", "product_id", "doc_id", "_id", "internal_id"})
 EAN_FIELDS = frozenset({"ean", "primary_ean", "gtin", "ean13"})
 
 
+def client_hash(client_id: str) -> str:
+    """What an erasure record keeps of the shopper id (SHA-256, hex): enough for another process to
+    find the profile to forget, not the id itself."""
+    return hashlib.sha256(client_id.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Event:
     action_name: str
@@ -440,4 +446,21 @@ class EventStore(Protocol):
     def queries(self, ids: Sequence[str]) -> dict[str, QueryRecord]:
         """The stored query records of these ids that the store can still find (recent ones at
         least), to check that an event names a product its search showed."""
+        ...
+
+
+@dataclass
+class Pulled:
+    """What other processes stored since the last :meth:`FollowedEvents.pull`."""
+
+    events: list[Event] = field(default_factory=list)
+    erased: set[str] = field(default_factory=set)  # client_hash of each shopper erased
+
+
+@runtime_checkable
+class FollowedEvents(Protocol):
+    """An event store several processes share, each following the others' writes (embedded)."""
+
+    def pull(self) -> Pulled:
+        """The events other processes stored and the shoppers they erased, since the last pull."""
         ...

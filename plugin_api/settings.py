@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # how often a serving process deletes events past event_ttl_days (a scheduled task)
     event_expiry_every_s: float = Field(3600.0, gt=0, le=86400)
     event_sync_s: float = Field(10.0, ge=0, le=3600)  # OpenSearch: fold in other workers' events this often
+    # embedded: fold in the events other processes (workers, `shoprank events ingest`) stored, and
+    # forget the shoppers they erased, this often (a few stat calls when nothing changed)
+    event_follow_s: float = Field(1.0, gt=0, le=3600)
     # OpenSearch: how often a request re-reads the live index's manifest (a rebuild for another model)
     index_check_s: float = Field(5.0, ge=0, le=3600)
     # serving

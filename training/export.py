@@ -119,7 +119,11 @@ def export_cross_encoder(folder: str | Path, *, quantize: bool = True, opset: in
 
     wrapper = Logits(model).eval()
     enc = tokenizer(
-        list(PROBES), padding=True, truncation="longest_first", max_length=manifest.max_length, return_tensors="pt"
+        list(PROBES),
+        padding=True,
+        truncation="longest_first",
+        max_length=manifest.max_length,
+        return_tensors="pt",
     )
     names = INPUT_NAMES
     with torch.no_grad():

@@ -73,7 +73,9 @@ def export_bi_encoder(out: str | Path, *, quantize: bool = True, opset: int = OP
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
     wrapper = Pooled(transformer).eval()
-    enc = st.tokenizer(list(PROBES), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    enc = st.tokenizer(
+        list(PROBES), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     names = INPUT_NAMES
     reference = st.encode(list(PROBES), normalize_embeddings=True, convert_to_numpy=True)
 

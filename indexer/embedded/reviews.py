@@ -3,7 +3,8 @@
 The log lives at ``<index root>/reviews.jsonl``, outside the versioned product snapshots, so
 rebuilding the product index keeps every review. Records are reviews with their sentiment score;
 a review already in the log (same content hash) is skipped, so re-ingesting a file is harmless.
-Aggregates are recomputed from the log when it changes (reading it is linear and fast).
+Aggregates are recomputed from the log when it changes (reading it is linear and fast), by this
+process or another (``serve --workers N``): appends and reads take a cross-process lock.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.base import DocError
-from indexer.durable_log import append_records, read_records
+from indexer.durable_log import FileLock, append_records, read_records
 from indexer.reviews import Review, ReviewStats, ReviewWriteReport, aggregate
 
 log = logging.getLogger(__name__)
 
 FILE = "reviews.jsonl"
+LOCK_FILE = ".reviews.lock"
 
 
 class EmbeddedReviewStore:
@@ -30,7 +32,8 @@ class EmbeddedReviewStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.path = self.root / FILE
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # this process's threads
+        self._flock = FileLock(self.root / LOCK_FILE)  # the processes sharing the log
         self._stamp: tuple[int, int] | None = None
         self._ids: set[str] = set()
         self._stats: dict[str, ReviewStats] = {}
@@ -68,7 +71,7 @@ class EmbeddedReviewStore:
     def add(self, reviews: Sequence[Review]) -> ReviewWriteReport:
         """Append scored reviews not stored yet; returns what changed."""
         t0 = time.perf_counter()
-        with self._lock:
+        with self._lock, self._flock(exclusive=True):  # a review another worker just stored is seen
             self._refresh()
             new: dict[str, Review] = {}
             for r in reviews:
@@ -84,7 +87,9 @@ class EmbeddedReviewStore:
     def stats(self, ids: Sequence[str] | None = None) -> dict[str, ReviewStats]:
         """Aggregates of the given products (all reviewed products when ``ids`` is None)."""
         with self._lock:
-            self._refresh()
+            if self.generation() != self._stamp:
+                with self._flock(exclusive=False):  # never half of another process's append
+                    self._refresh()
             if ids is None:
                 return dict(self._stats)
             return {i: self._stats[i] for i in ids if i in self._stats}

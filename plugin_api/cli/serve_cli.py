@@ -44,11 +44,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if args.workers < 1:
         raise BadInputError(f"--workers must be at least 1, got {args.workers}")
-    if args.workers > 1 and s.backend == "embedded":
-        raise BadInputError(
-            "the embedded backend keeps its index and events in one process, so writes to one worker "
-            "would not reach the others: use --workers 1, or --backend opensearch to scale out"
-        )
     ensure_query_runtime(s)  # before the workers start, so each finds the export
     from plugin_api.http.limits import uvicorn_options
 

@@ -101,6 +101,8 @@ def settle_heap() -> None:
 SCHEDULED = (
     ("event expiry", "expire_events", "event_expiry_every_s"),  # deletes old events without new ones
     ("vocabulary refresh", "refresh_vocabulary", "vocabulary_refresh_s"),  # new products' words
+    ("event sync", "sync_events", "event_follow_s"),  # other workers' events (embedded; OpenSearch
+    # keeps to event_sync_s itself)
 )
 
 

@@ -1,6 +1,9 @@
-"""Prometheus metrics of one app: requests, latency per endpoint, time per ranking stage."""
+"""Prometheus metrics of one app (one worker process): requests, latency per endpoint, time per
+ranking stage."""
 
 from __future__ import annotations
+
+import os
 
 from fastapi.responses import Response
 
@@ -9,7 +12,7 @@ class Metrics:
     """Prometheus counters and histograms in a registry of this app (no process globals)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -29,6 +32,11 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        # Each worker process (``serve --workers N``) keeps its own figures: the label says
+        # which one a scrape reached.
+        Gauge("shoprank_worker", "the worker process that answered", ["pid"], registry=self.registry).labels(
+            str(os.getpid())
+        ).set(1)
 
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():

@@ -25,7 +25,9 @@ from indexer.events import (
     Event,
     EventStore,
     EventWriteReport,
+    FollowedEvents,
     QueryRecord,
+    client_hash,
     resolve_products,
 )
 from indexer.pipeline import check_compatible
@@ -254,14 +256,27 @@ class Services:
         return gone
 
     def sync_events(self, *, overlap_s: float = 300.0) -> int:
-        """Fold in events other worker processes stored (OpenSearch backend; at most every
-        ``event_sync_s``). Overlapping reads are harmless: the event model counts each id once."""
-        if self.settings.backend != "opensearch":
+        """Fold in the events other processes stored: on OpenSearch, the window since the last
+        sync (at most every ``event_sync_s``; overlapping reads are harmless, the event model counts
+        each id once); on the embedded backend, what the shared logs gained (at most every
+        ``event_follow_s``), forgetting the shoppers another process erased. Returns how many
+        events were new."""
+        shared = isinstance(self.events, FollowedEvents)
+        every = self.settings.event_follow_s if shared else self.settings.event_sync_s
+        if self.settings.backend != "opensearch" and not shared:
             return 0
         now = time.time()
-        if now - self.last_sync < self.settings.event_sync_s:
+        if now - self.last_sync < every:
             return 0
         since, self.last_sync = self.last_sync - overlap_s, now
+        if isinstance(self.events, FollowedEvents):
+            pulled = self.events.pull()
+            if pulled.erased:
+                gone = [c for c in self.event_model.client_ids() if client_hash(c) in pulled.erased]
+                for client in gone:
+                    self.event_model.forget_client(client)
+                log.info("forgot %d shopper(s) another process erased", len(gone))
+            return self.event_model.add(pulled.events)
         return self.event_model.add(self.events.events(since=since))
 
     def add_events(self, events: Sequence[Event], *, trusted: bool = True) -> EventWriteReport:

@@ -236,6 +236,11 @@ class EventModel:
             self._co[a][b] += w
             self._co[b][a] += w
 
+    def client_ids(self) -> list[str]:
+        """The shoppers with a profile."""
+        with self._lock:
+            return list(self._profiles)
+
     def forget_client(self, client_id: str) -> bool:
         """Drop a shopper's profile and their part of co-interactions (popularity keeps the
         anonymous, aggregate mass). True when there was a profile."""
