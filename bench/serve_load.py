@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reranker", type=Path, help="serve with this cross-encoder (full pipeline)")
     ap.add_argument("--reranker-runtime", default="onnx-int8")
     ap.add_argument(
-        "--workers", type=int, default=1, help="serve --workers N (rows say it; scenario names end in ' ×N workers')"
+        "--workers",
+        type=int,
+        default=1,
+        help="serve --workers N (rows say it; scenario names end in ' ×N workers')",
     )
     ap.add_argument("--label", default="", help="appended to the scenario names (e.g. ' +ce int8')")
     ap.add_argument(

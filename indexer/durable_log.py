@@ -20,8 +20,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def append_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    """Append records as JSON lines and fsync; returns how many were written."""
+def append_records(path: Path, records: Iterable[dict[str, Any]], *, sync: bool = True) -> int:
+    """Append records as JSON lines and fsync (``sync``; else they are with the OS at once, so
+    every process reads them and a crash of this one loses nothing, and reach the disk with its
+    write-back); returns how many were written."""
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
     count = len(lines)
     if not count:
@@ -34,7 +36,8 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
                 lines.insert(0, "\n")
         fh.write("".join(lines).encode("utf-8"))
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     return count
 
 
@@ -133,11 +136,12 @@ class SharedLog:
             return whole, iter(())
         return whole, read_records(self.path, what, objects_only=objects_only, offset=start)
 
-    def append(self, records: Iterable[dict[str, Any]]) -> int:
-        """Append and fsync, under the exclusive lock, after :meth:`read_new` read what others
-        appended (else this process would skip it); returns how many were written."""
+    def append(self, records: Iterable[dict[str, Any]], *, sync: bool = True) -> int:
+        """Append (and fsync: ``sync``, see :func:`append_records`), under the exclusive lock,
+        after :meth:`read_new` read what others appended (else this process would skip it);
+        returns how many were written."""
         assert self.lock.held == "exclusive", "append needs the log's exclusive lock"
-        n = append_records(self.path, records)
+        n = append_records(self.path, records, sync=sync)
         if n:
             ino, size = self._stat()
             if self._ino is None:  # this append created the log

@@ -221,7 +221,7 @@ def query_embedder_from(s: Settings, documents: Embedder | None = None) -> Embed
             )
             return documents or embedder_from(s)
         name = AUTO_QUERY_EMBEDDER
-    return make_embedder(name, device=s.device, onnx_dir=s.onnx_embedder_dir)
+    return make_embedder(name, device=s.device, onnx_dir=s.onnx_embedder_dir, threads=s.model_threads)
 
 
 def embedding_cache(s: Settings, embedder: Embedder) -> EmbeddingCache:

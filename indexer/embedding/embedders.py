@@ -156,12 +156,12 @@ class HashingEmbedder:
 
 
 def _onnx(precision: str) -> Callable[..., Embedder]:
-    def build(onnx_dir: str | Path | None = None, **_: object) -> Embedder:
+    def build(onnx_dir: str | Path | None = None, threads: int | None = None, **_: object) -> Embedder:
         from indexer.embedding.onnx_embedder import OnnxEmbedder
 
         if onnx_dir is None:
             raise BadInputError("the ONNX embedder needs its export folder; run `shoprank export --embedder`")
-        return OnnxEmbedder(onnx_dir, precision=precision)
+        return OnnxEmbedder(onnx_dir, precision=precision, threads=threads)
 
     return build
 
@@ -182,8 +182,10 @@ def make_embedder(
     device: str = "auto",
     model_path: str | Path | None = None,
     onnx_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Embedder:
-    """Build an embedder by registry name, or from a local sentence-transformers folder."""
+    """Build an embedder by registry name, or from a local sentence-transformers folder
+    (``threads``: of an onnxruntime session; None: its default)."""
     if model_path:
         return SentenceTransformerEmbedder(model_path, device=device)
     try:
@@ -192,7 +194,7 @@ def make_embedder(
         raise BadInputError(
             f"unknown embedder {name!r}; choose from {', '.join(sorted(EMBEDDERS))}"
         ) from None
-    return factory(device=device, onnx_dir=onnx_dir)
+    return factory(device=device, onnx_dir=onnx_dir, threads=threads)
 
 
 def cache_id(embedder: Embedder) -> str:

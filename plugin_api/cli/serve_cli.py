@@ -56,15 +56,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ[f"SHOPRANK_{key.upper()}"] = (
                 json.dumps(value) if isinstance(value, list | tuple) else str(value)
             )
-        uvicorn.run(
-            "plugin_api.http.app:app_from_env",
-            factory=True,
-            host=s.host,
-            port=s.port,
-            workers=args.workers,
-            **transport,
-        )
-        return 0
+        from plugin_api.http.workers import check_port_free, serve_workers
+
+        try:
+            check_port_free(s.host, s.port)
+        except OSError as exc:
+            raise BadInputError(
+                f"cannot listen on {s.host}:{s.port} ({exc}); choose another --port"
+            ) from None
+        return serve_workers(s.host, s.port, args.workers, transport)
     from plugin_api.http.app import create_app
 
     uvicorn.run(create_app(s), host=s.host, port=s.port, **transport)

@@ -11,8 +11,8 @@ background merge folds it into a new base.
 
 Another process may switch the store to a new version (``shoprank index``) or append to its log
 (``shoprank upsert``, or another worker): reads look at the store's stamp (CURRENT and the log's
-length) at most every ``check_every_s`` seconds; appended writes are read from the log's tail
-and applied like this process's own, a new version is loaded whole. Writes always look first,
+length) at most every ``check_every_s`` seconds, in a background thread; appended writes are
+read from the log's tail and applied like this process's own, a new version is loaded whole. Writes always look first,
 under the lock, so they land in the version that is served. A new version built with another
 embedding model is not switched to: this process keeps serving the old one, refuses writes, and
 says to restart it.
@@ -97,6 +97,7 @@ class EmbeddedBackend:
         self.merge_fraction = merge_fraction
         self._write_lock = threading.Lock()  # writes, reloads and a merge's swap, one at a time
         self._merging = threading.Lock()  # held by the one merge that runs
+        self._following = threading.Lock()  # held by the one background look at the disk
         self._checked = time.monotonic()
         self._refused: str | None = None  # a newer version this process cannot serve
         snap = store.load()
@@ -143,16 +144,32 @@ class EmbeddedBackend:
         return self._switch(self.store.read(disk.version))
 
     def _current(self) -> View:
-        """The view to answer a read from, after a cheap look (at most every ``check_every_s``)
-        for a newer state on disk that another process made."""
+        """The view to answer a read from. At most every ``check_every_s`` a read also starts a
+        look for a newer state on disk that another process made, in a background thread, so
+        no read waits for another worker's writes to be applied (``check_every_s = 0``: in the
+        read itself, which then sees every write on disk)."""
         now = time.monotonic()
         if now - self._checked >= self.check_every_s:
             self._checked = now
-            try:
-                self._catch_up()
-            except Exception:  # a read keeps serving what it has; the failure is logged
-                log.warning("embedded backend: could not reload %s", self.store.root, exc_info=True)
+            if self.check_every_s <= 0:
+                self._catch_up_logged()
+            elif self._following.acquire(blocking=False):
+                threading.Thread(
+                    target=self._follow_then_release, name="shoprank-follow", daemon=True
+                ).start()
         return self._view
+
+    def _follow_then_release(self) -> None:
+        try:
+            self._catch_up_logged()
+        finally:
+            self._following.release()
+
+    def _catch_up_logged(self) -> None:
+        try:
+            self._catch_up()
+        except Exception:  # a read keeps serving what it has; the failure is logged
+            log.warning("embedded backend: could not reload %s", self.store.root, exc_info=True)
 
     def _catch_up(self) -> None:
         disk = self.store.stamp()

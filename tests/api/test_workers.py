@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -165,3 +166,20 @@ def test_a_click_on_a_search_another_worker_served_is_verified(service):
     clicks = {d["query_id"]: d for d in stored if d["client_id"] == "w-clicker"}
     assert {q for q, _ in searched.values()} == set(clicks)
     assert all(d["verified"] and not d["trusted"] for d in clicks.values()), clicks
+
+
+def test_a_worker_that_dies_is_replaced(service):
+    base, _ = service
+    with httpx.Client(base_url=base, timeout=60.0) as client:
+        victim = _worker(client)
+    os.kill(int(victim), signal.SIGKILL)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 120
+    while len(seen - {victim}) < 2 and time.monotonic() < deadline:
+        try:
+            with httpx.Client(base_url=base, timeout=60.0) as client:
+                seen.add(_worker(client))
+        except httpx.TransportError:  # a connection the dead worker's socket had queued
+            pass
+        time.sleep(0.1)
+    assert len(seen - {victim}) == 2, f"workers seen after {victim} died: {sorted(seen)}"

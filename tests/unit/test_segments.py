@@ -150,6 +150,33 @@ def test_another_processes_writes_are_read_from_the_log_tail_not_reloaded(tmp_pa
     assert set(EmbeddedStore(tmp_path).load().products[i].id for i in range(-2, 0)) == {"p200", "p201"}
 
 
+def test_a_read_never_waits_while_another_workers_writes_are_applied(tmp_path):
+    """With ``check_every_s`` > 0 the look at the disk runs in a background thread: a read that
+    starts it answers from the view it has, even while applying the writes takes long."""
+    backend = _backend(tmp_path, merge_min=10_000)
+    backend.check_every_s = 0.05
+    other = EmbeddedBackend(EmbeddedStore(tmp_path))
+    p = _product(300, "screen mouse")
+    other.upsert([p], _vecs([p]))
+    gate = threading.Event()
+    tail = backend.store.writes_since
+
+    def slow_tail(version, offset):
+        gate.wait(30)  # applying another worker's writes takes as long as the test says
+        return tail(version, offset)
+
+    backend.store.writes_since = slow_tail  # type: ignore[method-assign]
+    time.sleep(0.06)
+    t0 = time.perf_counter()
+    assert not backend.fetch(["p300"])  # answered at once, from the view it had
+    assert time.perf_counter() - t0 < 5
+    gate.set()
+    deadline = time.monotonic() + 10
+    while not backend.fetch(["p300"]) and time.monotonic() < deadline:
+        time.sleep(0.06)
+    assert backend.fetch(["p300"])["p300"].title == p.title
+
+
 # -- the hammer --------------------------------------------------------------------------------------
 def test_upserts_hammered_during_reads_are_visible_at_once_and_never_half_written(tmp_path):
     """A writer rewrites products, each write naming its round in the title *and* the price; four
