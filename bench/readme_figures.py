@@ -11,6 +11,7 @@ theirs. A region whose markers sit on their own lines is a block; one inside a l
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -253,9 +254,16 @@ SCENARIOS = MappingProxyType(
         "similar": "similar items",
         "suggest": "suggest",
         "write-while-reading": "full while product writes stream in",
+        "node-bm25": "BM25 `_search` straight to the node (peer floor)",
+        "node-knn": "kNN `_search` straight to the node (peer floor)",
     }
 )
 FIRST_SEARCH = "first search after /readyz"
+
+
+def _scenario(name: str) -> str:
+    """A serve_load row's scenario without its labels (" uncached", " ×N workers")."""
+    return re.sub(r" ×\d+ workers$", "", name.removesuffix(" (opensearch)")).removesuffix(" uncached")
 
 
 def serving(res: Results) -> str:
@@ -265,7 +273,9 @@ def serving(res: Results) -> str:
     used = {f"{r['scenario']} ×{r['connections']}": r for r in rows}
     lines = [
         [
-            SCENARIOS.get(r["scenario"].removesuffix(" uncached"), r["scenario"]),
+            SCENARIOS.get(_scenario(r["scenario"]), r["scenario"]),
+            r.get("backend", "embedded"),
+            "–" if _scenario(r["scenario"]).startswith("node-") else str(r.get("workers", 1)),
             CACHE.get(r.get("result_cache"), "none yet"),
             str(r["connections"]),
             f"{ok_rps(r):.1f}",
@@ -273,12 +283,13 @@ def serving(res: Results) -> str:
         + [f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")]
         + [str(r["non_200"])]
         for r in rows
-        if r["scenario"].removesuffix(" uncached") in SCENARIOS
+        if _scenario(r["scenario"]) in SCENARIOS
     ]
-    first = [r for r in rows if r["scenario"] == FIRST_SEARCH]
+    first = [r for r in rows if r["scenario"].startswith(FIRST_SEARCH)]
     writing = [r for r in rows if "writes" in r]
     writes = "".join(
         f"; during `write-while-reading` ×{r['connections']}"
+        f"{', ' + str(r['workers']) + ' workers' if r.get('workers', 1) > 1 else ''}"
         f"{' (cache ' + CACHE[r['result_cache']] + ')' if 'result_cache' in r else ''} the writer "
         f"(`PUT /v1/products/{{id}}` price and stock updates, asked {r['write_rate_target']:g}/s) had "
         f"{r['writes']['ok_rps']:.1f} writes/s accepted, p50 {r['writes']['p50_ms']:.0f} ms"
@@ -286,17 +297,24 @@ def serving(res: Results) -> str:
     )
     text = (
         f"Serving ({source(rel, d, used)}): `wrk -t2` on loopback against `shoprank serve` over the embedded "
-        "index, cycling through the dev queries (similar items: 200 products; suggest: every keystroke of the "
+        "index (the OpenSearch node's where the backend says so; its peer-floor rows are the same BM25 and "
+        "kNN requests sent by wrk straight to the node), with 1 or 2 worker processes, cycling through the dev queries (similar items: 200 products; suggest: every keystroke of the "
         "dev queries); wrk shares the two cores with the service; at 64 connections the admission control "
         "(`SHOPRANK_MAX_INFLIGHT` 4, `SHOPRANK_MAX_QUEUED` 16) answers the excess 429 at once, so only "
         "the 200s count as req/s here (the latencies are of every answer); the 100 queries repeat, so with "
         "the result cache on all but their first pass are cache hits (`off`: every search through the pipeline)"
-        + (f"; the first search after `/readyz` took {first[0]['latency_ms']:.0f} ms" if first else "")
+        + "".join(
+            f"; the first search after `/readyz`{' (' + str(r['workers']) + ' workers)' if r.get('workers', 1) > 1 else ''} "
+            f"took {r['latency_ms']:.0f} ms"
+            for r in first
+        )
         + writes
         + ":\n\n"
         + table(
             [
                 "scenario",
+                "backend",
+                "workers",
                 "result cache",
                 "connections",
                 "2xx req/s",

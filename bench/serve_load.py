@@ -19,6 +19,14 @@ search after it, then per scenario and connection count runs ``wrk -t2 -cN`` for
 The searches cycle through 100 queries, so with the result cache on (the default) all but their
 first pass are cache hits: ``--no-result-cache --label " uncached"`` measures the pipelines.
 
+* ``node-bm25`` / ``node-knn`` (``--backend opensearch``): the BM25 ``multi_match`` and the
+  ``knn`` bodies shoprank's retriever sends for each dev query (top ``candidates``; the query's
+  MiniLM vector), POSTed by ``wrk`` straight to the node's ``_search``: OpenSearch's own latency
+  for the same retrieval, the floor any plugin on that node starts from.
+
+``--backend opensearch`` serves over the node's index (build it first: ``shoprank index --backend
+opensearch``; events go to a fresh ``bench-serve-*`` UBI prefix); the rows say the backend.
+
 ``--workers N`` serves with N worker processes over the shared embedded index (the rows say so),
 after every worker answered.
 
@@ -39,6 +47,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +55,18 @@ import httpx
 
 from bench.common import Run, RunNotes, add_judgments, add_out, parser, rows_of, write_results
 from bench.live.overload_load import run_wrk, write_paths_lua
-from bench.live.wrk_serve import serve, write_puts_lua, wrk_row
+from bench.live.wrk_serve import serve, write_posts_lua, write_puts_lua, wrk_row
 
-SCENARIOS = ("search-hybrid", "search-full", "similar", "suggest", "write-while-reading")
+SCENARIOS = (
+    "search-hybrid",
+    "search-full",
+    "similar",
+    "suggest",
+    "write-while-reading",
+    "node-bm25",
+    "node-knn",
+)
+NODE = ("node-bm25", "node-knn")  # straight to OpenSearch: the peer's floor, no shoprank in between
 WRITING = "write-while-reading"
 KEY = "bench-writer-key"
 WRITERS = 16  # the writer's connections: enough to keep its rate while writes queue behind reads
@@ -102,6 +120,27 @@ def _while_writing(
     return reads, writer
 
 
+def _node_posts(queries: list[str]) -> dict[str, Any]:
+    """The node's URL and, per node scenario, (``/<alias>/_search``, body) for every query: the
+    bodies shoprank's OpenSearch backend builds (BM25 with its synonym clause; kNN with its
+    ``ef_search``), top ``candidates``."""
+    from plugin_api.backends import factory, query_embedder_from
+    from plugin_api.settings import Settings
+    from ranker.base import Filters
+    from ranker.retrieval.opensearch import OpenSearchBackend
+
+    s = Settings(backend="opensearch")
+    backend = factory("opensearch").search(s)
+    assert isinstance(backend, OpenSearchBackend)
+    vectors = query_embedder_from(s).encode(queries)
+    path = f"/{s.index_alias}/_search"
+    return {
+        "url": s.opensearch_url.rstrip("/"),
+        "node-bm25": [(path, backend.lexical_body(q, s.candidates, Filters())) for q in queries],
+        "node-knn": [(path, backend.knn_body(v, s.candidates, Filters())) for v in vectors],
+    }
+
+
 def wait_for_workers(base: str, n: int, timeout_s: float = 300.0) -> None:
     """Until fresh connections have reached ``n`` distinct workers (``/metrics`` names each one):
     a worker accepts connections once its start-up (index, models, warm-up) is done."""
@@ -141,7 +180,7 @@ def _markdown(doc: dict[str, Any]) -> str:
     first: list[dict[str, Any]] = []
     writes: list[str] = []
     for r in rows_of(doc):
-        if r["scenario"] == FIRST:
+        if r["scenario"].startswith(FIRST):
             first.append(r)
             continue
         if "writes" in r:
@@ -196,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.reranker:
         extra += ["--reranker", str(args.reranker), "--reranker-runtime", args.reranker_runtime]
     label = args.label + (f" ×{args.workers} workers" if args.workers > 1 else "")
+    label += " (opensearch)" if args.backend == "opensearch" else ""
+    if set(names) & set(NODE) and args.backend != "opensearch":
+        ap.error(f"{', '.join(NODE)} need --backend opensearch")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -206,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.copytree(Settings().embedded_dir, work / "data" / "index")
         env = {"SHOPRANK_API_KEYS": json.dumps([KEY])}
+        if args.backend == "opensearch":
+            env |= {
+                "SHOPRANK_BACKEND": "opensearch",
+                "SHOPRANK_UBI_PREFIX": f"bench-serve-{uuid.uuid4().hex[:8]}",
+            }
         if args.no_result_cache:
             env["SHOPRANK_RESULT_CACHE_SIZE"] = "0"
         proc = serve(port, work / "serve.log", work / "data", extra, env)
@@ -216,7 +263,16 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             httpx.get(base + first, timeout=60).raise_for_status()
             ms = round((time.perf_counter() - t) * 1000.0, 1)
-            rows.append({"scenario": FIRST, "connections": 1, "latency_ms": ms, "path": first})
+            first_row = FIRST + (f" ×{args.workers} workers" if args.workers > 1 else "")
+            rows.append(
+                {
+                    "scenario": first_row,
+                    "connections": 1,
+                    "workers": args.workers,
+                    "latency_ms": ms,
+                    "path": first,
+                }
+            )
             print(f"{FIRST}: {ms} ms", flush=True)
             ids = sorted(
                 {
@@ -233,11 +289,19 @@ def main(argv: list[str] | None = None) -> int:
             puts = write_puts_lua(
                 work / "writer.lua", _updates(work / "data" / "index", 500), KEY, args.write_rate
             )
+            node_posts = _node_posts(queries) if set(names) & set(NODE) else {}
             for name in names:
-                lua = write_paths_lua(work / f"{name}.lua", paths[name])
+                if name in NODE:
+                    lua = write_posts_lua(work / f"{name}.lua", node_posts[name])
+                    paths[name] = [p for p, _ in node_posts[name]]
+                else:
+                    lua = write_paths_lua(work / f"{name}.lua", paths[name])
                 for n in counts:
                     extra_fields: dict[str, Any] = {}
-                    if name == WRITING:
+                    if name in NODE:
+                        wrk_row(node_posts["url"], lua, n, 3.0)  # warm-up
+                        w = wrk_row(node_posts["url"], lua, n, args.seconds)
+                    elif name == WRITING:
                         w, writer = _while_writing(base, lua, puts, n, args.seconds)
                         extra_fields = {"writes": writer, "write_rate_target": args.write_rate}
                     else:
@@ -247,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                         "scenario": name + label,
                         "connections": n,
                         "workers": args.workers,
+                        "backend": args.backend,
                         "paths": len(paths[name]),
                         "result_cache": not args.no_result_cache,
                         **w,

@@ -85,6 +85,30 @@ def write_puts_lua(path: Path, puts: Sequence[tuple[str, dict[str, Any]]], key: 
     return path
 
 
+_POST = """local bodies = {%(bodies)s}
+local headers = {["Content-Type"] = "application/json"}
+
+function request()
+  i = i + 1
+  local j = (i %% #qs) + 1
+  return wrk.format("POST", qs[j], headers, bodies[j])
+end"""
+
+
+def write_posts_lua(path: Path, posts: Sequence[tuple[str, dict[str, Any]]]) -> Path:
+    """A script that POSTs each (path, JSON body) in turn, as fast as the connections allow."""
+    assert _REQUEST in LUA
+    body = _POST % {
+        "bodies": ", ".join(
+            json.dumps(json.dumps(b, ensure_ascii=False), ensure_ascii=False) for _, b in posts
+        )
+    }
+    lua = LUA.replace(_REQUEST, body.replace("%", "%%"))
+    quoted = ", ".join(json.dumps(p) for p, _ in posts)
+    path.write_text(lua % {"queries": quoted, "prefix": "", "mark": MARK})
+    return path
+
+
 def wrk_row(base: str, lua: Path, connections: int, seconds: float) -> dict[str, Any]:
     """``wrk -t2`` with ``connections`` for ``seconds``: its figures and the non-2xx count."""
     w = run_wrk(base, lua, connections, seconds, threads=2, timeout="10s")
