@@ -37,7 +37,7 @@ import numpy as np
 
 from indexer.base import DocError, WriteReport
 from indexer.carry import Carried, Reembed, Write, carry
-from indexer.durable_log import append_records, fsync_dir, read_records
+from indexer.durable_log import FileLock, append_records, fsync_dir, read_records
 from indexer.errors import BadInputError, IndexMismatchError, NotFoundError
 from indexer.manifest import Manifest
 from indexer.product import Product, catalog_hash, check_batch
@@ -123,13 +123,8 @@ class EmbeddedStore:
     def locked(self, *, shared: bool = False) -> Iterator[None]:
         """The store's lock (across processes). Writers and the build's switch hold it exclusively,
         readers of a whole version shared. Not re-entrant: do not take it twice in one thread."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with FileLock(self.root / ".lock")(exclusive=not shared):
+            yield
 
     # -- IndexStore ---------------------------------------------------------------------------
     def build(

@@ -269,7 +269,8 @@ class Services:
         if now - self.last_sync < every:
             return 0
         since, self.last_sync = self.last_sync - overlap_s, now
-        if isinstance(self.events, FollowedEvents):
+        if shared:
+            assert isinstance(self.events, FollowedEvents)
             pulled = self.events.pull()
             if pulled.erased:
                 gone = [c for c in self.event_model.client_ids() if client_hash(c) in pulled.erased]
