@@ -97,6 +97,7 @@ class EmbeddedBackend:
         self.merge_fraction = merge_fraction
         self._write_lock = threading.Lock()  # writes, reloads and a merge's swap, one at a time
         self._merging = threading.Lock()  # held by the one merge that runs
+        self._replay: list[Written] | None = None  # while a merge runs: the writes it must replay
         self._following = threading.Lock()  # held by the one background look at the disk
         self._checked = time.monotonic()
         self._refused: str | None = None  # a newer version this process cannot serve
@@ -126,8 +127,17 @@ class EmbeddedBackend:
                 "embedded backend: switched to version %s (%d products)", snap.version, len(snap.products)
             )
         self._refused = None
+        self._replay = None  # a merge under way was of the old state: it gives up
         self._view = View.of(snap, self.scoring)
         return self._view
+
+    def _serve(self, view: View, writes: list[Written]) -> View:
+        """Serve ``view``, the served one after ``writes`` (caller holds the write lock); a merge
+        under way will replay them onto its new base."""
+        if self._replay is not None:
+            self._replay.extend(writes)
+        self._view = view
+        return view
 
     def _follow(self, disk: Stamp) -> View:
         """Serve what is on disk at ``disk`` (caller holds the write lock and the store's lock):
@@ -138,8 +148,8 @@ class EmbeddedBackend:
             return v
         if disk.version == v.stamp.version and disk.log_bytes > v.stamp.log_bytes:
             writes = self.store.writes_since(disk.version, v.stamp.log_bytes)
-            self._view = v.written([_written(w) for w in writes], disk)
-            self._maybe_merge(self._view)
+            applied = [_written(w) for w in writes]
+            self._maybe_merge(self._serve(v.written(applied, disk), applied))
             return self._view
         return self._switch(self.store.read(disk.version))
 
@@ -220,15 +230,17 @@ class EmbeddedBackend:
 
     def _merge(self) -> None:
         t0 = time.perf_counter()
-        v0 = self._view
-        if not v0.pending:
-            return
+        with self._write_lock:
+            v0 = self._view
+            if not v0.pending:
+                return
+            self._replay = []
         merged = v0.merged()  # the O(catalog) part, outside every lock
         with self._write_lock:
-            v1 = self._view
-            if v1.base is not v0.base:
+            replay, self._replay = self._replay, None
+            if replay is None:
                 return  # another version was switched to meanwhile
-            self._view = merged.written(v1.writes[len(v0.writes) :], v1.stamp)
+            self._view = merged.written(replay, self._view.stamp)
         log.info(
             "embedded backend: merged %d pending rows into a base of %d in %.2f s",
             v0.pending,
@@ -364,13 +376,11 @@ class EmbeddedBackend:
             check_vectors(products, arr, view.manifest.dimension)
             records = upsert_records(products, arr)
             stored = [Product.from_dict(r["product"]) for r in records]  # exactly what a reload reads
-            pending = view.written(
-                [Written.upsert(p, a) for p, a in zip(stored, arr, strict=True)], view.stamp
-            )
+            writes = [Written.upsert(p, a) for p, a in zip(stored, arr, strict=True)]
+            pending = view.written(writes, view.stamp)  # built before the batch is made durable
             size = self.store.append(view.stamp.version, records) if records else view.stamp.log_bytes
             pending.stamp = Stamp(view.stamp.version, size)
-            self._view = pending
-            self._maybe_merge(pending)
+            self._maybe_merge(self._serve(pending, writes))
         return WriteReport(indexed=len(products), target=view.stamp.version, seconds=time.perf_counter() - t0)
 
     def delete(self, ids: Sequence[str]) -> WriteReport:
@@ -381,11 +391,11 @@ class EmbeddedBackend:
             present = [i for i in ids if view.row(i) is not None]
             errors = [DocError(i, "not found") for i in ids if view.row(i) is None]
             if present:
-                pending = view.written([Written(i) for i in present], view.stamp)
+                writes = [Written(i) for i in present]
+                pending = view.written(writes, view.stamp)
                 size = self.store.append(view.stamp.version, delete_records(present))
                 pending.stamp = Stamp(view.stamp.version, size)
-                self._view = pending
-                self._maybe_merge(pending)
+                self._maybe_merge(self._serve(pending, writes))
         return WriteReport(
             deleted=len(present), errors=errors, target=view.stamp.version, seconds=time.perf_counter() - t0
         )

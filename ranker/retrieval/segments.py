@@ -6,15 +6,19 @@ strict-leg indexes) stays as it was built; a write masks the base rows it replac
 write). A delta row's BM25 contributions are computed once, when it is written, against the
 base's statistics with the product counted in
 (:meth:`~ranker.retrieval.bm25.BM25Index.document_scores`), so a write costs O(its own text)
-plus O(delta) pointer copies. A merge, run off the request path, folds the delta into a new base
-(exact statistics again) and replays whatever was written while it ran. A :class:`View` is
-never changed once served: a write makes the next one.
+plus O(delta) pointer copies. A write that leaves a base product's text, vector and EANs as they
+were (a price or stock update) does not even do that: the base row keeps serving, with the new
+record beside it (:class:`Patches`), so a shop streaming price updates never grows the delta.
+A merge, run off the request path, folds the delta into a new base (exact statistics again);
+the backend replays whatever was written while it ran. A :class:`View` is never changed once
+served: a write makes the next one.
 
 Rows of a view are numbered base first (``0 … len(base)-1``), then delta.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +36,8 @@ from ranker.retrieval.bm25 import BestFieldBM25, BM25Index, BM25Params
 # a filter that lets this share of the base through is searched in the graph (post-filtered);
 # a more selective one exactly over the rows it allows (cheap, since they are few)
 ANN_MIN_SHARE = 0.3
+# this many patched base rows are folded into the base's records (O(catalog) copies, no analysis)
+FOLD_PATCHES = 512
 
 Terms = dict[str, list[str]]
 
@@ -80,6 +86,14 @@ def _filter_mask(brand: np.ndarray, price: np.ndarray, stock: np.ndarray, filter
     return m
 
 
+def _price(p: Product) -> float:
+    return np.nan if p.price is None else p.price
+
+
+def _stock(p: Product) -> int:
+    return -1 if p.in_stock is None else int(p.in_stock)
+
+
 class _Rows:
     """Products with their vectors and analyzed text, and what filters and lookups need."""
 
@@ -90,12 +104,8 @@ class _Rows:
         self.ids = [p.id for p in self.products]
         self.pos = {pid: i for i, pid in enumerate(self.ids)}
         self.brand = np.asarray([p.brand.lower() for p in self.products], dtype=object)
-        self.price = np.asarray(
-            [np.nan if p.price is None else p.price for p in self.products], dtype=np.float64
-        )
-        self.stock = np.asarray(
-            [-1 if p.in_stock is None else int(p.in_stock) for p in self.products], dtype=np.int8
-        )
+        self.price = np.asarray([_price(p) for p in self.products], dtype=np.float64)
+        self.stock = np.asarray([_stock(p) for p in self.products], dtype=np.int8)
         self.ean: dict[str, int] = {}
         for i, p in enumerate(self.products):
             for e in p.ean:
@@ -125,6 +135,54 @@ class Segment(_Rows):
 
     def strict_scores(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return self.strict.scores(terms)
+
+    def indexed_as(self, i: int, w: Written) -> bool:
+        """Whether upsert ``w`` leaves row ``i`` indexed as it is: the same analyzed text, vector,
+        brand and EANs (so only its record, price or stock say, differs)."""
+        p = w.product
+        return (
+            p is not None
+            and w.terms == self.terms[i]
+            and p.brand.lower() == self.brand[i]
+            and tuple(p.ean) == tuple(self.products[i].ean)
+            and w.vector is not None
+            and np.array_equal(w.vector, self.vectors[i])
+        )
+
+    def with_records(self, records: Mapping[int, Product]) -> Segment:
+        """The same indexes with the records of rows ``records`` replaced (each indexed as its
+        row: see :meth:`indexed_as`): O(catalog) pointer and column copies, no analysis."""
+        seg = copy.copy(self)
+        seg.products = list(self.products)
+        seg.price = self.price.copy()
+        seg.stock = self.stock.copy()
+        for i, p in records.items():
+            seg.products[i] = p
+            seg.price[i] = _price(p)
+            seg.stock[i] = _stock(p)
+        return seg
+
+
+class Patches:
+    """Base rows whose record a write replaced while leaving them indexed as they are (a price
+    or stock update): the new records and the filter columns of those rows."""
+
+    def __init__(self, records: Mapping[int, Product] | None = None):
+        self.records = dict(records or {})
+        self.rows = np.fromiter(self.records, dtype=np.intp, count=len(self.records))
+        products = list(self.records.values())
+        self.brand = np.asarray([p.brand.lower() for p in products], dtype=object)
+        self.price = np.asarray([_price(p) for p in products], dtype=np.float64)
+        self.stock = np.asarray([_stock(p) for p in products], dtype=np.int8)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def apply(self, base_mask: np.ndarray, filters: Filters) -> np.ndarray:
+        """``base_mask`` (the base's filter mask, a fresh array) with the patched rows' answers."""
+        if self.records:
+            base_mask[self.rows] = _filter_mask(self.brand, self.price, self.stock, filters)
+        return base_mask
 
 
 @dataclass(frozen=True)
@@ -179,8 +237,8 @@ class Delta(_Rows):
 @dataclass
 class View:
     """One state of the index: a base segment with the rows later writes replaced or deleted
-    masked (``dead``), and the delta of those writes. ``writes`` are the writes since the base
-    was built, in order (what a merge replays onto its new base)."""
+    masked (``dead``), the new records of base rows whose indexing a write left as it was
+    (``patches``), and the delta of the other writes."""
 
     stamp: Stamp
     manifest: Manifest
@@ -188,7 +246,7 @@ class View:
     base: Segment
     dead: np.ndarray
     delta: Delta
-    writes: tuple[Written, ...] = ()
+    patches: Patches = field(default_factory=Patches)
     _live: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
@@ -236,6 +294,8 @@ class View:
 
     def product_at(self, row: int) -> Product:
         seg, i = self._at(row)
+        if seg is self.base and self.patches.records:
+            return self.patches.records.get(i) or seg.products[i]
         return seg.products[i]
 
     def vector_at(self, row: int) -> np.ndarray:
@@ -251,8 +311,9 @@ class View:
 
     def items(self) -> Iterator[tuple[Product, np.ndarray, Terms]]:
         """Every served product with its vector and analyzed text, base rows first."""
+        patched = self.patches.records
         for i in np.flatnonzero(~self.dead).tolist():
-            yield self.base.products[i], self.base.vectors[i], self.base.terms[i]
+            yield patched.get(i) or self.base.products[i], self.base.vectors[i], self.base.terms[i]
         yield from zip(self.delta.products, self.delta.vectors, self.delta.terms, strict=True)
 
     # -- scores over every row --------------------------------------------------------------
@@ -263,7 +324,8 @@ class View:
         """Rows that are served and pass ``filters``."""
         if filters.empty:
             return self.live
-        return self.live & self.both(self.base.mask(filters), self.delta.mask(filters))
+        base = self.patches.apply(self.base.mask(filters), filters)
+        return self.live & self.both(base, self.delta.mask(filters))
 
     def bm25(self, terms: Sequence[str]) -> np.ndarray:
         if not len(self.delta):
@@ -310,21 +372,29 @@ class View:
 
     # -- the next views ---------------------------------------------------------------------
     def written(self, writes: Sequence[Written], stamp: Stamp) -> View:
-        """The view after ``writes`` (in order; each id's last write wins): base rows of written
-        ids masked, each upsert scored against the base once and put in the delta. O(the writes'
-        text + delta), not O(catalog)."""
-        dead = self.dead
-        touched = [i for w in writes if (i := self.base.pos.get(w.id)) is not None]
-        if touched:
-            dead = dead.copy()
-            dead[touched] = True
+        """The view after ``writes`` (in order; each id's last write wins). An upsert that leaves
+        its base row indexed as it is patches that row's record; any other write masks the base
+        row and puts an upsert in the delta, scored against the base once. O(the writes' text +
+        delta + patches), not O(catalog)."""
+        base, dead = self.base, self.dead.copy()
+        patched = dict(self.patches.records)
         rows = dict(zip(self.delta.ids, self.delta.rows, strict=True))
         for w in writes:
             rows.pop(w.id, None)
+            i = base.pos.get(w.id)
+            if i is not None:
+                if w.product is not None and base.indexed_as(i, w):
+                    dead[i] = False  # served by its base row again (were its text changed before)
+                    patched[i] = w.product
+                    continue
+                dead[i] = True
+                patched.pop(i, None)
             if w.product is not None:
-                rows[w.id] = DeltaRow.of(w, self.base)
+                rows[w.id] = DeltaRow.of(w, base)
+        if len(patched) >= FOLD_PATCHES:
+            base, patched = base.with_records(patched), {}
         delta = Delta(list(rows.values()), self.manifest.dimension)
-        return View(stamp, self.manifest, self.scoring, self.base, dead, delta, self.writes + tuple(writes))
+        return View(stamp, self.manifest, self.scoring, base, dead, delta, Patches(patched))
 
     def merged(self) -> View:
         """The same state with every served row in a new base (the delta folded in, statistics

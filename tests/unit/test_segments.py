@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from indexer.product import Product
 from ranker.base import Filters
 from ranker.retrieval.bm25 import BestFieldBM25, BM25Index
 from ranker.retrieval.embedded import EmbeddedBackend
+from ranker.retrieval import segments
 from ranker.retrieval.segments import analyze_product
 
 EMB = HashingEmbedder(dimension=16)
@@ -175,6 +177,102 @@ def test_a_read_never_waits_while_another_workers_writes_are_applied(tmp_path):
     while not backend.fetch(["p300"]) and time.monotonic() < deadline:
         time.sleep(0.06)
     assert backend.fetch(["p300"])["p300"].title == p.title
+
+
+# -- a price or stock write patches its base row ------------------------------------------------------
+FILTERS = (
+    Filters(),
+    Filters(price_min=500),
+    Filters(price_max=10),
+    Filters(in_stock=True),
+    Filters(brands=("brand1",), price_min=1),
+)
+
+
+def test_a_price_or_stock_write_patches_its_base_row_and_serves_what_a_fresh_load_serves(tmp_path):
+    """A write that leaves a product's text, vector and EANs as they were changes its record
+    only: no delta row, no masked base row, no merge to come, and every answer (filters on the
+    new price and stock included) is the one a fresh load of the same log gives."""
+    backend = _backend(tmp_path, merge_min=10_000)
+    base = backend._view.base
+    p5, p9 = (backend.fetch(["p5", "p9"])[i] for i in ("p5", "p9"))
+    new = [replace(p5, price=999.0, in_stock=False), replace(p9, price=1.5, in_stock=True)]
+    backend.upsert(new, _vecs(new))
+    view = backend._view
+    assert view.base is base and not len(view.delta) and not view.dead.any() and not view.pending
+    assert len(view.patches) == 2
+    assert backend.fetch(["p5"])["p5"].price == 999.0
+    assert "p5" in [s.id for s in backend.lexical(p5.title, 40, Filters(price_min=500))]
+    assert "p5" not in [s.id for s in backend.lexical(p5.title, 40, Filters(in_stock=True))]
+    fresh = EmbeddedBackend(EmbeddedStore(tmp_path))
+    for f in FILTERS:
+        assert _answers(backend, f, n=40) == _answers(fresh, f, n=40), f
+
+    # a text change goes to the delta; writing the base's text back serves the base row again
+    changed = replace(p5, title="zorblax tripod", price=5.0)
+    backend.upsert([changed], _vecs([changed]))
+    assert len(backend._view.delta) == 1 and backend._view.dead.sum() == 1
+    assert list(backend._view.patches.records) == [backend._view.base.pos["p9"]]
+    back = replace(p5, price=7.0)
+    backend.upsert([back], _vecs([back]))
+    view = backend._view
+    assert not len(view.delta) and not view.dead.any() and len(view.patches) == 2
+    assert backend.fetch(["p5"])["p5"].price == 7.0
+    fresh = EmbeddedBackend(EmbeddedStore(tmp_path))
+    for f in FILTERS:
+        assert _answers(backend, f, n=40) == _answers(fresh, f, n=40), f
+    # a new EAN is indexed (EAN lookups), so it is not a patch
+    eaned = replace(p9, ean=("4006381333931",))
+    backend.upsert([eaned], _vecs([eaned]))
+    assert len(backend._view.delta) == 1 and len(backend._view.patches) == 1
+    assert backend.ids_for_eans(["4006381333931"]) == {"4006381333931": "p9"}
+    assert backend._replay is None  # no merge runs, so no write is kept for one
+
+
+def test_patches_fold_into_the_base_records_sharing_its_indexes(tmp_path, monkeypatch):
+    monkeypatch.setattr(segments, "FOLD_PATCHES", 3)
+    backend = _backend(tmp_path, merge_min=10_000)
+    base = backend._view.base
+    for i, pid in enumerate(["p1", "p2", "p3", "p4"]):
+        p = replace(backend.fetch([pid])[pid], price=100.0 + i, in_stock=bool(i % 2))
+        backend.upsert([p], _vecs([p]))
+    view = backend._view
+    assert view.base is not base and view.base.bm25 is base.bm25 and view.base.strict is base.strict
+    assert len(view.patches) == 1  # p4, written after the fold
+    assert base.products[1].price == 1.0  # the old base (a view served before) is unchanged
+    fresh = EmbeddedBackend(EmbeddedStore(tmp_path))
+    for f in FILTERS:
+        assert _answers(backend, f, n=40) == _answers(fresh, f, n=40), f
+    assert backend.fetch(["p1", "p4"]) == fresh.fetch(["p1", "p4"])
+
+
+def test_a_merge_keeps_the_patches_written_before_and_during_it(tmp_path):
+    backend = _backend(tmp_path, merge_min=10_000)
+    new = _product(100, "tripod camera bag")
+    backend.upsert([new], _vecs([new]))  # something for the merge to fold
+    p = replace(backend.fetch(["p6"])["p6"], price=321.0)
+    backend.upsert([p], _vecs([p]))
+    gate, started = threading.Event(), threading.Event()
+    merged = segments.View.merged
+
+    def slow_merged(view):
+        started.set()
+        gate.wait(30)
+        return merged(view)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(segments.View, "merged", slow_merged)
+        t = threading.Thread(target=backend.merge)
+        t.start()
+        started.wait(10)
+        q = replace(backend.fetch(["p8"])["p8"], price=654.0, in_stock=False)
+        backend.upsert([q], _vecs([q]))  # written while the merge runs: replayed onto its base
+        gate.set()
+        t.join(30)
+    view = backend._view
+    assert not len(view.delta) and backend._replay is None
+    assert backend.fetch(["p6", "p8"]) == EmbeddedBackend(EmbeddedStore(tmp_path)).fetch(["p6", "p8"])
+    assert backend.fetch(["p8"])["p8"].price == 654.0 and backend.fetch(["p6"])["p6"].price == 321.0
 
 
 # -- the hammer --------------------------------------------------------------------------------------
