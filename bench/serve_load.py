@@ -216,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="serve --workers N (rows say it; scenario names end in ' ×N workers')",
     )
+    ap.add_argument(
+        "--backend",
+        choices=("embedded", "opensearch"),
+        default="embedded",
+        help="the service's backend (opensearch: the node at SHOPRANK_OPENSEARCH_URL, indexed first)",
+    )
     ap.add_argument("--label", default="", help="appended to the scenario names (e.g. ' +ce int8')")
     ap.add_argument(
         "--no-result-cache",
