@@ -84,12 +84,17 @@ def pipeline_parts(
         from ranker.rerank.registry import open_reranker
 
         reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
+        if s.rerank_cache_size:
+            from ranker.rerank.cache import CachedReranker
+
+            reranker = CachedReranker(reranker, s.rerank_cache_size)
     return PipelineParts(
         retriever,
         reranker,
         LinearFusion.load(s.fusion_path) if s.fusion_path is not None else None,
         candidates=s.rerank_candidates,
         strict_candidates=s.strict_candidates,
+        rerank_top=s.rerank_top,
         prior=review_prior(s),
         device=s.device,
         rewriter=rewriter,

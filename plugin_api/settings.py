@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     result_cache_refresh_s: float = Field(1.0, ge=0, le=60)
     reranker_path: Path | None = None
     rerank_candidates: int = Field(100, ge=1, le=1000)
+    # `full` runs the cross-encoder on the top M of a first pass (the fusion without it)
+    rerank_top: int = Field(30, ge=1, le=1000)
+    # cross-encoder scores kept per (query, product text) (0: off)
+    rerank_cache_size: int = Field(100_000, ge=0, le=10_000_000)
     # reranking candidates the strict keyword leg adds (every query term in some field); 0 = none
     strict_candidates: int = Field(STRICT_CANDIDATES, ge=0, le=1000)
     # torch (the trained weights), onnx (fp32 export) or onnx-int8 (quantized export)

@@ -43,7 +43,7 @@ from plugin_api.backends import (
     review_prior,
     vocabulary,
 )
-from plugin_api.http.result_cache import ResultCache, request_key
+from plugin_api.http.result_cache import Cached, ResultCache, reads_offers, request_key
 from plugin_api.http.schemas import API_PIPELINES
 from plugin_api.settings import Settings
 from ranker.base import (
@@ -154,16 +154,17 @@ class Services:
         is what an untrusted click on this query id is checked against."""
         self.check_index()
         t = time.perf_counter()
-        key = self._result_key(pipeline, req, opts)
+        key, records = self._result_key(pipeline, req, opts)
         cached = self.results.get(key) if key is not None else None
-        if cached is not None:
+        if cached is not None and (cached.records is None or cached.records == records):
             result = replace(
-                cached, timings_ms={"result_cache": round((time.perf_counter() - t) * 1000.0, 3)}
+                self._as_now(cached.result),
+                timings_ms={"result_cache": round((time.perf_counter() - t) * 1000.0, 3)},
             )
         else:
             result = self.searchers[pipeline].search(req, opts)
             if key is not None:
-                self.results.put(key, result)
+                self.results.put(key, Cached(result, records if reads_offers(req, result) else None))
         query_id = str(uuid.uuid4())
         start, size = shown
         record = QueryRecord(
@@ -181,19 +182,41 @@ class Services:
             self.query_log.ok()
         return result, query_id
 
-    def _result_key(self, pipeline: str, req: SearchRequest, opts: SearchOptions) -> Hashable | None:
-        """The result cache's key (result_cache.py): the request with the index's generation, the
-        event epoch and the vocabulary's generation (as the cache adopts them, at most every
-        ``result_cache_refresh_s``); None (not cached) for personal requests and
-        for a backend that cannot say when it changed (OpenSearch: other processes write)."""
+    def _result_key(
+        self, pipeline: str, req: SearchRequest, opts: SearchOptions
+    ) -> tuple[Hashable | None, Hashable]:
+        """The result cache's key (result_cache.py): the request with the index's ranking
+        generation (or its generation, when the backend has no ranking one), the event epoch and
+        the vocabulary's generation, as the cache adopts them (at most every
+        ``result_cache_refresh_s``), and the records' state as adopted; key None (not cached)
+        for personal requests and for a backend that cannot say when it changed (OpenSearch:
+        other processes write)."""
         if self.results.size == 0:
-            return None
+            return None, None
         generation = getattr(self.backend, "generation", None)
         request = request_key(pipeline, req, opts)
         if request is None or not callable(generation):
-            return None
+            return None, None
+        ranking = getattr(self.backend, "ranking_generation", generation)
         vocabulary = self.vocabulary.generation if self.vocabulary is not None else -1
-        return (request, self.results.state((generation(), self.event_model.events_seen, vocabulary)))
+        state = self.results.state((ranking(), self.event_model.events_seen, vocabulary))
+        return (request, state), self.results.records(generation())
+
+    def _as_now(self, result: SearchResult) -> SearchResult:
+        """A cached result with each product's record as served now (its price and stock may
+        have moved since; a product deleted since keeps its cached record until the state the
+        cache keys on moves)."""
+        ids = [h.id for h in result.hits if h.product is not None]
+        if not ids:
+            return result
+        now = self.backend.fetch(ids)
+        return replace(
+            result,
+            hits=[
+                replace(h, product=now.get(h.id, h.product)) if h.product is not None else h
+                for h in result.hits
+            ],
+        )
 
     def suggest(self, query: str, k: int) -> list[Suggestion]:
         """Completions of what the shopper is typing (none when query understanding is off)."""

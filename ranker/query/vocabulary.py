@@ -38,9 +38,9 @@ class Vocabulary:
         return dict(self.shop_queries()) if self.shop_queries else {}
 
     def _source_generation(self) -> object | None:
-        """The source's state (``generation()``: changes with every product write), or None when
-        it cannot say."""
-        gen = getattr(self.source, "generation", None)
+        """The source's state (``ranking_generation()``, which a price or stock update leaves, or
+        else ``generation()``: changes with every product write), or None when it cannot say."""
+        gen = getattr(self.source, "ranking_generation", None) or getattr(self.source, "generation", None)
         return gen() if callable(gen) else None
 
     def _build(

@@ -59,6 +59,7 @@ class FullPipeline:
         personal: Callable[[str, list[Hit]], Mapping[str, float]] | None = None,
         prior: ReviewPrior | None = None,
         types: Callable[[Product], Iterable[str]] | None = None,
+        rerank_top: int | None = None,
     ):
         if not 1 <= candidates <= MAX_K:
             raise BadInputError(f"candidates must be between 1 and {MAX_K}")
@@ -75,6 +76,10 @@ class FullPipeline:
         self.personal = personal
         self.prior = prior  # shrinks review sentiment and rating (None: ReviewPrior's defaults)
         self.types = types  # a product's type phrases (ranker.query.types), for type_match
+        if rerank_top is not None and rerank_top < 1:
+            raise BadInputError("rerank_top must be at least 1")
+        # the cross-encoder reads the top M of a first pass (the fusion without it; None: all)
+        self.rerank_top = rerank_top
         self.field_terms = FieldTerms()  # candidates' analyzed text, kept across queries
 
     def search(self, req: SearchRequest, options: SearchOptions | None = None) -> SearchResult:
@@ -88,12 +93,6 @@ class FullPipeline:
         if not hits:
             return SearchResult([], first.mode, timings)
         fusion = self.fusion.with_overrides(opts.weights)
-        # A fusion that weighs the cross-encoder 0 (e.g. `train fusion` found it does not help)
-        # does not pay for it; a per-request weight turns it back on.
-        if self.reranker is not None and fusion.weights.get("cross_encoder", 0.0) != 0.0:
-            t = time.perf_counter()
-            hits = with_cross_encoder(self.reranker, req.query, hits)
-            timings["rerank"] = _ms(t)
         ids = [h.id for h in hits]
         affinity = dict(opts.user_affinity)
         if opts.user_id and self.personal is not None:
@@ -110,6 +109,12 @@ class FullPipeline:
             types=self.types,
             tokens_of=self.field_terms,
         )
+        # A fusion that weighs the cross-encoder 0 (e.g. `train fusion` found it does not help)
+        # does not pay for it; a per-request weight turns it back on.
+        if self.reranker is not None and fusion.weights.get("cross_encoder", 0.0) != 0.0:
+            t = time.perf_counter()
+            hits = self._cross_encoded(req.query, hits, x, fusion)
+            timings["rerank"] = _ms(t)
         relevance = fusion.score(x)
         t = time.perf_counter()
         lam = 1.0 - opts.diversity
@@ -138,6 +143,23 @@ class FullPipeline:
             out.append(_hit(h, float(relevance[i]), rank, req.with_products, explanation))
         timings["total"] = _ms(t0)
         return SearchResult(out, first.mode, timings)
+
+    def _cross_encoded(self, query: str, hits: list[Hit], x: np.ndarray, fusion: LinearFusion) -> list[Hit]:
+        """The hits with the cross-encoder's source on the top :attr:`rerank_top` of a first pass
+        (the fusion with the cross-encoder's feature still 0), whose feature column in ``x`` it
+        fills in; the others keep it 0, as a product the cross-encoder found irrelevant."""
+        top = list(range(len(hits)))
+        if self.rerank_top is not None and self.rerank_top < len(hits):
+            first = fusion.score(x)
+            top = sorted(top, key=lambda i: (-first[i], i))[: self.rerank_top]
+        assert self.reranker is not None
+        scored = with_cross_encoder(self.reranker, query, [hits[i] for i in top])
+        out = list(hits)
+        column = FEATURES.index("cross_encoder")
+        for i, h in zip(top, scored, strict=True):
+            out[i] = h
+            x[i, column] = float(h.sources["cross_encoder"].score or 0.0)
+        return out
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class PipelineParts:
     fusion: LinearFusion | None = None
     candidates: int = 100
     strict_candidates: int = STRICT_CANDIDATES
+    rerank_top: int | None = None  # `full`: the cross-encoder reads the first pass's top M (None: all)
     prior: ReviewPrior | None = None
     device: str = "auto"
     # query understanding in front of every pipeline (None: queries are searched as typed)
@@ -88,6 +89,7 @@ def _full(parts: PipelineParts) -> Searcher:
         device=parts.device,
         prior=parts.prior,
         types=None if parts.rewriter is None else _types_of(parts.rewriter),
+        rerank_top=parts.rerank_top,
     )
 
 

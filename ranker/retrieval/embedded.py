@@ -20,6 +20,7 @@ says to restart it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -103,7 +104,8 @@ class EmbeddedBackend:
         self._refused: str | None = None  # a newer version this process cannot serve
         snap = store.load()
         self._fit = _fit(snap.manifest)
-        self._view = View.of(snap, self.scoring)
+        self._bases = itertools.count(1)  # each base built gets the next: a ranking state's first part
+        self._view = self._new_base(View.of(snap, self.scoring))
         log.info("embedded backend: %d products, version %s", len(snap.products), snap.version)
 
     # -- state ------------------------------------------------------------------------------
@@ -128,8 +130,12 @@ class EmbeddedBackend:
             )
         self._refused = None
         self._replay = None  # a merge under way was of the old state: it gives up
-        self._view = View.of(snap, self.scoring)
+        self._view = self._new_base(View.of(snap, self.scoring))
         return self._view
+
+    def _new_base(self, view: View) -> View:
+        view.ranking = (next(self._bases), 0)
+        return view
 
     def _serve(self, view: View, writes: list[Written]) -> View:
         """Serve ``view``, the served one after ``writes`` (caller holds the write lock); a merge
@@ -240,7 +246,7 @@ class EmbeddedBackend:
             replay, self._replay = self._replay, None
             if replay is None:
                 return  # another version was switched to meanwhile
-            self._view = merged.written(replay, self._view.stamp)
+            self._view = self._new_base(merged.written(replay, self._view.stamp))
         log.info(
             "embedded backend: merged %d pending rows into a base of %d in %.2f s",
             v0.pending,
@@ -351,6 +357,11 @@ class EmbeddedBackend:
         state (a fetch reads the products' review aggregates from it). It moves with every product
         write and every review, so caches keyed by it never serve an older state."""
         return (self._current().stamp, self.reviews.generation())
+
+    def ranking_generation(self) -> tuple[tuple[int, int], tuple[int, int] | None]:
+        """Like :meth:`generation`, but left where it was by writes that change only prices or
+        stock (:meth:`View.offer_only`): what a cached ranking that reads neither depends on."""
+        return (self._current().ranking, self.reviews.generation())
 
     def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words: (each naming field's words before stemming, the other text

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -238,7 +238,9 @@ class Delta(_Rows):
 class View:
     """One state of the index: a base segment with the rows later writes replaced or deleted
     masked (``dead``), the new records of base rows whose indexing a write left as it was
-    (``patches``), and the delta of the other writes."""
+    (``patches``), and the delta of the other writes. ``ranking`` moves with every write that can
+    change a ranking: (the base it was built on, a count of such writes since); a write that
+    changes only products' prices or stock leaves it (:func:`offer_only`)."""
 
     stamp: Stamp
     manifest: Manifest
@@ -247,6 +249,7 @@ class View:
     dead: np.ndarray
     delta: Delta
     patches: Patches = field(default_factory=Patches)
+    ranking: tuple[int, int] = (0, 0)
     _live: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
@@ -379,6 +382,7 @@ class View:
         base, dead = self.base, self.dead.copy()
         patched = dict(self.patches.records)
         rows = dict(zip(self.delta.ids, self.delta.rows, strict=True))
+        ranked = not all(self.offer_only(w) for w in writes)
         for w in writes:
             rows.pop(w.id, None)
             i = base.pos.get(w.id)
@@ -394,7 +398,19 @@ class View:
         if len(patched) >= FOLD_PATCHES:
             base, patched = base.with_records(patched), {}
         delta = Delta(list(rows.values()), self.manifest.dimension)
-        return View(stamp, self.manifest, self.scoring, base, dead, delta, Patches(patched))
+        ranking = (self.ranking[0], self.ranking[1] + ranked)
+        return View(stamp, self.manifest, self.scoring, base, dead, delta, Patches(patched), ranking)
+
+    def offer_only(self, w: Written) -> bool:
+        """Whether upsert ``w`` changes only its served product's price and stock (nothing a
+        ranking reads but a price filter or preference)."""
+        row = self.row(w.id)
+        if w.product is None or row is None or w.vector is None:
+            return False
+        old, new = self.product_at(row), w.product
+        return replace(old, price=new.price, in_stock=new.in_stock) == new and np.array_equal(
+            w.vector, self.vector_at(row)
+        )
 
     def merged(self) -> View:
         """The same state with every served row in a new base (the delta folded in, statistics

@@ -657,6 +657,67 @@ def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(in
     assert len(calls) == 7
 
 
+def test_a_price_or_stock_write_keeps_cached_rankings_and_shows_the_new_record(index_dir, tmp_path):
+    """A write that changes only a product's price or stock cannot change the order of a search
+    that neither filters nor prefers on price: its cached answer stands, with the product's new
+    record in it; a search that does filter or prefer on price is answered anew (once the
+    refresh interval passes), and every answer is the one an uncached service gives."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from ranker.base import Filters, SearchOptions, SearchRequest
+
+    s = _settings(index_dir, tmp_path)
+    services = build_services(s)
+    inner = services.searchers["full"]
+    calls = []
+
+    class Counting:
+        def search(self, req, opts=None):
+            calls.append(req.query)
+            return inner.search(req, opts)
+
+    services.searchers = MappingProxyType({**services.searchers, "full": Counting()})
+    now = [0.0]
+    services.results.clock = lambda: now[0]
+
+    def search(q="laptop", filters=None):
+        return services.search(
+            SearchRequest(q, k=5, filters=filters or Filters()),
+            SearchOptions(),
+            client_id=None,
+            pipeline="full",
+        )[0]
+
+    requests = [
+        ("laptop", Filters()),
+        ("laptop", Filters(price_max=5000.0)),
+        ("laptop under 5000", Filters()),
+    ]
+    first = [search(q, f) for q, f in requests]
+    assert len(calls) == 3
+    top = services.backend.fetch([first[0].hits[0].id])[first[0].hits[0].id]
+    cheaper = replace(top, price=(top.price or 100.0) / 2, in_stock=not top.in_stock)
+    services.upsert_products([cheaper])
+    now[0] += 1.0
+    again = [search(q, f) for q, f in requests]
+    assert len(calls) == 5 and calls[-2:] == ["laptop", "laptop under 5000"]  # the price ones anew
+    assert [h.id for h in again[0].hits] == [h.id for h in first[0].hits]
+    assert set(again[0].timings_ms) == {"result_cache"}
+    assert again[0].hits[0].product == cheaper  # the cached order, the record as it is now
+    plain = build_services(s.model_copy(update={"result_cache_size": 0}))
+    for (q, f), got in zip(requests, again, strict=True):
+        want = plain.search(
+            SearchRequest(q, k=5, filters=f), SearchOptions(), client_id=None, pipeline="full"
+        )[0]
+        assert [(h.id, h.product) for h in got.hits] == [(h.id, h.product) for h in want.hits], q
+    retitled = replace(cheaper, title=cheaper.title + " refurbished")
+    services.upsert_products([retitled])
+    now[0] += 1.0
+    search()
+    assert len(calls) == 6  # its text changed: every answer anew
+
+
 def test_the_start_up_heap_is_frozen_out_of_the_collector(index_dir, tmp_path):
     """A full collection over the start-up heap stalled every request ~0.6 s (the serve_load p99):
     once the services are built, the app freezes what they hold."""

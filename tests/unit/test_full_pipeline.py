@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from ranker.ranking.features import FEATURES, ProductSignals, feature_matrix
 from ranker.ranking.full import FullPipeline
 from ranker.ranking.linear_fusion import LinearFusion, fit_pairwise
 from ranker.retrieval.embedded import EmbeddedBackend
-from ranker.retrieval.retriever import Retriever
+from ranker.retrieval.retriever import STRICT_CANDIDATES, Retriever
 
 EMB = HashingEmbedder(dimension=32)
 
@@ -84,6 +85,72 @@ def test_a_fusion_without_the_cross_encoder_does_not_run_it(retriever):
     # a per-request weight turns it back on
     res = pipe.search(SearchRequest("wireless", k=3), SearchOptions(weights={"cross_encoder": 1.0}))
     assert Counting.calls == 1 and "rerank" in res.timings_ms
+
+
+def test_the_cross_encoder_reads_only_the_first_pass_top_m(retriever):
+    """With ``rerank_top`` M the cross-encoder scores the M candidates the fusion ranks first
+    without it; the others keep its feature 0 and no cross-encoder source, the explanation still
+    sums to the score, and M at least the pool is the same as scoring every candidate."""
+
+    class Recording(CheapFirst):
+        def __init__(self):
+            self.seen = []
+
+        def score(self, query, products):
+            self.seen.append([p.id for p in products])
+            return super().score(query, products)
+
+    fusion = LinearFusion({"cross_encoder": 1.0, "bm25": 0.5, "title_coverage": 0.3})
+    req, opts = SearchRequest("wireless", k=5), SearchOptions(explain=True)
+    every = Recording()
+    whole = FullPipeline(retriever, every, fusion, candidates=20).search(req, opts)
+    assert len(every.seen[0]) > 3
+    some = Recording()
+    res = FullPipeline(retriever, some, fusion, candidates=20, rerank_top=3).search(req, opts)
+    assert len(some.seen) == 1 and len(some.seen[0]) == 3
+    # the three it read are the first pass's top three: the fusion with the cross-encoder at 0
+    first = retriever.search(replace(req, k=20), strict=STRICT_CANDIDATES)
+    pool = [h for h in first.hits if h.product is not None]
+    x = feature_matrix(pool, query=req.query)
+    order = sorted(range(len(pool)), key=lambda i: (-fusion.score(x)[i], i))
+    assert some.seen[0] == [pool[i].id for i in order[:3]]
+    for h in res.hits:
+        assert sum(h.explanation["contributions"].values()) == pytest.approx(h.score, abs=1e-9)
+        assert ("cross_encoder" in h.sources) == (h.id in some.seen[0])
+    at_least_pool = Recording()
+    same = FullPipeline(retriever, at_least_pool, fusion, candidates=20, rerank_top=1000).search(req, opts)
+    assert [(h.id, h.score) for h in same.hits] == [(h.id, h.score) for h in whole.hits]
+    with pytest.raises(BadInputError, match="rerank_top"):
+        FullPipeline(retriever, CheapFirst(), fusion, rerank_top=0)
+
+
+def test_cached_cross_encoder_scores_are_the_models_and_are_keyed_by_the_text_it_reads():
+    from dataclasses import replace as dc_replace
+
+    from indexer.product import Product
+    from ranker.rerank.cache import CachedReranker
+
+    class Counting(CheapFirst):
+        def __init__(self):
+            self.pairs = 0
+
+        def score(self, query, products):
+            self.pairs += len(products)
+            return super().score(query, products)
+
+    inner = Counting()
+    cached = CachedReranker(inner, 100)
+    products = [Product(f"c{i}", f"cable {i}", price=float(10 * i)) for i in range(5)]
+    want = CheapFirst().score("cable", products)
+    assert cached.name == "cheap"
+    assert cached.score("cable", products).tolist() == pytest.approx(want.tolist())
+    assert cached.score("cable", products).tolist() == pytest.approx(want.tolist())
+    assert inner.pairs == 5  # the second time from the cache
+    cached.score("usb cable", products[:2])
+    assert inner.pairs == 7  # another query: scored anew
+    retitled = dc_replace(products[0], title="cable 0 braided")
+    cached.score("cable", [retitled, *products[1:]])
+    assert inner.pairs == 8  # only the product whose text changed
 
 
 def test_feature_sets_for_selection():

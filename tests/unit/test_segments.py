@@ -17,9 +17,9 @@ from indexer.embedding.embedders import HashingEmbedder
 from indexer.pipeline import build_index
 from indexer.product import Product
 from ranker.base import Filters
+from ranker.retrieval import segments
 from ranker.retrieval.bm25 import BestFieldBM25, BM25Index
 from ranker.retrieval.embedded import EmbeddedBackend
-from ranker.retrieval import segments
 from ranker.retrieval.segments import analyze_product
 
 EMB = HashingEmbedder(dimension=16)
