@@ -266,6 +266,14 @@ def _scenario(name: str) -> str:
     return re.sub(r" ×\d+ workers$", "", name.removesuffix(" (opensearch)")).removesuffix(" uncached")
 
 
+def _cache(row: dict) -> str:
+    """The result-cache column: only the embedded backend has one (OpenSearch answers are never
+    cached: other processes write to the node)."""
+    if row.get("backend", "embedded") != "embedded":
+        return "–"
+    return CACHE.get(row.get("result_cache"), "none yet")
+
+
 def serving(res: Results) -> str:
     rel, rrel = "serve_load/serve_load.json", "recommend/recommend.json"
     d, rec = res(rel), res(rrel)
@@ -276,7 +284,7 @@ def serving(res: Results) -> str:
             SCENARIOS.get(_scenario(r["scenario"]), r["scenario"]),
             r.get("backend", "embedded"),
             "–" if _scenario(r["scenario"]).startswith("node-") else str(r.get("workers", 1)),
-            CACHE.get(r.get("result_cache"), "none yet"),
+            _cache(r),
             str(r["connections"]),
             f"{ok_rps(r):.1f}",
         ]
@@ -304,11 +312,20 @@ def serving(res: Results) -> str:
         "the 200s count as req/s here (the latencies are of every answer); the 100 queries repeat, so with "
         "the result cache on all but their first pass are cache hits (`off`: every search through the pipeline)"
         + "".join(
-            f"; the first search after `/readyz`{' (' + str(r['workers']) + ' workers)' if r.get('workers', 1) > 1 else ''} "
+            f"; the first search after `/readyz`{' (' + str(r['workers']) + ' workers)' if r.get('workers', 1) > 1 else ''}"
+            f"{' on OpenSearch' if r['scenario'].endswith('(opensearch)') else ''} "
             f"took {r['latency_ms']:.0f} ms"
             for r in first
         )
         + writes
+        + (
+            "; the cross-encoder rows serve `full` with an int8 ONNX cross-encoder from `shoprank train "
+            "reranker --folds 0` (trained for these latency rows; its quality is the cross-validated one "
+            "above) reading the first pass's top 30 (`SHOPRANK_RERANK_TOP`), scores cached per query and "
+            "product text"
+            if any("+ce" in r["scenario"] for r in rows)
+            else ""
+        )
         + ":\n\n"
         + table(
             [

@@ -270,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             httpx.get(base + first, timeout=60).raise_for_status()
             ms = round((time.perf_counter() - t) * 1000.0, 1)
             first_row = FIRST + (f" ×{args.workers} workers" if args.workers > 1 else "")
+            first_row += " (opensearch)" if args.backend == "opensearch" else ""
             rows.append(
                 {
                     "scenario": first_row,
+                    "backend": args.backend,
                     "connections": 1,
                     "workers": args.workers,
                     "latency_ms": ms,
