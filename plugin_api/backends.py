@@ -53,7 +53,9 @@ def _opensearch_store(s: Settings) -> IndexStore:
 def _opensearch_backend(s: Settings) -> SearchBackend:
     from ranker.retrieval.opensearch import OpenSearchBackend
 
-    return OpenSearchBackend(_client(s), alias=s.index_alias)
+    return OpenSearchBackend(
+        _client(s), alias=s.index_alias, record_cache_size=s.opensearch_record_cache_size
+    )
 
 
 def review_prior(s: Settings) -> ReviewPrior:

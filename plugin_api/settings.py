@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     backend: Literal["embedded", "opensearch"] = "embedded"
     opensearch_url: str = "http://127.0.0.1:9200"
     opensearch_timeout_s: float = Field(10.0, gt=0, le=300)
+    # candidates' records and vectors kept per document version (_primary_term, _seq_no); 0: off
+    opensearch_record_cache_size: int = Field(100_000, ge=0, le=10_000_000)
     index_alias: str = Field("shoprank-products", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
     # OpenSearch product index built by `shoprank index`: primary shards, and replicas per shard
     # (unset: one on a cluster, none on a single node, following the node count)

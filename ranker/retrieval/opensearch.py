@@ -31,6 +31,7 @@ from indexer.schema import (
     product_from_document,
 )
 from ranker.base import Filters, Scored
+from ranker.retrieval.records import Record, RecordCache, version_of
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class OpenSearchBackend:
         field_boosts: Mapping[str, float] = DEFAULT_FIELD_BOOSTS,
         synonym_weight: float = DEFAULT_SYNONYM_WEIGHT,
         ef_search: int = DEFAULT_EF_SEARCH,
+        record_cache_size: int = 0,
     ):
         if ef_search < 1:
             raise BadInputError("ef_search must be >= 1")
@@ -100,6 +102,8 @@ class OpenSearchBackend:
         self.client = client
         self.alias = alias
         self.url = client_url(client)
+        # candidates' records and vectors by document version (0: every fetch reads the sources)
+        self.records = RecordCache(record_cache_size) if record_cache_size > 0 else None
 
     # -- request bodies -----------------------------------------------------------------------
     def multi_match(
@@ -299,6 +303,10 @@ class OpenSearchBackend:
         return out
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if self.records is not None:
+            return {
+                i: r.vector for i, r in self._records(ids, "reading vectors").items() if r.vector is not None
+            }
         out: dict[str, np.ndarray] = {}
         for d in self._mget(ids, "reading vectors", _source_includes=VECTOR_FIELD):
             vec = (d.get("_source") or {}).get(VECTOR_FIELD)
@@ -307,10 +315,39 @@ class OpenSearchBackend:
         return out
 
     def fetch(self, ids: Sequence[str]) -> dict[str, Product]:
+        if self.records is not None:
+            return {i: r.product for i, r in self._records(ids, "fetching products").items()}
         return {
             str(d["_id"]): product_from_document(d["_source"])
             for d in self._mget(ids, "fetching products", _source_excludes=VECTOR_FIELD)
         }
+
+    def _records(self, ids: Sequence[str], action: str) -> dict[str, Record]:
+        """The found products' records and vectors: each document's version read without its
+        source, the source read only for the ones the cache does not hold at that version."""
+        assert self.records is not None
+        out: dict[str, Record] = {}
+        stale: list[str] = []
+        for d in self._mget(ids, action, _source="false"):
+            pid, version = str(d["_id"]), version_of(d)
+            got = self.records.get(pid, version) if version is not None else None
+            if got is None:
+                stale.append(pid)
+            else:
+                out[pid] = got
+        for d in self._mget(stale, action):
+            src = d.get("_source") or {}
+            pid, version = str(d["_id"]), version_of(d)
+            vec = src.get(VECTOR_FIELD)
+            record = Record(
+                version or (-1, -1),
+                product_from_document(src),
+                None if vec is None else np.asarray(vec, dtype=np.float32),
+            )
+            if version is not None:
+                self.records.put(pid, record)
+            out[pid] = record
+        return {i: out[i] for i in dict.fromkeys(str(i) for i in ids) if i in out}
 
     def naming_documents(self) -> Iterator[tuple[list[list[str]], list[str], tuple[str, str]]]:
         """Every product's words, (naming fields' words before stemming, the other text fields'

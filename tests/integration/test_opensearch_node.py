@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -212,6 +213,22 @@ def test_upsert_and_delete(fresh):
     assert "p01" not in ids(backend.lexical("laptop", 5, Filters()))
     with pytest.raises(BadInputError):
         store.upsert([changed], np.zeros((1, DIM + 1), dtype=np.float32))
+
+
+def test_cached_records_follow_every_write_on_the_node(fresh, client):
+    """The record cache reads versions from the real node: a product written since is served as
+    written, one deleted is gone, and an unchanged one comes from the cache (same object)."""
+    store, _ = fresh
+    backend = OpenSearchBackend(client, store.alias, record_cache_size=100)
+    first = backend.fetch(["p12", "p01"])
+    assert set(first) == {"p12", "p01"} and backend.fetch(["p01"])["p01"] is first["p01"]
+    vec = backend.vectors(["p12"])["p12"]
+    assert vec.shape == (DIM,) and vec.dtype == np.float32
+    changed = replace(first["p12"], price=1.0, title="Seagate IronWolf Pro")
+    assert store.upsert([changed], embed([changed])).ok
+    assert backend.fetch(["p12"])["p12"] == changed
+    assert store.delete(["p01"]).deleted == 1
+    assert backend.fetch(["p01", "p12"]) == {"p12": changed}
 
 
 def test_rebuild_swaps_alias_and_prunes(client, request):

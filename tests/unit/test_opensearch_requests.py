@@ -675,6 +675,42 @@ def test_vectors_and_fetch_use_mget() -> None:
     assert backend.fetch([]) == {} and len(node.calls) == 2
 
 
+def test_fetch_and_vectors_read_each_source_once_per_document_version() -> None:
+    """With the record cache, a fetch asks the node for the documents' versions only (no
+    sources) and reads the sources of the ones it does not hold at that version: a product
+    written since (its _seq_no moved) is read again, one deleted is gone."""
+    b_doc = document(PRODUCTS[1], [0.0, 1.0, 0.0, 0.0])
+    c_doc = document(PRODUCTS[2], [0.0, 0.0, 1.0, 0.0])
+
+    def head(pid: str, seq: int) -> dict:
+        return {"_id": pid, "found": True, "_primary_term": 1, "_seq_no": seq}
+
+    def full(pid: str, seq: int, src: dict) -> dict:
+        return {**head(pid, seq), "_source": src}
+
+    node = FakeNode().on(
+        "POST",
+        f"/{ALIAS}/_mget",
+        (200, {"docs": [head("b", 3), head("c", 4), {"_id": "x", "found": False}]}),
+        (200, {"docs": [full("b", 3, b_doc), full("c", 4, c_doc)]}),
+        (200, {"docs": [head("b", 3), head("c", 4)]}),
+        (200, {"docs": [head("b", 3), head("c", 9)]}),
+        (200, {"docs": [full("c", 9, c_doc)]}),
+        (200, {"docs": [head("c", 9), {"_id": "b", "found": False}]}),
+    )
+    backend = OpenSearchBackend(fake_client(node), record_cache_size=10)
+    assert backend.fetch(["b", "c", "x"]) == {"b": PRODUCTS[1], "c": PRODUCTS[2]}
+    assert node.calls[0].body == {"ids": ["b", "c", "x"]} and node.calls[0].params == {"_source": "false"}
+    assert node.calls[1].body == {"ids": ["b", "c"]} and node.calls[1].params == {}
+    vecs = backend.vectors(["c", "b"])  # the versions only: both held
+    assert list(vecs) == ["c", "b"] and vecs["b"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert len(node.calls) == 3
+    assert backend.fetch(["b", "c"]) == {"b": PRODUCTS[1], "c": PRODUCTS[2]}
+    assert node.calls[4].body == {"ids": ["c"]}  # c was written since: read again
+    assert backend.fetch(["b", "c"]) == {"c": PRODUCTS[2]}  # b deleted since
+    assert len(node.calls) == 6
+
+
 # -- errors and client ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("failure", "words"),
