@@ -590,11 +590,26 @@ def test_what_a_search_reads_is_built_before_the_service_is_ready(index_dir, tmp
     assert services.events.queries(["warm up"]) == {}
 
 
+def _count_full_searches(services) -> list[str]:
+    """The queries the `full` pipeline runs from now on (a cache hit runs none)."""
+    from types import MappingProxyType
+
+    inner = services.searchers["full"]
+    calls: list[str] = []
+
+    class Counting:
+        def search(self, req, opts=None):
+            calls.append(req.query)
+            return inner.search(req, opts)
+
+    services.searchers = MappingProxyType({**services.searchers, "full": Counting()})
+    return calls
+
+
 def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(index_dir, tmp_path):
     """A repeated anonymous search is answered from the cache with the same results the pipeline
     gives; a shopper's own request goes to the pipeline, and so does the first search a refresh
     interval after a product write, a review or an event (within it, the cached answer stands)."""
-    from types import MappingProxyType
 
     from indexer.product import Product
     from indexer.reviews import Review
@@ -603,15 +618,7 @@ def test_anonymous_searches_come_from_the_result_cache_until_the_shop_changes(in
     s = _settings(index_dir, tmp_path)
     assert s.result_cache_size > 0  # on by default
     services = build_services(s)
-    inner = services.searchers["full"]
-    calls = []
-
-    class Counting:
-        def search(self, req, opts=None):
-            calls.append(req.query)
-            return inner.search(req, opts)
-
-    services.searchers = MappingProxyType({**services.searchers, "full": Counting()})
+    calls = _count_full_searches(services)
     assert services.results.refresh_s == 1.0  # the default
     now = [0.0]
     services.results.clock = lambda: now[0]
@@ -663,21 +670,12 @@ def test_a_price_or_stock_write_keeps_cached_rankings_and_shows_the_new_record(i
     record in it; a search that does filter or prefer on price is answered anew (once the
     refresh interval passes), and every answer is the one an uncached service gives."""
     from dataclasses import replace
-    from types import MappingProxyType
 
     from ranker.base import Filters, SearchOptions, SearchRequest
 
     s = _settings(index_dir, tmp_path)
     services = build_services(s)
-    inner = services.searchers["full"]
-    calls = []
-
-    class Counting:
-        def search(self, req, opts=None):
-            calls.append(req.query)
-            return inner.search(req, opts)
-
-    services.searchers = MappingProxyType({**services.searchers, "full": Counting()})
+    calls = _count_full_searches(services)
     now = [0.0]
     services.results.clock = lambda: now[0]
 
