@@ -7,7 +7,10 @@
 2. reads the whole body within ``read_timeout_s`` or answers 408 and closes the connection;
 3. only then asks :class:`Admission` for one of ``max_inflight`` slots (a short FIFO queue of
    ``max_queued`` requests waits up to ``queue_wait_s``; the rest get 429 with Retry-After after
-   a short hold), so a stalled upload never holds a slot and admitted requests stay fast;
+   a short hold), so a stalled upload never holds a slot and admitted requests stay fast. Reads
+   (GET, HEAD, a POST search) and writes (product, event, review and erasure requests) have
+   pools of their own: a busy storefront never locks out the shop's price updates, and writes
+   waiting on the disk's fsync hold no search's slot;
 4. replays the buffered body to the app and records the request in the metrics.
 
 :class:`DeadlineH11Protocol` is uvicorn's h11 protocol with one more rule: a connection must send
@@ -50,6 +53,8 @@ RETRY_AFTER_S = 1
 REFUSAL_HOLD_S = 0.25
 # Probes and scrapes stay answerable under overload (they are cheap and carry no body).
 UNMETERED_PATHS = frozenset({"/healthz", "/metrics"})
+# requests that change nothing although their method could (admitted with the reads)
+READ_POSTS = frozenset({"/v1/search"})
 # Request heads (request line + headers) over this many bytes get 400 from h11.
 MAX_HEAD_BYTES = 16 * 1024
 # The status the metrics record for a client that left while sending its body (nginx's 499).
@@ -225,7 +230,8 @@ class Guard:
         self.limits = limits
         self.error = error
         self.observe = observe
-        self.admission = Admission(limits.max_inflight, limits.max_queued, limits.queue_wait_s)
+        self.admission = Admission(limits.max_inflight, limits.max_queued, limits.queue_wait_s)  # reads
+        self.write_admission = Admission(limits.max_inflight, limits.max_queued, limits.queue_wait_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -284,7 +290,8 @@ class Guard:
         if scope["path"] in UNMETERED_PATHS:
             await self.app(scope, receive, send)
             return
-        outcome = await self.admission.acquire()
+        admission = self.admission if _reads(scope) else self.write_admission
+        outcome = await admission.acquire()
         if outcome == "full":
             # Clients that retry at once (no back-off) would otherwise turn refusals into a CPU
             # storm that starves the admitted requests: each waits a moment for its 429.
@@ -294,7 +301,12 @@ class Guard:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.admission.release()
+            admission.release()
+
+
+def _reads(scope: Scope) -> bool:
+    """Whether a request only reads (its admission pool)."""
+    return scope["method"] in ("GET", "HEAD") or scope["path"] in READ_POSTS
 
 
 class DeadlineH11Protocol(H11Protocol):

@@ -297,3 +297,50 @@ def test_requests_over_the_slots_wait_in_a_short_queue_and_the_rest_get_429(inde
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert "retry" in refused.json()["error"]
     assert got["first"].status_code == 200 and got["queued"].status_code == 200
+
+
+@pytest.mark.parametrize("held", ["search", "write"])
+def test_reads_and_writes_are_admitted_apart(index_dir, tmp_path, held):
+    """Searches that fill every slot do not lock out the shop's product writes (price updates
+    stream in while the storefront is busy), and writes waiting on the disk hold no search's slot."""
+    s = _settings(index_dir, tmp_path, max_inflight=1, max_queued=0, queue_wait_s=1)
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow(settings: Settings) -> Services:
+        services = build_services(settings)
+        name = "search" if held == "search" else "upsert_products"
+        real = getattr(services, name)
+
+        def blocking(*a, **kw):
+            entered.set()
+            gate.wait(30)
+            return real(*a, **kw)
+
+        setattr(services, name, blocking)
+        return services
+
+    product = {"title": "Admission test cable", "price": 3.0}
+    auth = {"X-API-Key": KEY}
+    got: dict = {}
+    with TestClient(create_app(s, build=slow)) as c:
+
+        def hold() -> None:
+            if held == "search":
+                got["held"] = c.get("/v1/search", params={"q": "laptop"})
+            else:
+                got["held"] = c.put("/v1/products/adm-1", json=product, headers=auth)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        assert entered.wait(30)
+        if held == "search":
+            other = c.put("/v1/products/adm-1", json=product, headers=auth)
+            same = c.post("/v1/search", json={"q": "cable"})  # a POST search is a read
+        else:
+            other = c.get("/v1/search", params={"q": "cable"})
+            same = c.delete("/v1/products/adm-1", headers=auth)
+        gate.set()
+        t.join(30)
+    assert other.status_code == 200, other.text
+    assert same.status_code == 429  # its own kind is still bounded
+    assert got["held"].status_code == 200
