@@ -94,6 +94,14 @@ def _stock(p: Product) -> int:
     return -1 if p.in_stock is None else int(p.in_stock)
 
 
+def _filter_columns(products: Sequence[Product]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What filters read of each product: lower-cased brand, price (NaN: none), stock (-1: unknown)."""
+    brand = np.asarray([p.brand.lower() for p in products], dtype=object)
+    price = np.asarray([_price(p) for p in products], dtype=np.float64)
+    stock = np.asarray([_stock(p) for p in products], dtype=np.int8)
+    return brand, price, stock
+
+
 class _Rows:
     """Products with their vectors and analyzed text, and what filters and lookups need."""
 
@@ -103,9 +111,7 @@ class _Rows:
         self.terms = list(terms)
         self.ids = [p.id for p in self.products]
         self.pos = {pid: i for i, pid in enumerate(self.ids)}
-        self.brand = np.asarray([p.brand.lower() for p in self.products], dtype=object)
-        self.price = np.asarray([_price(p) for p in self.products], dtype=np.float64)
-        self.stock = np.asarray([_stock(p) for p in self.products], dtype=np.int8)
+        self.brand, self.price, self.stock = _filter_columns(self.products)
         self.ean: dict[str, int] = {}
         for i, p in enumerate(self.products):
             for e in p.ean:
@@ -170,10 +176,7 @@ class Patches:
     def __init__(self, records: Mapping[int, Product] | None = None):
         self.records = dict(records or {})
         self.rows = np.fromiter(self.records, dtype=np.intp, count=len(self.records))
-        products = list(self.records.values())
-        self.brand = np.asarray([p.brand.lower() for p in products], dtype=object)
-        self.price = np.asarray([_price(p) for p in products], dtype=np.float64)
-        self.stock = np.asarray([_stock(p) for p in products], dtype=np.int8)
+        self.brand, self.price, self.stock = _filter_columns(list(self.records.values()))
 
     def __len__(self) -> int:
         return len(self.records)
