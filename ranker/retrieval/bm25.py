@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from indexer.errors import BadInputError
+from ranker.retrieval.tokens import TokenTable
 
 
 @dataclass(frozen=True)
@@ -47,21 +48,41 @@ class BM25Index:
         boosts: Mapping[str, float],
         params: BM25Params | None = None,
     ):
-        self.params = params or BM25Params()
-        self.boosts = dict(boosts)
-        self.n_docs = len(docs)
-        self.df: dict[str, np.ndarray] = {}  # per field, aligned with ``vocab``
-        self.total_length: dict[str, float] = {}
-        self.mean_idf: dict[str, float] = {}  # okapi's floor of negative idf
         vocab: dict[str, int] = {}
         flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # field → (term id per token, doc lengths)
-        for f in self.boosts:
-            lengths = np.fromiter((len(d.get(f, ())) for d in docs), dtype=np.int64, count=self.n_docs)
+        for f in boosts:
+            lengths = np.fromiter((len(d.get(f, ())) for d in docs), dtype=np.int64, count=len(docs))
             tokens = [t for d in docs for t in d.get(f, ())]
             ids = np.fromiter(
                 (vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int64, count=len(tokens)
             )
             flat[f] = (ids, lengths)
+        self._build(len(docs), vocab, flat, boosts, params)
+
+    @classmethod
+    def of_tokens(
+        cls, table: TokenTable, boosts: Mapping[str, float], params: BM25Params | None = None
+    ) -> BM25Index:
+        """The index of a segment's :class:`~ranker.retrieval.tokens.TokenTable` (its vocabulary
+        shared, not copied): the same scores as built from the terms themselves."""
+        self = cls.__new__(cls)
+        self._build(len(table), table.vocab, {f: table.flat(f) for f in boosts}, boosts, params)
+        return self
+
+    def _build(
+        self,
+        n_docs: int,
+        vocab: dict[str, int],
+        flat: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        boosts: Mapping[str, float],
+        params: BM25Params | None,
+    ) -> None:
+        self.params = params or BM25Params()
+        self.boosts = dict(boosts)
+        self.n_docs = n_docs
+        self.df: dict[str, np.ndarray] = {}  # per field, aligned with ``vocab``
+        self.total_length: dict[str, float] = {}
+        self.mean_idf: dict[str, float] = {}  # okapi's floor of negative idf
         self.vocab = vocab
         total = None
         for f, boost in self.boosts.items():
@@ -188,6 +209,19 @@ class BestFieldBM25:
         self.fields: tuple[str, ...] = tuple(fields)
         self.n_docs = len(docs)
         self._per_field: list[BM25Index] = [BM25Index(docs, {f: 1.0}, params) for f in self.fields]
+
+    @classmethod
+    def of_tokens(
+        cls, table: TokenTable, fields: Sequence[str], params: BM25Params | None = None
+    ) -> BestFieldBM25:
+        """The strict leg over a :class:`~ranker.retrieval.tokens.TokenTable` (one shared vocabulary)."""
+        if not fields:
+            raise BadInputError("the strict keyword match needs at least one field")
+        self = cls.__new__(cls)
+        self.fields = tuple(fields)
+        self.n_docs = len(table)
+        self._per_field = [BM25Index.of_tokens(table, {f: 1.0}, params) for f in self.fields]
+        return self
 
     def document_scores(self, doc: Mapping[str, Sequence[str]]) -> dict[str, float]:
         """Term → best-field score of ``doc`` as one more document of this index (see

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -32,14 +33,13 @@ from indexer.schema import COMBINED_FIELD, COMBINED_SOURCES, STRICT_FIELDS, text
 from ranker.base import Filters
 from ranker.retrieval.ann import AnnParams, HnswIndex
 from ranker.retrieval.bm25 import BestFieldBM25, BM25Index, BM25Params
+from ranker.retrieval.tokens import Terms, TokenTable
 
 # a filter that lets this share of the base through is searched in the graph (post-filtered);
 # a more selective one exactly over the rows it allows (cheap, since they are few)
 ANN_MIN_SHARE = 0.3
 # this many patched base rows are folded into the base's records (O(catalog) copies, no analysis)
 FOLD_PATCHES = 512
-
-Terms = dict[str, list[str]]
 
 
 def analyze_product(p: Product) -> Terms:
@@ -103,12 +103,11 @@ def _filter_columns(products: Sequence[Product]) -> tuple[np.ndarray, np.ndarray
 
 
 class _Rows:
-    """Products with their vectors and analyzed text, and what filters and lookups need."""
+    """Products with their vectors, and what filters and lookups need."""
 
-    def __init__(self, products: Sequence[Product], vectors: np.ndarray, terms: Sequence[Terms]):
+    def __init__(self, products: Sequence[Product], vectors: np.ndarray):
         self.products = list(products)
         self.vectors = np.asarray(vectors, dtype=np.float32)
-        self.terms = list(terms)
         self.ids = [p.id for p in self.products]
         self.pos = {pid: i for i, pid in enumerate(self.ids)}
         self.brand, self.price, self.stock = _filter_columns(self.products)
@@ -125,16 +124,29 @@ class _Rows:
 
 
 class Segment(_Rows):
-    """The base: its BM25 and strict-leg indexes built over all its rows; never changed once built."""
+    """The base: its analyzed text (a :class:`TokenTable`), BM25 and strict-leg indexes built over
+    all its rows; never changed once built."""
 
     def __init__(
-        self, products: Sequence[Product], vectors: np.ndarray, terms: Sequence[Terms], scoring: Scoring
+        self,
+        products: Sequence[Product],
+        vectors: np.ndarray,
+        tokens: TokenTable,
+        scoring: Scoring,
+        graphs: Path | None = None,
     ):
-        super().__init__(products, vectors, terms)
-        self.bm25 = BM25Index(self.terms, scoring.field_boosts, scoring.params)
-        self.strict = BestFieldBM25(self.terms, STRICT_FIELDS, scoring.params)
+        super().__init__(products, vectors)
+        self.tokens = tokens
+        self.bm25 = BM25Index.of_tokens(tokens, scoring.field_boosts, scoring.params)
+        self.strict = BestFieldBM25.of_tokens(tokens, STRICT_FIELDS, scoring.params)
         ann = scoring.ann
-        self.ann = HnswIndex(self.vectors, ann) if ann is not None and len(self) >= ann.min_rows else None
+        self.ann: HnswIndex | None = None
+        if ann is not None and len(self) >= ann.min_rows:  # from ``graphs`` when saved there
+            self.ann = (
+                HnswIndex(self.vectors, ann)
+                if graphs is None
+                else HnswIndex.cached(self.vectors, ann, graphs)
+            )
 
     def bm25_scores(self, terms: Sequence[str]) -> np.ndarray:
         return self.bm25.scores(terms)
@@ -148,7 +160,8 @@ class Segment(_Rows):
         p = w.product
         return (
             p is not None
-            and w.terms == self.terms[i]
+            and w.terms is not None
+            and self.tokens.same(i, w.terms)
             and p.brand.lower() == self.brand[i]
             and tuple(p.ean) == tuple(self.products[i].ean)
             and w.vector is not None
@@ -218,7 +231,8 @@ class Delta(_Rows):
     def __init__(self, rows: Sequence[DeltaRow], dimension: int):
         self.rows = tuple(rows)
         vectors = np.vstack([r.vector for r in rows]) if rows else np.zeros((0, dimension), np.float32)
-        super().__init__([r.product for r in rows], vectors, [r.terms for r in rows])
+        super().__init__([r.product for r in rows], vectors)
+        self.terms = [r.terms for r in rows]
 
     def bm25_scores(self, terms: Sequence[str]) -> np.ndarray:
         return np.asarray([sum(r.lexical.get(t, 0.0) for t in terms) for r in self.rows], dtype=np.float32)
@@ -256,9 +270,11 @@ class View:
     _live: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, snap: EmbeddedSnapshot, scoring: Scoring) -> View:
-        """The view of a snapshot read from disk: everything in the base, indexes built."""
-        base = Segment(snap.products, snap.vectors, [analyze_product(p) for p in snap.products], scoring)
+    def of(cls, snap: EmbeddedSnapshot, scoring: Scoring, graphs: Path | None = None) -> View:
+        """The view of a snapshot read from disk: everything in the base, indexes built (its
+        vector graph, if it gets one, saved in and loaded from ``graphs``)."""
+        tokens = TokenTable.of(analyze_product(p) for p in snap.products)
+        base = Segment(snap.products, snap.vectors, tokens, scoring, graphs)
         return cls.based_on(base, snap.stamp, snap.manifest, scoring)
 
     @classmethod
@@ -319,7 +335,7 @@ class View:
         """Every served product with its vector and analyzed text, base rows first."""
         patched = self.patches.records
         for i in np.flatnonzero(~self.dead).tolist():
-            yield patched.get(i) or self.base.products[i], self.base.vectors[i], self.base.terms[i]
+            yield patched.get(i) or self.base.products[i], self.base.vectors[i], self.base.tokens.terms(i)
         yield from zip(self.delta.products, self.delta.vectors, self.delta.terms, strict=True)
 
     # -- scores over every row --------------------------------------------------------------
@@ -418,8 +434,10 @@ class View:
     def merged(self) -> View:
         """The same state with every served row in a new base (the delta folded in, statistics
         exact again). O(catalog): run it off the request path."""
-        items = list(self.items())
-        dim = self.manifest.dimension
-        vectors = np.vstack([v for _, v, _ in items]) if items else np.zeros((0, dim), np.float32)
-        base = Segment([p for p, _, _ in items], vectors, [t for _, _, t in items], self.scoring)
+        keep = np.flatnonzero(~self.dead)
+        patched = self.patches.records
+        products = [patched.get(i) or self.base.products[i] for i in keep.tolist()] + self.delta.products
+        vectors = np.concatenate([self.base.vectors[keep], self.delta.vectors])
+        tokens = self.base.tokens.take(keep).extended(self.delta.terms).compacted()
+        base = Segment(products, vectors, tokens, self.scoring)
         return View.based_on(base, self.stamp, self.manifest, self.scoring)
