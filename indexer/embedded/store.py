@@ -104,6 +104,11 @@ class EmbeddedStore:
     def _vdir(self, version: str) -> Path:
         return self.versions_dir / version
 
+    def derived_dir(self, version: str) -> Path:
+        """Where an engine serving ``version`` keeps what it derived from it (a vector graph, with
+        its own manifest); removed with the version, never read by the store."""
+        return self._vdir(version) / "derived"
+
     def _log_path(self, version: str) -> Path:
         return self._vdir(version) / "updates.jsonl"
 

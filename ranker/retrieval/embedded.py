@@ -105,7 +105,7 @@ class EmbeddedBackend:
         snap = store.load()
         self._fit = _fit(snap.manifest)
         self._bases = itertools.count(1)  # each base built gets the next: a ranking state's first part
-        self._view = self._new_base(View.of(snap, self.scoring))
+        self._view = self._new_base(View.of(snap, self.scoring, self.store.derived_dir(snap.version)))
         log.info("embedded backend: %d products, version %s", len(snap.products), snap.version)
 
     # -- state ------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class EmbeddedBackend:
             )
         self._refused = None
         self._replay = None  # a merge under way was of the old state: it gives up
-        self._view = self._new_base(View.of(snap, self.scoring))
+        self._view = self._new_base(View.of(snap, self.scoring, self.store.derived_dir(snap.version)))
         return self._view
 
     def _new_base(self, view: View) -> View:

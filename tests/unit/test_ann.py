@@ -108,3 +108,67 @@ def test_rows_replaced_or_deleted_after_the_graph_was_built_are_never_returned(t
     graph.merge()  # a new base (and graph) over what is served now
     assert graph._view.base.ann is not None and graph.count() == 1500
     assert graph.knn(q, 1, Filters())[0].id == "fresh"
+
+
+# -- the graph of a loaded version is saved beside it and loaded at the next start-up -----------
+def _ann_logs(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ranker.retrieval.ann"]
+
+
+def test_the_graph_is_saved_with_the_version_and_loaded_next_time(tmp_path, caplog):
+    products = [Product(f"a{i}", f"item {i}") for i in range(1200)]
+    build_index(products, EmbeddedStore(tmp_path), EMB)
+    params = AnnParams(min_rows=1000)
+    queries = EMB.encode([f"query {j}" for j in range(10)])
+    caplog.set_level("INFO", logger="ranker.retrieval.ann")
+    first = EmbeddedBackend(EmbeddedStore(tmp_path), ann=params, merge_min=10**9)
+    assert any("built and saved" in m for m in _ann_logs(caplog))
+    caplog.clear()
+    second = EmbeddedBackend(EmbeddedStore(tmp_path), ann=params, merge_min=10**9)
+    assert any("loaded the HNSW graph" in m for m in _ann_logs(caplog))
+    for q in queries:
+        assert [s.id for s in second.knn(q, 50, Filters())] == [s.id for s in first.knn(q, 50, Filters())]
+
+    # other parameters, or other vectors (a write in the log moves a row's vector): rebuilt
+    caplog.clear()
+    EmbeddedBackend(EmbeddedStore(tmp_path), ann=AnnParams(min_rows=1000, m=8), merge_min=10**9)
+    assert any("built and saved" in m for m in _ann_logs(caplog))
+    second.upsert([Product("a5", "something else")], EMB.encode(["something else"]))
+    caplog.clear()
+    EmbeddedBackend(EmbeddedStore(tmp_path), ann=params, merge_min=10**9)
+    assert any("built and saved" in m for m in _ann_logs(caplog))
+
+
+def test_a_damaged_graph_file_is_rebuilt_not_trusted(tmp_path, caplog):
+    products = [Product(f"a{i}", f"item {i}") for i in range(1200)]
+    build_index(products, EmbeddedStore(tmp_path), EMB)
+    store = EmbeddedStore(tmp_path)
+    params = AnnParams(min_rows=1000)
+    good = EmbeddedBackend(store, ann=params, merge_min=10**9)
+    graph = store.derived_dir(store.require_version()) / "hnsw.bin"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    caplog.set_level("INFO", logger="ranker.retrieval.ann")
+    again = EmbeddedBackend(store, ann=params, merge_min=10**9)
+    logs = _ann_logs(caplog)
+    assert any("does not match its manifest" in m for m in logs) and any("built and saved" in m for m in logs)
+    q = EMB.encode(["item 7"])[0]
+    assert [s.id for s in again.knn(q, 20, Filters())] == [s.id for s in good.knn(q, 20, Filters())]
+
+
+def test_a_folder_it_cannot_write_still_serves(tmp_path, monkeypatch, caplog):
+    from ranker.retrieval.ann import HnswIndex
+
+    products = [Product(f"a{i}", f"item {i}") for i in range(1200)]
+    build_index(products, EmbeddedStore(tmp_path), EMB)
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(HnswIndex, "_save", staticmethod(refuse))
+    caplog.set_level("WARNING", logger="ranker.retrieval.ann")
+    backend = EmbeddedBackend(EmbeddedStore(tmp_path), ann=AnnParams(min_rows=1000), merge_min=10**9)
+    assert backend._view.base.ann is not None
+    assert any("could not save" in m for m in _ann_logs(caplog))
+    assert backend.knn(EMB.encode(["item 7"])[0], 1, Filters())[0].id == "a7"
