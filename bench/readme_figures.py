@@ -369,7 +369,9 @@ def scale(res: Results) -> str:
         [
             f"{r['products']:,}",
             f"{r['load_s']:.0f}",
+            f"{r['restart_s']:.0f}" if "restart_s" in r else "–",
             f"{r['rss_mb']:,}",
+            f"{r['max_rss_mb']:,}" if "restart_s" in r else "–",
             f"{r['disk_mb']:,}",
             pp(r["lexical"]),
             pp(r["strict"]),
@@ -387,7 +389,9 @@ def scale(res: Results) -> str:
             [
                 "products",
                 "load s",
+                "restart s",
                 "RSS MB",
+                "peak RSS MB",
                 "disk MB",
                 "lexical p50 / p95 ms",
                 "strict",
