@@ -284,7 +284,8 @@ class EmbeddedStore:
         log_bytes = self.log_bytes(version)
         try:
             with open(d / "products.jsonl", encoding="utf-8") as fh:
-                products = [Product.from_dict(json.loads(line)) for line in fh if line.strip()]
+                shared: dict[str, str] = {}
+                products = [Product.from_dict(json.loads(line), shared) for line in fh if line.strip()]
             vectors = np.load(d / "vectors.npy")
         except (OSError, ValueError, KeyError) as exc:
             raise IndexMismatchError(
@@ -301,27 +302,35 @@ class EmbeddedStore:
                 f"{manifest.dimension}; rebuild it with `shoprank index`"
             )
         by_id = {p.id: i for i, p in enumerate(products)}
-        rows = list(vectors)
-        alive = [True] * len(products)
+        n = len(products)
+        changed: dict[int, np.ndarray] = {}  # row → its new vector (rows from ``n`` on: appended)
+        dead: set[int] = set()
         for w in self._writes(version):
-            if w.product is not None:
-                if w.id in by_id:
-                    i = by_id[w.id]
-                    products[i], rows[i], alive[i] = w.product, w.vector, True
-                else:
-                    by_id[w.id] = len(products)
+            if w.product is not None and w.vector is not None:
+                i = by_id.setdefault(w.id, len(products))
+                if i == len(products):
                     products.append(w.product)
-                    rows.append(w.vector)
-                    alive.append(True)
-            elif w.id in by_id:
-                alive[by_id[w.id]] = False
-        keep = [i for i, a in enumerate(alive) if a]
-        mat = (
-            np.vstack([rows[i] for i in keep]).astype(np.float32)
-            if keep
-            else np.zeros((0, manifest.dimension), np.float32)
-        )
-        return EmbeddedSnapshot(version, manifest, [products[i] for i in keep], mat, log_bytes)
+                else:
+                    products[i] = w.product
+                changed[i] = w.vector
+                dead.discard(i)
+            elif w.product is None and w.id in by_id:
+                dead.add(by_id[w.id])
+        if changed or dead:  # the built matrix is not copied row by row (a million rows: 1.5 GB)
+            added = len(products) - n
+            mat = (
+                np.concatenate([vectors, np.zeros((added, manifest.dimension), np.float32)])
+                if added
+                else vectors
+            )
+            for i, v in changed.items():
+                mat[i] = v
+            if dead:
+                keep = np.setdiff1d(np.arange(len(products)), np.fromiter(dead, dtype=np.int64))
+                mat = mat[keep]
+                products = [products[i] for i in keep.tolist()]
+            vectors = mat
+        return EmbeddedSnapshot(version, manifest, products, np.asarray(vectors, dtype=np.float32), log_bytes)
 
     def writes_since(self, version: str, offset: int) -> list[Write]:
         """The upserts/deletes appended to ``version``'s log after it was ``offset`` bytes long

@@ -1,4 +1,5 @@
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -69,6 +70,56 @@ def test_upsert_delete_log_survives_reload(tmp_path):
     assert snap.vectors.shape == (3, 16)
     reloaded = EmbeddedBackend(EmbeddedStore(tmp_path))
     assert [s.id for s in reloaded.lexical("gadget", 5, backend_filters())] == ["id9"]
+
+
+def test_replaying_the_log_gives_each_row_its_last_write(tmp_path):
+    """The log replayed onto the built matrix in place (not copied row by row): updated rows keep
+    their place with their new vector, new rows come after, deleted ones go, a deleted then
+    re-written row comes back where it was."""
+    store = EmbeddedStore(tmp_path)
+    base = _products(5)
+    build_index(base, store, EMB)
+    built = store.load().vectors.copy()
+    writes = [
+        Product("id1", "Renamed product one", brand="Acme", price=1.5),
+        Product("id7", "Brand new", brand="Acme"),
+        Product("id8", "Another new", brand="Acme"),
+    ]
+    vec = EMB.encode([p.embedding_text() for p in writes])
+    store.upsert(writes, vec)
+    store.delete(["id3", "id8", "id4"])
+    store.upsert([Product("id4", "Back again", brand="Acme")], EMB.encode(["Back again"]))
+    snap = store.load()
+    assert [p.id for p in snap.products] == ["id0", "id1", "id2", "id4", "id7"]
+    assert [p.title for p in snap.products][1::2] == ["Renamed product one", "Back again"]
+    assert snap.vectors.dtype == np.float32
+    np.testing.assert_array_equal(snap.vectors[[0, 2]], built[[0, 2]])
+    np.testing.assert_array_equal(snap.vectors[1], vec[0])
+    np.testing.assert_array_equal(snap.vectors[3], EMB.encode(["Back again"])[0])
+    np.testing.assert_array_equal(snap.vectors[4], vec[1])
+    assert store.load().products == snap.products  # reading again changes nothing on disk
+
+
+def test_a_catalog_read_shares_equal_short_strings(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    products = [
+        Product(f"id{i}", f"Product {i}", brand="Acme", category="Cables", attributes={"colour": "Black"})
+        for i in range(3)
+    ]
+    build_index(products, store, EMB)
+    got = store.load().products
+    assert got == products  # the same values
+    assert len({id(p.brand) for p in got}) == 1 and len({id(p.category) for p in got}) == 1
+    assert len({id(next(iter(p.attributes))) for p in got}) == 1
+    assert len({id(p.attributes["colour"]) for p in got}) == 1
+    assert catalog_hash(got) == catalog_hash(products)
+    a = got[0].attributes
+    assert a == {"colour": "Black"} and {"colour": "Black"} == a and a.get("size") is None
+    assert got[1].attributes._names is a._names  # the names held once for the catalog
+    with pytest.raises(TypeError):
+        a["colour"] = "Red"  # read-only, as a frozen product's attributes should be
+    assert pickle.loads(pickle.dumps(got[0])) == got[0]
+    assert Product.from_dict(got[0].to_dict()) == got[0]
 
 
 def backend_filters():
