@@ -172,3 +172,21 @@ def test_a_folder_it_cannot_write_still_serves(tmp_path, monkeypatch, caplog):
     assert backend._view.base.ann is not None
     assert any("could not save" in m for m in _ann_logs(caplog))
     assert backend.knn(EMB.encode(["item 7"])[0], 1, Filters())[0].id == "a7"
+
+
+def test_the_search_ef_grows_with_the_graph():
+    p = AnnParams()
+    assert [p.ef_for(n) for n in (1_000, 200_000, 250_000, 500_000, 1_000_000, 5_000_000)] == [
+        256,
+        256,
+        256,
+        512,
+        1024,
+        1024,
+    ]
+    assert AnnParams(ef=64, ef_rows=1000, ef_max=100).ef_for(10_000) == 100
+    from ranker.retrieval.ann import HnswIndex
+
+    vecs = EMB.encode([f"item {i}" for i in range(300)])
+    small = HnswIndex(vecs, AnnParams(min_rows=1, ef=16, ef_rows=100, ef_max=40))
+    assert small.ef == 40 and len(small.search(vecs[0], 100)[0]) == 40  # k is capped at ef
