@@ -85,7 +85,9 @@ def pipeline_parts(
     if with_reranker and s.reranker_path is not None:
         from ranker.rerank.registry import open_reranker
 
-        reranker = open_reranker(s.reranker_path, runtime=s.reranker_runtime, device=s.device)
+        reranker = open_reranker(
+            s.reranker_path, runtime=s.reranker_runtime, device=s.device, threads=s.model_threads
+        )
         if s.rerank_cache_size:
             from ranker.rerank.cache import CachedReranker
 

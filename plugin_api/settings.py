@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     event_ttl_days: float = Field(365.0, ge=0, le=36500)  # events (and so profiles) older go; 0 keeps all
     # how often a serving process deletes events past event_ttl_days (a scheduled task)
     event_expiry_every_s: float = Field(3600.0, gt=0, le=86400)
-    # threads of each onnxruntime session (the query embedder) per process; None: the machine's
+    # threads of each onnxruntime session (query embedder, cross-encoder) per process; None: the machine's
     # cores (up to 4); `serve --workers N` gives each worker its share of the cores
     model_threads: int | None = Field(None, ge=1, le=256)
     event_sync_s: float = Field(10.0, ge=0, le=3600)  # OpenSearch: fold in other workers' events this often

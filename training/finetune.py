@@ -47,10 +47,17 @@ class TrainConfig:
     # fresh embeddings; the word-embedding matrix then learns at ``embedding_lr_scale`` × lr.
     extra_tokens: tuple[str, ...] = ()
     embedding_lr_scale: float = 20.0
+    # Keep only the bottom N transformer layers of the base model (None: all of them). Dropping the
+    # top layers is the cheapest of the layer-dropping strategies that keeps accuracy (Sajjad et
+    # al., "On the effect of dropping layers of pre-trained transformer models", 2023); the cost of
+    # a pair falls with the layers (bench/rerank_depth.py measures both sides).
+    layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_length < 8:
             raise BadInputError("need epochs >= 1, batch_size >= 1, lr > 0 and max_length >= 8")
+        if self.layers is not None and self.layers < 1:
+            raise BadInputError("layers must be at least 1 (or None: all of the base model's)")
 
 
 @dataclass
@@ -218,10 +225,25 @@ def _check_texts(first: Sequence[str], second: Sequence[str] | None, labels: Seq
 
 
 def _run_key(data_hash: str, cfg: TrainConfig) -> str:
-    """The hash of the data and the settings (not the device): a checkpoint resumes only under it."""
-    return hashlib.sha256(
-        json.dumps([data_hash, asdict(cfg) | {"device": None}], sort_keys=True).encode()
-    ).hexdigest()
+    """The hash of the data and the settings (not the device): a checkpoint resumes only under it.
+    ``layers`` enters only when set, so models trained before it existed keep their names."""
+    settings = asdict(cfg) | {"device": None}
+    if settings["layers"] is None:
+        del settings["layers"]
+    return hashlib.sha256(json.dumps([data_hash, settings], sort_keys=True).encode()).hexdigest()
+
+
+def keep_layers(net: Any, n: int) -> None:
+    """Cut ``net`` (a Hugging Face encoder model) to its bottom ``n`` transformer layers, in place;
+    its config says so, so the saved model loads with ``n`` layers."""
+    import torch
+
+    encoder = getattr(net, net.base_model_prefix).encoder
+    have = len(encoder.layer)
+    if not 1 <= n <= have:
+        raise BadInputError(f"layers must be between 1 and {have} (the base model's layers), got {n}")
+    encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:n])
+    net.config.num_hidden_layers = n
 
 
 def _prepare_model(cfg: TrainConfig, device: str, base_model_path: str | Path | None) -> tuple[Any, int]:
@@ -229,6 +251,8 @@ def _prepare_model(cfg: TrainConfig, device: str, base_model_path: str | Path | 
     tokens were added."""
     model = load_base_model(cfg.max_length, device, base_model_path)
     net = model[0].auto_model
+    if cfg.layers is not None:
+        keep_layers(net, cfg.layers)
     added = extend_vocabulary(model.tokenizer, net, cfg.extra_tokens, cfg.seed)
     net.to(device)
     net.train()

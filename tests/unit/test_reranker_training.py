@@ -177,3 +177,73 @@ def test_onnx_export_is_checked_at_load(exported, tmp_path):
     shutil.rmtree(copy / "onnx")
     with pytest.raises(IndexMismatchError, match="shoprank export --reranker"):
         open_reranker(copy, runtime="onnx")
+
+
+def test_a_shallower_cross_encoder_keeps_its_bottom_layers_and_exports(tmp_path, fixture_products, minilm):
+    from safetensors.torch import load_file
+
+    from ranker.rerank.registry import open_reranker
+    from training.export import export_cross_encoder
+    from training.finetune import load_base_model
+    from training.reranker import TrainConfig, train_reranker
+
+    cfg = TrainConfig(
+        epochs=8,
+        batch_size=8,
+        lr=1e-4,
+        max_length=48,
+        device="cpu",
+        max_steps=40,
+        checkpoint_every=0,
+        layers=2,
+    )
+    out = tmp_path / "two"
+    train_reranker(_pairs(fixture_products), out, cfg, data_sources={"fixture": 60})
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    weights = load_file(str(out / "model" / "model.safetensors"))
+    assert not any(".layer.2." in k for k in weights) and any(".layer.1." in k for k in weights)
+    reranker = CrossEncoderReranker(out, device="cpu")
+    assert reranker.manifest.train_config["layers"] == 2
+    by_id = {p.id: p for p in fixture_products}
+    prods = [by_id[i] for i in ("p16", "p17", "p27", "p05")]
+    scores = reranker.score("printer", prods)
+    assert min(scores[:2]) > max(scores[2:])
+    export_cross_encoder(out)
+    fp32 = open_reranker(out, runtime="onnx", device="cpu").score("printer", prods)
+    np.testing.assert_allclose(fp32, scores, atol=1e-4)
+    # the untouched base model still has its 6 layers; a cut beyond them is refused
+    assert load_base_model(48, "cpu")[0].auto_model.config.num_hidden_layers == 6
+    with pytest.raises(BadInputError, match="between 1 and 6"):
+        train_reranker(_pairs(fixture_products), tmp_path / "nine", TrainConfig(device="cpu", layers=9))
+
+
+def test_the_layer_setting_leaves_older_model_names_alone():
+    from training.finetune import TrainConfig, _run_key
+
+    # the name of a 6-layer run is what it was before ``layers`` existed (caches and exports use it)
+    assert _run_key("d", TrainConfig()) == _run_key("d", TrainConfig(layers=None))
+    assert _run_key("d", TrainConfig()) != _run_key("d", TrainConfig(layers=2))
+    with pytest.raises(BadInputError, match="layers must be at least 1"):
+        TrainConfig(layers=0)
+
+
+def test_the_served_cross_encoder_takes_the_processs_thread_share(exported, tmp_path):
+    """`serve --workers N` gives each worker SHOPRANK_MODEL_THREADS; the cross-encoder's session
+    must keep to it (it took every core in each worker, so N workers ran N × cores threads)."""
+    from plugin_api.backends import pipeline_parts
+    from plugin_api.settings import Settings
+
+    out, _ = exported
+    s = Settings(
+        data_dir=tmp_path,
+        reranker_path=out,
+        reranker_runtime="onnx-int8",
+        model_threads=1,
+        device="cpu",
+        query_understanding=False,
+    )
+    parts = pipeline_parts(s, retriever=None, with_reranker=True)  # type: ignore[arg-type]
+    inner = getattr(parts.reranker, "inner", parts.reranker)
+    session = inner.load()
+    assert session.get_session_options().intra_op_num_threads == 1
